@@ -1,0 +1,135 @@
+"""``seqrec prepare | train | evaluate``: thin command line over the library; MLproject calls it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from seqrec.data import DataError
+
+# Defaults live in TrainConfig only; the parser reads them from there.
+_TRAIN_HELP = {
+    "hidden": "recurrent units",
+    "embedding": "item embedding size",
+    "dropout": "dropout rate after the recurrent layer",
+    "max_len": "training window length (items); evaluation always reads the full history",
+    "batch_size": "examples per batch",
+    "lr": "peak Adam learning rate (cosine decay over the epochs)",
+    "epochs": "maximum epochs; the best validation epoch is kept",
+    "cell": "recurrent cell: gru or lstm",
+    "regime": "all_steps (loss at every step of max_len windows) or paper (one random cut per user)",
+    "seed": "random seed (numpy, Python, TensorFlow)",
+    "patience": "epochs without validation sps improvement before stopping",
+    "k": "cut-off of the ranking metrics",
+}
+
+
+def _integer(text: str) -> int:
+    """An int that also accepts "50.0": MLproject has no integer type, so numbers may arrive as floats."""
+    value = float(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def _add_data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="auto",
+                        help="split directory (*_set_sequences), a raw ratings file/directory to prepare, or 'auto' "
+                             "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from seqrec.train import REGIMES, TrainConfig
+
+    parser = argparse.ArgumentParser(prog="seqrec", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser("prepare", help="turn a raw MovieLens ratings file into the sequences split")
+    prepare.add_argument("ratings", type=Path, help="ratings.dat (UserID::MovieID::Rating::Timestamp) or CSV/TSV")
+    prepare.add_argument("out", type=Path, help="output split directory")
+    prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
+    prepare.add_argument("--n-val", type=_integer, default=500)
+    prepare.add_argument("--n-test", type=_integer, default=500)
+    prepare.add_argument("--seed", type=_integer, default=0)
+
+    train = commands.add_parser("train", help="train RNN-CCE in an MLflow run and evaluate it on the test users")
+    _add_data_argument(train)
+    for spec in fields(TrainConfig):
+        kind = _integer if isinstance(spec.default, int) else type(spec.default)
+        choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES)}.get(spec.name)
+        train.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=spec.default,
+                           choices=choices, help=f"{_TRAIN_HELP[spec.name]} (default: {spec.default})")
+    train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test (or validation) users")
+    evaluate.add_argument("--model", required=True, help="a .keras file or an MLflow model URI (models:/seqrec@champion)")
+    _add_data_argument(evaluate)
+    evaluate.add_argument("--users", choices=["test", "val"], default="test")
+    evaluate.add_argument("--k", type=_integer, default=10)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser
+
+
+def _load(data: str):
+    from seqrec.data import load_split
+    from seqrec.prepare import resolve_data
+
+    return load_split(resolve_data(None if data == "auto" else data))
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from seqrec.prepare import prepare_split
+
+    out = prepare_split(args.ratings, args.out, movies_path=args.movies, n_val=args.n_val, n_test=args.n_test,
+                        seed=args.seed)
+    print(f"prepared split in {out}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from seqrec.train import TrainConfig, train_run
+
+    try:
+        config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
+    except ValueError as error:
+        raise DataError("seqrec train", None, "valid training parameters", str(error)) from None
+    train_run(config, _load(args.data), output=args.output)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from seqrec.evaluate import check_catalogue, evaluate_users, format_table, load_model
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = load_model(args.model)
+    except MlflowException as error:
+        raise DataError(args.model, None, "a saved model (a .keras file, runs:/ or models:/ URI)",
+                        error.message) from None
+    split = _load(args.data)
+    check_catalogue(model, split, args.model)
+    if not 1 <= args.k <= split.n_items:
+        raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(args.k))
+    users = split.test if args.users == "test" else split.val
+    metrics = evaluate_users(model, users, args.k, split.item_popularity)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"prepare": _prepare, "train": _train, "evaluate": _evaluate}[args.command]
+    try:
+        handler(args)
+    except DataError as error:
+        print(f"seqrec {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

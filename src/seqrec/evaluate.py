@@ -1,0 +1,81 @@
+"""The paper's evaluation: each user's first half goes in, the second half is the goal.
+
+The whole input half is fed to the recurrent net (not only the last ``max_len`` items it was
+trained on): the state after the full history is the better summary of the user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.data import DataError, Sequences, Split, pad_left, split_half
+from seqrec.metrics import ranking_metrics, top_k
+from seqrec.model import keras, n_items_of
+
+
+def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64) -> np.ndarray:
+    """Next-item logits (users x items) after each user's full input history.
+
+    Users are batched by similar length so that short histories are not padded to the longest one.
+    """
+    order = np.argsort(inputs.lengths, kind="stable")
+    scores = np.empty((len(inputs), n_items_of(model)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = Sequences(inputs.user_ids[rows], *_gather(inputs, rows))
+        scores[rows] = np.asarray(model(pad_left(batch), training=False))
+    return scores
+
+
+def _gather(sequences: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items, ratings and offsets of the chosen users (vectorised CSR row gather)."""
+    lengths = sequences.lengths[rows]
+    starts = np.repeat(sequences.offsets[rows], lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    index = starts + within
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return sequences.items[index], sequences.ratings[index], offsets
+
+
+def recommend(model: keras.Model, inputs: Sequences, k: int = 10, batch_size: int = 64) -> np.ndarray:
+    """Top-k item ids per user, never recommending an item of the user's input."""
+    return top_k(score_users(model, inputs, batch_size), k, exclude=inputs)
+
+
+def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,
+                   batch_size: int = 64) -> dict[str, float]:
+    """All ranking metrics at k for the given (validation or test) users under the half split."""
+    inputs, goals = split_half(users)
+    return ranking_metrics(recommend(model, inputs, k, batch_size), goals, n_items_of(model), popularity)
+
+
+def check_catalogue(model: keras.Model, split: Split, source: str) -> None:
+    """Refuse to score a split whose item catalogue differs from the model's output layer."""
+    if n_items_of(model) != split.n_items:
+        raise DataError(split.directory, None,
+                        f"a split with the {n_items_of(model)}-item catalogue that model {source} was trained on",
+                        f"{split.n_items} items")
+
+
+def load_model(uri: str) -> keras.Model:
+    """A saved scoring model from a ``.keras`` file, a run/registry URI (``models:/seqrec@champion``)."""
+    path = Path(uri)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise DataError(path, None, "a saved .keras model file", "no such file")
+        return keras.models.load_model(path, compile=False)
+    import mlflow.keras  # an edge: only model URIs need MLflow
+
+    return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False})
+
+
+def format_table(metrics: dict[str, float], title: str = "") -> str:
+    """Two-column text table; rates in percent, item coverage as a count."""
+    lines = [title] if title else []
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        shown = f"{value:.0f}" if name == "item_coverage" else f"{100 * value:6.2f} %"
+        lines.append(f"{name:<{width}}  {shown:>9}")
+    return "\n".join(lines)

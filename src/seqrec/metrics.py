@@ -1,0 +1,77 @@
+"""Ranking metrics of the paper's protocol, computed for all users at once.
+
+Every function takes the top-k recommendation matrix (users x k, best first) and the users' goal
+items (a CSR :class:`~seqrec.data.Sequences`, first goal item first). Metric names follow the paper:
+sps@k (short-term prediction success: the *first* goal item is in the top-k), recall@k, precision@k,
+ndcg@k, mrr@k, user coverage (share of users with at least one hit), item coverage (number of
+distinct correctly recommended items) and blockbuster share (share of hits that are among the 1 %
+most popular training items).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seqrec.data import Sequences
+
+
+def top_k(scores: np.ndarray, k: int, exclude: Sequences | None = None) -> np.ndarray:
+    """Indices of the k best items per row, best first; items in ``exclude`` (the inputs) never appear."""
+    n_users, n_items = scores.shape
+    if not 1 <= k <= n_items:
+        raise ValueError(f"k must be between 1 and the number of items ({n_items}), got {k}")
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if exclude is not None:
+        scores[exclude.row_of_interaction(), exclude.items] = -np.inf
+    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
+
+
+def hit_matrix(recommended: np.ndarray, goals: Sequences, n_items: int) -> np.ndarray:
+    """Boolean (users x k): is the recommendation at each rank one of the user's goal items?"""
+    goal_mask = np.zeros((len(goals), n_items), dtype=bool)
+    goal_mask[goals.row_of_interaction(), goals.items] = True
+    return np.take_along_axis(goal_mask, recommended, axis=1)
+
+
+def top_popular(popularity: np.ndarray, share: float = 0.01) -> np.ndarray:
+    """Ids of the ``share`` most popular items (at least one): the paper's "blockbusters"."""
+    count = max(1, int(round(share * len(popularity))))
+    return np.argsort(-popularity, kind="stable")[:count]
+
+
+def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
+                    popularity: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics at k = ``recommended.shape[1]`` as fractions in [0, 1] (item coverage is a count).
+
+    Users with an empty goal are not allowed: the half split always leaves at least one goal item.
+    """
+    k = recommended.shape[1]
+    lengths = goals.lengths
+    if len(goals) == 0 or lengths.min() == 0:
+        raise ValueError("every evaluated user needs at least one goal item")
+    hits = hit_matrix(recommended, goals, n_items)
+    first_goal = goals.items[goals.offsets[:-1]]
+    n_hits = hits.sum(axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(lengths, k) - 1]
+    ranks = np.argmax(hits, axis=1) + 1
+    metrics = {
+        f"sps@{k}": float(np.mean(np.any(recommended == first_goal[:, None], axis=1))),
+        f"recall@{k}": float(np.mean(n_hits / lengths)),
+        f"precision@{k}": float(np.mean(n_hits / k)),
+        f"ndcg@{k}": float(np.mean((hits * discounts).sum(axis=1) / ideal)),
+        f"mrr@{k}": float(np.mean(np.where(n_hits > 0, 1.0 / ranks, 0.0))),
+        "user_coverage": float(np.mean(n_hits > 0)),
+        "item_coverage": float(len(np.unique(recommended[hits]))),
+    }
+    if popularity is not None:
+        blockbusters = np.isin(recommended[hits], top_popular(popularity))
+        metrics["blockbuster_share"] = float(blockbusters.mean()) if blockbusters.size else 0.0
+    return metrics
+
+
+def mlflow_name(metric: str, prefix: str = "") -> str:
+    """MLflow refuses '@' in metric keys: ``sps@10`` is logged as ``sps_at_10``."""
+    return prefix + metric.replace("@", "_at_")

@@ -1,0 +1,228 @@
+"""Training of RNN-CCE: batches, validation-ranking callback, the fit loop and its MLflow run.
+
+Two regimes:
+
+* ``all_steps`` (default): every epoch each training sequence is cut into windows of ``max_len``
+  transitions at a fresh random offset, and the loss is taken at every step (teacher forcing),
+  so each transition is seen exactly once per epoch.
+* ``paper``: as the authors' code, one random cut per user and epoch; the net predicts the item
+  right after the cut from (at most ``max_len``) items before it, from its last state only.
+
+The epoch kept is the one with the best validation sps@k (Keras ``EarlyStopping`` with
+``restore_best_weights`` plus a ``ModelCheckpoint`` of it on disk).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.data import Sequences, Split
+from seqrec.evaluate import evaluate_users, format_table
+from seqrec.metrics import mlflow_name
+from seqrec.model import build_model, keras, scoring_model
+
+REGIMES = ("all_steps", "paper")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; logged as MLflow params as is."""
+
+    hidden: int = 256
+    embedding: int = 128
+    dropout: float = 0.2
+    max_len: int = 50
+    batch_size: int = 64
+    lr: float = 2e-3
+    epochs: int = 12
+    cell: str = "gru"
+    regime: str = "all_steps"
+    seed: int = 0
+    patience: int = 3
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forcing windows: inputs ``item + 1`` and next-item targets, each (windows x max_len).
+
+    Each user's transitions are tiled into consecutive windows starting at a random offset, so
+    every transition is used once per epoch and window borders move from epoch to epoch.
+    Unused cells are 0 in the inputs (masked by the embedding, hence ignored by the loss).
+    """
+    lengths = sequences.lengths
+    transitions = np.maximum(lengths - 1, 0)
+    shift = rng.integers(0, max_len, size=len(sequences))  # empty leading cells of the first window
+    n_windows = np.where(transitions > 0, (transitions + shift - 1) // max_len + 1, 0)
+    first_window = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
+    is_source = sequences.positions() < np.repeat(transitions, lengths)  # every item but each user's last
+    source = np.flatnonzero(is_source)
+    row = sequences.row_of_interaction()[source]
+    shifted = sequences.positions()[source] + shift[row]
+    window = first_window[row] + shifted // max_len
+    column = shifted % max_len
+    inputs = np.zeros((int(n_windows.sum()), max_len), dtype=np.int32)
+    targets = np.zeros_like(inputs)
+    inputs[window, column] = sequences.items[source] + 1
+    targets[window, column] = sequences.items[source + 1]
+    return inputs, targets
+
+
+def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's regime: one random cut per user; inputs (users x max_len), targets (users,)."""
+    lengths = sequences.lengths
+    cut = rng.integers(1, np.maximum(lengths, 2))  # predict position `cut` from the items before it
+    positions = sequences.positions()
+    before = np.repeat(cut, lengths) - positions  # 1 for the item right before the cut
+    keep = (before >= 1) & (before <= max_len)
+    inputs = np.zeros((len(sequences), max_len), dtype=np.int32)
+    inputs[sequences.row_of_interaction()[keep], max_len - before[keep]] = sequences.items[keep] + 1
+    targets = sequences.items[sequences.offsets[:-1] + np.minimum(cut, lengths - 1)].astype(np.int32)
+    return inputs, targets
+
+
+class TrainingBatches(keras.utils.PyDataset):
+    """Examples of one regime, re-sampled and shuffled at the end of every epoch."""
+
+    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int):
+        super().__init__()
+        self.sequences, self.config = sequences, config
+        self.make = window_examples if config.regime == "all_steps" else cut_examples
+        self.rng = np.random.default_rng(seed)
+        if config.regime == "all_steps":  # fewest windows any offset can give: a fixed epoch length
+            n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
+        else:
+            n_examples = len(sequences)
+        self.n_batches = max(1, math.ceil(n_examples / config.batch_size))
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        inputs, targets = self.make(self.sequences, self.config.max_len, self.rng)
+        order = self.rng.permutation(len(inputs))
+        self.inputs, self.targets = inputs[order], targets[order]
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = slice(index * self.config.batch_size, (index + 1) * self.config.batch_size)
+        return self.inputs[batch], self.targets[batch]
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        """Next-item targets trained on per epoch (padding excluded)."""
+        used = self.inputs[: self.n_batches * self.config.batch_size]
+        return int(used[:, -1].size if self.config.regime == "paper" else np.count_nonzero(used))
+
+
+class RankingValidation(keras.callbacks.Callback):
+    """Adds validation ranking metrics (``val_sps_at_10``, ...) to the epoch logs.
+
+    Must come before the callbacks that read them (MLflow logging, early stopping, checkpoint).
+    """
+
+    def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None):
+        super().__init__()
+        self.users, self.k, self.popularity = users, k, popularity
+        self.scorer: keras.Model | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.scorer is None:
+            self.scorer = scoring_model(self.model)
+        else:
+            self.scorer.set_weights(self.model.get_weights())
+        metrics = evaluate_users(self.scorer, self.users, self.k, self.popularity)
+        if logs is not None:
+            logs.update({mlflow_name(name, "val_"): value for name, value in metrics.items()})
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model  # last-step scoring model with the best validation epoch's weights
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based
+    train_seconds: float
+    tokens_per_second: float
+    extra: dict = field(default_factory=dict)
+
+
+def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
+        verbose: int = 2) -> TrainResult:
+    """Train on the training users, select the epoch on validation sps@k; no MLflow here."""
+    keras.utils.set_random_seed(config.seed)
+    batches = TrainingBatches(split.train, config, seed=config.seed)
+    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+                        return_sequences=config.regime == "all_steps")
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
+                                                      alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    monitor = mlflow_name(f"sps@{config.k}", "val_")
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
+                                                   restore_best_weights=True)
+    all_callbacks = [
+        RankingValidation(split.val, config.k, split.item_popularity),
+        keras.callbacks.ModelCheckpoint(workdir / "best_epoch.keras", monitor=monitor, mode="max",
+                                        save_best_only=True),
+        early_stopping,
+        *(callbacks or []),
+    ]
+    started = time.perf_counter()
+    history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose)
+    seconds = time.perf_counter() - started
+    epochs_run = len(history.history["loss"])
+    return TrainResult(
+        model=scoring_model(model),
+        history=history.history,
+        best_epoch=early_stopping.best_epoch + 1,
+        train_seconds=seconds,
+        tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
+    )
+
+
+def train_run(config: TrainConfig, split: Split, output: Path | None = None) -> dict[str, float]:
+    """One MLflow run: params, per-epoch curves, best-epoch model, test metrics and data stats."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with mlflow.start_run(run_name=f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"), \
+            tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        mlflow.log_params({**asdict(config), "data": str(split.directory), "n_items": split.n_items,
+                           "n_train_users": len(split.train)})
+        if split.stats_path is not None:
+            mlflow.log_artifact(str(split.stats_path), artifact_path="data")
+        result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback()])
+        test = evaluate_users(result.model, split.test, config.k, split.item_popularity)
+        mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
+                            "train_tokens_per_second": result.tokens_per_second})
+        model_file = workdir / "best_model.keras"
+        result.model.save(model_file)
+        mlflow.log_artifact(str(model_file))
+        example = np.array([[0, 0, 1, 2, 3]], dtype=np.int32)
+        signature = infer_signature(example, np.asarray(result.model(example)))
+        # no input_example: mlflow 3.17's Keras flavour fails writing it (the serving pyfunc logs one)
+        mlflow.keras.log_model(result.model, name="model", signature=signature)
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            result.model.save(output)
+    print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
+    return {**test, "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
+            "train_tokens_per_second": result.tokens_per_second}

@@ -1,0 +1,64 @@
+"""Shared fixtures: a small synthetic split that a tiny RNN can learn in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqrec.data import ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, Sequences, write_sequences
+
+SHARED_SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml1m-split"
+
+
+def synthetic_sequences(n_users: int, n_items: int, rng: np.random.Generator, first_user: int = 0) -> Sequences:
+    """Users walk the catalogue in steps of +1 (mostly) or +2 from a random start: learnable order."""
+    sequences = []
+    for _ in range(n_users):
+        length = int(rng.integers(12, 30))
+        steps = np.where(rng.random(length) < 0.85, 1, 2)
+        sequences.append(((rng.integers(0, n_items) + np.cumsum(steps)) % n_items).tolist())
+    ratings = [rng.integers(1, 6, size=len(s)).tolist() for s in sequences]
+    return Sequences.from_lists(sequences, list(range(first_user, first_user + n_users)), ratings)
+
+
+def write_synthetic_split(directory: Path, n_train: int = 120, n_val: int = 20, n_test: int = 20,
+                          n_items: int = 40, seed: int = 0) -> Path:
+    """Write a complete split directory (sequences, stats, item mapping) like the authors' layout."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    sets = {
+        "train": synthetic_sequences(n_train, n_items, rng, 0),
+        "val": synthetic_sequences(n_val, n_items, rng, n_train),
+        "test": synthetic_sequences(n_test, n_items, rng, n_train + n_val),
+    }
+    for name, sequences in sets.items():
+        write_sequences(directory / SEQUENCE_FILES[name], sequences)
+    rows = ["set\tn_users\tn_items\tn_interactions\tlongest_sequence",
+            f"Full\t{n_train + n_val + n_test}\t{n_items}\t{sum(len(s.items) for s in sets.values())}\t30"]
+    rows += [f"{name.title()}\t{len(s)}\t{len(np.unique(s.items))}\t{len(s.items)}\t{s.lengths.max()}"
+             for name, s in sets.items()]
+    (directory / STATS_FILE).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    mapping = ["item_index\tmovie_id\ttitle"] + [f"{i}\t{1000 + i}\tMovie {i} (2000)" for i in range(n_items)]
+    (directory / ITEM_MAPPING_FILE).write_text("\n".join(mapping) + "\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def synthetic_split_dir(tmp_path: Path) -> Path:
+    return write_synthetic_split(tmp_path / "split")
+
+
+@pytest.fixture
+def mlflow_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An isolated MLflow store per test (also for subprocesses, through the environment)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)

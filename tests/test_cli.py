@@ -1,0 +1,101 @@
+"""End to end: train -> save -> load in a new process -> evaluate; the MLproject entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from conftest import write_synthetic_split
+from seqrec.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "16", "--embedding", "8", "--max-len", "10", "--batch-size", "16", "--epochs", "2", "--lr", "0.01"]
+
+
+def run_seqrec(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "seqrec", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture
+def trained(synthetic_split_dir, tmp_path, mlflow_tracking, capsys):
+    model_file = tmp_path / "model.keras"
+    assert main(["train", "--data", str(synthetic_split_dir), *TINY, "--output", str(model_file)]) == 0
+    assert "sps@10" in capsys.readouterr().out  # the test metrics are printed at the end
+    run = mlflow.search_runs(output_format="list")[0]
+    return run, model_file
+
+
+def test_train_logs_params_curves_artifacts_and_test_metrics(trained):
+    run, model_file = trained
+    assert run.info.status == "FINISHED"
+    assert run.data.params["hidden"] == "16" and run.data.params["regime"] == "all_steps"
+    assert {"data", "seed", "lr", "max_len", "dropout", "cell", "epochs", "batch_size", "embedding"} <= set(run.data.params)
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_sps_at_10")] == [0, 1]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+    assert 0.0 <= run.data.metrics["test_sps_at_10"] <= 1.0 and "test_recall_at_10" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"best_model.keras", "data"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "data")] == ["data/stats"]
+    assert model_file.is_file()
+
+
+def test_evaluate_in_a_new_process_reproduces_the_logged_metric(trained, synthetic_split_dir):
+    run, model_file = trained
+    for model in (str(model_file), f"runs:/{run.info.run_id}/model"):
+        result = run_seqrec("evaluate", "--model", model, "--data", str(synthetic_split_dir), "--json")
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads(result.stdout.strip().splitlines()[-1])
+        assert metrics["sps@10"] == pytest.approx(run.data.metrics["test_sps_at_10"])
+        assert metrics["recall@10"] == pytest.approx(run.data.metrics["test_recall_at_10"])
+
+
+def test_evaluate_refuses_another_catalogue(trained, tmp_path):
+    _, model_file = trained
+    other = write_synthetic_split(tmp_path / "other", n_items=41)
+    result = run_seqrec("evaluate", "--model", str(model_file), "--data", str(other))
+    assert result.returncode == 2
+    assert "40-item catalogue" in result.stderr and "41 items" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_data_is_one_clear_line(tmp_path):
+    (tmp_path / "train_set_sequences").write_text("0 1 5\n1 2\n")
+    for name in ("val_set_sequences", "test_set_sequences"):
+        (tmp_path / name).write_text("2 1 5 \n")
+    result = run_seqrec("train", "--data", str(tmp_path), "--epochs", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'train_set_sequences'}:2: expected" in result.stderr
+
+
+def test_help_lists_every_command():
+    result = run_seqrec("--help")
+    assert result.returncode == 0 and all(name in result.stdout for name in ("prepare", "train", "evaluate"))
+    train_help = run_seqrec("train", "--help").stdout
+    assert all(f"--{flag}" in train_help for flag in ("hidden", "max-len", "regime", "cell", "seed", "data"))
+
+
+@pytest.mark.slow
+def test_mlproject_entry_points(synthetic_split_dir, mlflow_tracking, tmp_path):
+    """`mlflow run . --env-manager local` for main (tiny params) then evaluate on its model."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    params = ["-P", f"data={synthetic_split_dir}", "-P", "hidden=16", "-P", "embedding=8", "-P", "epochs=1",
+              "-P", "max_len=10", "-P", "batch_size=16"]
+    trained = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), "--env-manager", "local", *params],
+                             capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.data.params["hidden"] == "16" and "test_sps_at_10" in run.data.metrics
+    evaluated = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "evaluate", "--env-manager",
+                                "local", "-P", f"model=runs:/{run.info.run_id}/model",
+                                "-P", f"data={synthetic_split_dir}"],
+                               capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "sps@10" in evaluated.stdout

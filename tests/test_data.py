@@ -1,0 +1,100 @@
+"""Parsing of the sequences layout (good and malformed), the half split and padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_SPLIT
+from seqrec.data import (DataError, Sequences, load_split, pad_left, read_sequences, split_half,
+                         write_sequences)
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_reads_authors_format_with_trailing_space(tmp_path):
+    path = write(tmp_path / "s", "7 3 5 1 4 2 3 \n8 0 1 \n")
+    sequences = read_sequences(path)
+    assert sequences.user_ids.tolist() == [7, 8]
+    assert sequences.sequence(0).tolist() == [3, 1, 2]
+    assert sequences.ratings.tolist() == [5, 4, 3, 1]
+    assert sequences.lengths.tolist() == [3, 1]
+
+
+def test_write_then_read_round_trip(tmp_path):
+    original = Sequences.from_lists([[4, 2, 9], [1]], [3, 5], [[5, 4.5, 1], [2]])
+    write_sequences(tmp_path / "s", original)
+    assert (tmp_path / "s").read_text().splitlines()[0] == "3 4 5 2 4.5 9 1 "
+    again = read_sequences(tmp_path / "s")
+    np.testing.assert_array_equal(again.items, original.items)
+    np.testing.assert_array_equal(again.ratings, original.ratings)
+    np.testing.assert_array_equal(again.offsets, original.offsets)
+
+
+@pytest.mark.parametrize("text, line, fragment", [
+    ("1 2 3\n4 5\n", 2, "odd number"),
+    ("1 2 3 4\n", 1, "odd number"),
+    ("x 2 3\n", 1, "integer user id"),
+    ("1 2 3\n2 2.5 3\n", 2, "integer item ids"),
+    ("1 2 3 4 five\n", 1, "numeric ratings"),
+    ("1 -2 3\n", 1, "non-negative"),
+    ("1 2 3\n1 4 5\n", 2, "each user once"),
+    ("", 1, "empty file"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, text, line, fragment):
+    path = write(tmp_path / "bad_sequences", text)
+    with pytest.raises(DataError) as error:
+        read_sequences(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}:{line}: expected") and fragment in message
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_sequences(tmp_path / "absent")
+
+
+def test_load_split(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    assert (len(split.train), len(split.val), len(split.test)) == (120, 20, 20)
+    assert split.n_items == 40 and split.catalogue.titles[3] == "Movie 3 (2000)"
+    assert split.item_popularity.sum() == len(split.train.items)
+
+
+def test_val_item_outside_training_catalogue_is_refused(synthetic_split_dir):
+    val = synthetic_split_dir / "val_set_sequences"
+    lines = val.read_text().splitlines()
+    lines[4] = lines[4] + " 40 5 "
+    val.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"val_set_sequences:5: expected item ids inside the training catalogue 0\.\.39"):
+        load_split(synthetic_split_dir)
+
+
+def test_missing_split_files(tmp_path):
+    with pytest.raises(DataError, match="missing train_set_sequences"):
+        load_split(tmp_path)
+
+
+def test_split_half_is_the_papers_cut():
+    users = Sequences.from_lists([[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11]])
+    inputs, goals = split_half(users)
+    assert [inputs.sequence(i).tolist() for i in range(3)] == [[1, 2], [6], [8, 9]]
+    assert [goals.sequence(i).tolist() for i in range(3)] == [[3, 4, 5], [7], [10, 11]]
+
+
+def test_pad_left_keeps_latest_items_at_the_end():
+    users = Sequences.from_lists([[1, 2, 3, 4], [5]])
+    np.testing.assert_array_equal(pad_left(users), [[2, 3, 4, 5], [0, 0, 0, 6]])
+    np.testing.assert_array_equal(pad_left(users, max_len=2), [[4, 5], [0, 6]])
+
+
+@pytest.mark.skipif(not SHARED_SPLIT.is_dir(), reason="../shared/data/ml1m-split is absent")
+def test_authors_split_matches_its_stats():
+    split = load_split(SHARED_SPLIT)
+    assert (len(split.train), len(split.val), len(split.test)) == (5040, 500, 500)
+    assert split.n_items == 3706
+    assert (len(split.train.items), len(split.val.items), len(split.test.items)) == (832931, 85924, 81354)
+    assert split.catalogue.movie_ids[0] == 858

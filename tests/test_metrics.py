@@ -1,0 +1,73 @@
+"""Every metric against small hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqrec.data import Sequences
+from seqrec.metrics import hit_matrix, mlflow_name, ranking_metrics, top_k, top_popular
+
+# Three users, six items, top-3 lists. First goal items 2, 4, 3: users 0 and 1 have it in their top-3.
+RECOMMENDED = np.array([[0, 1, 2], [3, 4, 5], [1, 0, 5]])
+GOALS = Sequences.from_lists([[2, 5], [4, 1], [3]])
+POPULARITY = np.array([0, 0, 10, 0, 1, 0])  # item 2 is the single top-1 % item
+
+
+def test_qna_example_sps_at_3_is_two_thirds():
+    metrics = ranking_metrics(RECOMMENDED, GOALS, n_items=6, popularity=POPULARITY)
+    assert round(100 * metrics["sps@3"], 2) == 66.67
+
+
+def test_every_metric_by_hand():
+    metrics = ranking_metrics(RECOMMENDED, GOALS, n_items=6, popularity=POPULARITY)
+    ndcg_user0 = (1 / np.log2(4)) / (1 + 1 / np.log2(3))  # hit at rank 3, two goal items
+    ndcg_user1 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))  # hit at rank 2, two goal items
+    assert metrics == pytest.approx({
+        "sps@3": 2 / 3,
+        "recall@3": (1 / 2 + 1 / 2 + 0) / 3,
+        "precision@3": 2 / 9,
+        "ndcg@3": (ndcg_user0 + ndcg_user1) / 3,
+        "mrr@3": (1 / 3 + 1 / 2) / 3,
+        "user_coverage": 2 / 3,
+        "item_coverage": 2,  # items 2 and 4
+        "blockbuster_share": 1 / 2,  # of the hits {2, 4}, item 2 is a blockbuster
+    })
+
+
+def test_perfect_and_empty_rankings():
+    goals = Sequences.from_lists([[0, 1], [2]])
+    perfect = ranking_metrics(np.array([[0, 1], [2, 3]]), goals, n_items=4)
+    assert perfect["sps@2"] == perfect["ndcg@2"] == perfect["mrr@2"] == perfect["user_coverage"] == 1.0
+    assert perfect["recall@2"] == 1.0 and perfect["precision@2"] == 0.75
+    late = ranking_metrics(np.array([[3, 1], [0, 1]]), goals, n_items=4)  # only a later goal item is hit
+    assert late["sps@2"] == 0.0 and late["recall@2"] == 0.25 and late["item_coverage"] == 1
+
+
+def test_sps_only_counts_the_first_goal_item():
+    goals = Sequences.from_lists([[5, 0]])
+    metrics = ranking_metrics(np.array([[0, 1]]), goals, n_items=6)
+    assert metrics["sps@2"] == 0.0 and metrics["recall@2"] == 0.5
+
+
+def test_top_k_orders_and_excludes_inputs():
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]])
+    inputs = Sequences.from_lists([[1], [0, 3]])
+    np.testing.assert_array_equal(top_k(scores, 2), [[1, 3], [0, 1]])
+    np.testing.assert_array_equal(top_k(scores, 3, exclude=inputs), [[3, 2, 0], [1, 2, 0]])
+    with pytest.raises(ValueError, match="k must be between 1 and the number of items"):
+        top_k(scores, 5)
+
+
+def test_hit_matrix_and_top_popular():
+    np.testing.assert_array_equal(hit_matrix(RECOMMENDED, GOALS, 6), [[0, 0, 1], [0, 1, 0], [0, 0, 0]])
+    assert top_popular(np.arange(300)).tolist() == [299, 298, 297]  # 1 % of 300 items
+
+
+def test_empty_goal_is_refused():
+    with pytest.raises(ValueError, match="at least one goal item"):
+        ranking_metrics(np.array([[0]]), Sequences.from_lists([[]]), n_items=2)
+
+
+def test_mlflow_metric_names():
+    assert mlflow_name("sps@10", "val_") == "val_sps_at_10"
