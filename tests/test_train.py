@@ -7,8 +7,9 @@ import pytest
 
 from seqrec.data import Sequences, load_split
 from seqrec.evaluate import evaluate_users
-from seqrec.model import build_model, scoring_model
-from seqrec.train import TrainConfig, TrainingBatches, cut_examples, fit, window_examples
+from seqrec.model import build_model, keras, scoring_model
+from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
+                          window_examples)
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -17,12 +18,35 @@ USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 t
 def test_windows_use_every_transition_once(seed):
     inputs, targets = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
     used = inputs > 0
-    pairs = sorted(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
+    assert targets.shape == (*inputs.shape, 1) and np.all((targets[..., 0] >= 0) == used)
+    pairs = sorted(zip((inputs[used] - 1).tolist(), targets[used][:, 0].tolist()))
     assert pairs == [(3, 4), (10, 11), (11, 12), (12, 13), (13, 14), (14, 15), (15, 16)]
     for row_inputs, row_targets in zip(inputs, targets):  # consecutive cells are consecutive items
         real = row_inputs > 0
         assert np.all(np.diff(np.flatnonzero(real)) == 1)
-        np.testing.assert_array_equal(row_inputs[real][1:] - 1, row_targets[real][:-1])
+        np.testing.assert_array_equal(row_inputs[real][1:] - 1, row_targets[real][:-1, 0])
+
+
+def test_lookahead_targets_are_the_following_items():
+    inputs, targets = window_examples(USERS, max_len=4, rng=np.random.default_rng(0), lookahead=3)
+    used = inputs > 0
+    following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
+    assert following[10] == [11, 12, 13] and following[14] == [15, 16, -1] and following[15] == [16, -1, -1]
+    assert following[3] == [4, -1, -1]
+    _, cut_targets = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
+    assert cut_targets[1].tolist() == [4, -1] and cut_targets[2].tolist() == [-1, -1]
+
+
+def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
+    logits = np.random.default_rng(0).normal(size=(2, 3, 7)).astype("float32")
+    targets = np.array([[[1], [4], [6]], [[0], [2], [3]]])
+    ours = NextItemsCrossentropy(0.5)(targets, logits)
+    reference = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(targets[..., 0], logits)
+    assert float(ours) == pytest.approx(float(reference), rel=1e-5)
+    two = np.array([[1, -1], [2, 5]])  # second row: 2/3 weight on item 2, 1/3 on item 5
+    log_probs = np.log(np.exp(logits[0, :2]) / np.exp(logits[0, :2]).sum(-1, keepdims=True))
+    expected = (-log_probs[0, 1] - (2 * log_probs[1, 2] + log_probs[1, 5]) / 3) / 2
+    assert float(NextItemsCrossentropy(0.5)(two, logits[0, :2])) == pytest.approx(expected, rel=1e-5)
 
 
 def test_window_offsets_change_between_epochs():
@@ -37,8 +61,8 @@ def test_paper_cut_predicts_the_item_after_the_input():
         inputs, targets = cut_examples(USERS, max_len=3, rng=rng)
         assert inputs.shape == (3, 3)
         last = inputs[0][inputs[0] > 0][-1] - 1
-        assert targets[0] == last + 1 and 10 <= last < 16  # user 0 is 10, 11, ... 16
-        assert inputs[1].tolist() == [0, 0, 4] and targets[1] == 4
+        assert targets[0, 0] == last + 1 and 10 <= last < 16  # user 0 is 10, 11, ... 16
+        assert inputs[1].tolist() == [0, 0, 4] and targets[1, 0] == 4
 
 
 def test_batches_have_a_fixed_epoch_length(synthetic_split_dir):

@@ -21,6 +21,8 @@ _TRAIN_HELP = {
     "epochs": "maximum epochs; the best validation epoch is kept",
     "cell": "recurrent cell: gru or lstm",
     "regime": "all_steps (loss at every step of max_len windows) or paper (one random cut per user)",
+    "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
+    "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",

@@ -43,6 +43,8 @@ class TrainConfig:
     epochs: int = 12
     cell: str = "gru"
     regime: str = "all_steps"
+    lookahead: int = 1
+    lookahead_decay: float = 0.5
     seed: int = 0
     patience: int = 3
     k: int = 10
@@ -50,17 +52,29 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
-        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k"):
+        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.lookahead_decay <= 1.0:
+            raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
 
-def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forcing windows: inputs ``item + 1`` and next-item targets, each (windows x max_len).
+def next_items(sequences: Sequences, source: np.ndarray, lookahead: int) -> np.ndarray:
+    """The ``lookahead`` items following each flat position in ``source`` (-1 past the user's end)."""
+    remaining = np.repeat(sequences.offsets[1:], sequences.lengths)[source] - source - 1
+    ahead = np.arange(1, lookahead + 1)
+    index = np.minimum(source[:, None] + ahead, len(sequences.items) - 1)
+    return np.where(ahead <= remaining[:, None], sequences.items[index], -1).astype(np.int32)
+
+
+def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator,
+                    lookahead: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len) and the next ``lookahead``
+    items as targets (windows x max_len x lookahead, -1 where the sequence has ended).
 
     Each user's transitions are tiled into consecutive windows starting at a random offset, so
     every transition is used once per epoch and window borders move from epoch to epoch.
@@ -78,14 +92,15 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     window = first_window[row] + shifted // max_len
     column = shifted % max_len
     inputs = np.zeros((int(n_windows.sum()), max_len), dtype=np.int32)
-    targets = np.zeros_like(inputs)
+    targets = np.full((*inputs.shape, lookahead), -1, dtype=np.int32)
     inputs[window, column] = sequences.items[source] + 1
-    targets[window, column] = sequences.items[source + 1]
+    targets[window, column] = next_items(sequences, source, lookahead)
     return inputs, targets
 
 
-def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's regime: one random cut per user; inputs (users x max_len), targets (users,)."""
+def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator,
+                 lookahead: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's regime: one random cut per user; inputs (users x max_len), targets (users x lookahead)."""
     lengths = sequences.lengths
     cut = rng.integers(1, np.maximum(lengths, 2))  # predict position `cut` from the items before it
     positions = sequences.positions()
@@ -93,7 +108,7 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator) -
     keep = (before >= 1) & (before <= max_len)
     inputs = np.zeros((len(sequences), max_len), dtype=np.int32)
     inputs[sequences.row_of_interaction()[keep], max_len - before[keep]] = sequences.items[keep] + 1
-    targets = sequences.items[sequences.offsets[:-1] + np.minimum(cut, lengths - 1)].astype(np.int32)
+    targets = next_items(sequences, sequences.offsets[:-1] + cut - 1, lookahead)  # -1 for 1-item users
     return inputs, targets
 
 
@@ -113,7 +128,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
-        inputs, targets = self.make(self.sequences, self.config.max_len, self.rng)
+        inputs, targets = self.make(self.sequences, self.config.max_len, self.rng, self.config.lookahead)
         order = self.rng.permutation(len(inputs))
         self.inputs, self.targets = inputs[order], targets[order]
 
@@ -128,7 +143,32 @@ class TrainingBatches(keras.utils.PyDataset):
     def tokens_per_epoch(self) -> int:
         """Next-item targets trained on per epoch (padding excluded)."""
         used = self.inputs[: self.n_batches * self.config.batch_size]
-        return int(used[:, -1].size if self.config.regime == "paper" else np.count_nonzero(used))
+        return int(len(used) if self.config.regime == "paper" else np.count_nonzero(used))
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class NextItemsCrossentropy(keras.losses.Loss):
+    """Softmax cross-entropy against the next ``lookahead`` items, weighted ``decay ** (j - 1)``.
+
+    With ``lookahead=1`` this is exactly the paper's next-item CCE. Longer lookaheads soften the
+    target where the order is arbitrary (MovieLens users rate bursts of movies in the same second).
+    Targets of -1 (past the end of a sequence) carry no weight.
+    """
+
+    def __init__(self, decay: float = 0.5, name: str = "next_items_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.decay = decay
+
+    def call(self, targets, logits):
+        targets = keras.ops.cast(targets, "int32")
+        log_probs = keras.ops.log_softmax(logits, axis=-1)
+        picked = keras.ops.take_along_axis(log_probs, keras.ops.maximum(targets, 0), axis=-1)
+        steps = keras.ops.arange(keras.ops.shape(targets)[-1], dtype="float32")
+        weights = keras.ops.power(self.decay, steps) * keras.ops.cast(targets >= 0, "float32")
+        return -keras.ops.sum(weights * picked, axis=-1) / keras.ops.maximum(keras.ops.sum(weights, axis=-1), 1e-9)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "decay": self.decay}
 
 
 class RankingValidation(keras.callbacks.Callback):
@@ -172,7 +212,7 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
                                                       alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=NextItemsCrossentropy(config.lookahead_decay))
     monitor = mlflow_name(f"sps@{config.k}", "val_")
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)

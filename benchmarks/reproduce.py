@@ -1,0 +1,68 @@
+"""Reproduction benchmark: train RNN-CCE with several seeds and print test metrics beside the paper's row.
+
+    python benchmarks/reproduce.py --seeds 3                  # the default configuration
+    python benchmarks/reproduce.py --seeds 3 --regime paper   # the authors' training regime
+
+Each seed is an ordinary MLflow run (experiment ``seqrec-benchmark``), so the runs also show in ``mlflow ui``.
+Slow (minutes per seed on 2 CPU cores): this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+
+import numpy as np
+
+from seqrec.cli import _integer, _load
+from seqrec.train import TrainConfig, train_run
+
+# Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
+PAPER = {"sps@10": (33.45, 1.17), "recall@10": (7.52, None), "user_coverage": (87.73, None),
+         "item_coverage": (669.75, None)}
+COLUMNS = ["sps@10", "recall@10", "user_coverage", "item_coverage", "train_seconds", "train_tokens_per_second"]
+
+
+def _cell(values: list[float], scale: float, digits: int) -> str:
+    values = np.asarray(values, dtype=float) * scale
+    spread = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{values.mean():.{digits}f}{spread}"
+
+
+def table(label: str, runs: list[dict[str, float]]) -> str:
+    header = "| method | sps@10 (%) | recall@10 (%) | user cov. (%) | item cov. | train time (s) | tokens/s |"
+    rule = "|---|---|---|---|---|---|---|"
+    ours = [_cell([run[c] for run in runs], 1 if c in ("item_coverage", "train_seconds", "train_tokens_per_second")
+                  else 100, 0 if c in ("train_seconds", "train_tokens_per_second") else 2) for c in COLUMNS]
+    paper = [f"{m:.2f}" + (f" ± {s:.2f}" if s else "") for m, s in PAPER.values()] + ["–", "–"]
+    return "\n".join([header, rule, f"| {label} | " + " | ".join(ours) + " |",
+                      "| RNN-CCE, paper Table 3 | " + " | ".join(paper) + " |"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=_integer, default=3, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--data", default="auto")
+    for spec in fields(TrainConfig):
+        if spec.name != "seed":
+            kind = _integer if isinstance(spec.default, int) else type(spec.default)
+            parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=None)
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    mlflow.set_experiment("seqrec-benchmark")
+    overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+                 if spec.name != "seed" and getattr(args, spec.name) is not None}
+    base = replace(TrainConfig(), **overrides)
+    split = _load(args.data)
+    runs = [train_run(replace(base, seed=seed), split) for seed in range(args.seeds)]
+    label = f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)"
+    print("\nconfiguration:", ", ".join(f"{k}={v}" for k, v in vars(base).items() if k != "seed"))
+    print(table(label, runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
