@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from seqrec.cli import _integer, _load
+from seqrec.cli import _argument_type, _integer, _load
 from seqrec.train import TrainConfig, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="auto")
     for spec in fields(TrainConfig):
         if spec.name != "seed":
-            kind = _integer if isinstance(spec.default, int) else type(spec.default)
-            parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=None)
+            parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name,
+                                type=_argument_type(spec.default), default=None)
     args = parser.parse_args(argv)
 
     import mlflow
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = replace(TrainConfig(), **overrides)
     split = _load(args.data)
-    runs = [train_run(replace(base, seed=seed), split) for seed in range(args.seeds)]
+    summaries = [train_run(replace(base, seed=seed), split) for seed in range(args.seeds)]
+    runs = [{**s.test, "train_seconds": s.train_seconds, "train_tokens_per_second": s.tokens_per_second}
+            for s in summaries]
     label = f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)"
     print("\nconfiguration:", ", ".join(f"{k}={v}" for k, v in vars(base).items() if k != "seed"))
     print(table(label, runs))

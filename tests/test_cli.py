@@ -99,3 +99,19 @@ def test_mlproject_entry_points(synthetic_split_dir, mlflow_tracking, tmp_path):
                                capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "sps@10" in evaluated.stdout
+
+
+def test_mlproject_main_declares_every_train_parameter_with_its_default():
+    import yaml
+    from dataclasses import fields
+
+    from seqrec.train import TrainConfig
+
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())
+    assert spec["conda_env"] == "conda.yaml"
+    params = spec["entry_points"]["main"]["parameters"]
+    assert set(params) == {f.name for f in fields(TrainConfig)} | {"data"}
+    for field in fields(TrainConfig):
+        default = params[field.name]["default"]
+        assert (float(default) == field.default) if isinstance(field.default, (int, float)) else default == field.default
+        assert f"{{{field.name}}}" in spec["entry_points"]["main"]["command"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_SPLIT
-from seqrec.data import (DataError, Sequences, load_split, pad_left, read_sequences, split_half,
-                         write_sequences)
+from seqrec.data import (DataError, Sequences, load_split, pad_left, read_sequences, read_timestamps,
+                         shuffle_ties, split_half, tie_groups, write_sequences, write_timestamps)
 
 
 def write(path, text):
@@ -98,3 +98,30 @@ def test_authors_split_matches_its_stats():
     assert split.n_items == 3706
     assert (len(split.train.items), len(split.val.items), len(split.test.items)) == (832931, 85924, 81354)
     assert split.catalogue.movie_ids[0] == 858
+
+
+def test_tie_groups_and_shuffle_stay_inside_same_second_groups():
+    users = Sequences.from_lists([[1, 2, 3, 4, 5], [6, 7, 8]])
+    stamps = np.array([10, 20, 20, 20, 30, 30, 30, -1])  # user 0: {1} {2,3,4} {5}; user 1: {6,7} {8}
+    groups = tie_groups(users, stamps)
+    assert len(np.unique(groups)) == 5 and groups[4] != groups[5]  # a group never spans two users
+    seen = set()
+    for seed in range(20):
+        shuffled = shuffle_ties(users, groups, np.random.default_rng(seed))
+        items = shuffled.items.tolist()
+        assert items[0] == 1 and sorted(items[1:4]) == [2, 3, 4] and items[4] == 5
+        assert sorted(items[5:7]) == [6, 7] and items[7] == 8
+        seen.add(tuple(items))
+    assert len(seen) > 3  # the order inside groups really changes
+
+
+def test_timestamps_file_round_trip_and_misaligned_file(tmp_path):
+    users = Sequences.from_lists([[1, 2], [3]], [4, 9])
+    write_timestamps(tmp_path / "t", users, np.array([5, -1, 7]))
+    assert read_timestamps(tmp_path / "t", users).tolist() == [5, -1, 7]
+    (tmp_path / "bad").write_text("4 5 6 \n9 7 8 \n")
+    with pytest.raises(DataError, match=r"bad:2: expected 1 timestamps"):
+        read_timestamps(tmp_path / "bad", users)
+    (tmp_path / "other").write_text("5 1 2 \n")
+    with pytest.raises(DataError, match=r"other:1: expected user 4"):
+        read_timestamps(tmp_path / "other", users)

@@ -497,3 +497,50 @@ def test_real_partial_ratings(tmp_path):
         == total
     record = json.loads((out / "prepare.json").read_text())
     assert record["ratings"]["sha256"] == "7f2b4c68fb81123ce5f76e0a32a65cea0baef03f95ce211e581b012a17139b8c"
+
+
+# ------------------------------------------------------------------------------------------ timestamps
+
+
+def test_prepare_writes_training_timestamps_aligned_with_the_sequences(tmp_path):
+    rows = many_users(30, per_user=4)
+    out = prepare.prepare_split(write_dat(tmp_path / "ratings.dat", rows), tmp_path / "split", n_val=5, n_test=5)
+    split = load_split(out)
+    stamps = prepare.train_timestamps(split)
+    assert len(stamps) == len(split.train.items)
+    raw_pairs = {(m, t) for _, m, _, t in rows}
+    movies = split.catalogue.movie_ids[split.train.items]
+    assert all((int(m), int(t)) in raw_pairs for m, t in zip(movies, stamps))  # each item carries its own time
+    rows_of = split.train.row_of_interaction()
+    assert np.all(np.diff(stamps)[rows_of[1:] == rows_of[:-1]] >= 0)  # time order inside each user
+
+
+def test_train_timestamps_joined_from_raw_ratings_next_to_the_authors_split(tmp_path):
+    """The authors' layout: split/ with user_id_mapping.tsv and item_id_mapping.tsv, raw ratings in ../ml-1m/."""
+    split_dir = tmp_path / "ml1m-split"
+    split_dir.mkdir()
+    (split_dir / "train_set_sequences").write_text("0 0 5 1 4 \n1 1 3 \n")
+    (split_dir / "val_set_sequences").write_text("2 0 5 \n")
+    (split_dir / "test_set_sequences").write_text("3 1 5 \n")
+    (split_dir / "item_id_mapping.tsv").write_text("item_index\tmovie_id\ttitle\n0\t858\tA\n1\t2384\tB\n")
+    (split_dir / "user_id_mapping.tsv").write_text(
+        "user_index\tuser_id\tset\tbasis\n0\t6040\ttrain\tx\n1\t17\ttrain\tx\n2\t5\tval\tx\n3\t6\ttest\tx\n")
+    split = load_split(split_dir)
+    assert prepare.train_timestamps(split) is None  # no raw ratings yet
+    (tmp_path / "ml-1m").mkdir()
+    write_dat(tmp_path / "ml-1m" / "ratings.partial.dat", [(6040, 858, 5, 100), (6040, 2384, 4, 100)])
+    assert prepare.train_timestamps(split).tolist() == [100, 100, -1]  # user 17's rating has no known time
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "ml1m-split").is_dir() or not REAL_RATINGS.is_file(),
+                    reason="../shared/data is absent")
+def test_authors_split_training_times_from_partial_ratings():
+    split = load_split(SHARED / "data" / "ml1m-split")
+    stamps = prepare.train_timestamps(split)
+    assert len(stamps) == 832931
+    assert 0.85 < np.mean(stamps >= 0) < 0.88  # 86 % of the ratings have a known time
+    known = stamps >= 0
+    rows = split.train.row_of_interaction()
+    same_user = rows[1:] == rows[:-1]
+    both = known[1:] & known[:-1] & same_user
+    assert np.all(np.diff(stamps)[both] >= 0)  # known times are in order inside each training user

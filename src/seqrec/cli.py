@@ -20,9 +20,11 @@ _TRAIN_HELP = {
     "lr": "peak Adam learning rate (cosine decay over the epochs)",
     "epochs": "maximum epochs; the best validation epoch is kept",
     "cell": "recurrent cell: gru or lstm",
-    "regime": "all_steps (loss at every step of max_len windows) or paper (one random cut per user)",
+    "projection": "linear bottleneck before the softmax layer (0 = none): a wider RNN at the same cost",
+    "regime": "all_steps (loss at every step of max_len windows) or paper (random user and cut, loss on the next item only)",
     "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
     "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
+    "shuffle_ties": "re-draw the order of same-second training ratings every epoch (needs timestamps)",
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",
@@ -35,6 +37,21 @@ def _integer(text: str) -> int:
     if not value.is_integer():
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
     return int(value)
+
+
+def _boolean(text: str) -> bool:
+    """true/false, yes/no, 1/0 (MLproject passes every value as text)."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "yes", "1")
+
+
+def _argument_type(default: object):
+    """Parser of a TrainConfig field, from its default's type."""
+    if isinstance(default, bool):
+        return _boolean
+    return _integer if isinstance(default, int) else type(default)
 
 
 def _add_data_argument(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train RNN-CCE in an MLflow run and evaluate it on the test users")
     _add_data_argument(train)
     for spec in fields(TrainConfig):
-        kind = _integer if isinstance(spec.default, int) else type(spec.default)
+        kind = _argument_type(spec.default)
         choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES)}.get(spec.name)
         train.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=spec.default,
                            choices=choices, help=f"{_TRAIN_HELP[spec.name]} (default: {spec.default})")

@@ -22,6 +22,7 @@ SEQUENCE_FILES = {
     "test": "test_set_sequences",
 }
 STATS_FILE = "stats"
+TIMESTAMPS_FILE = "train_set_timestamps"  # optional: the training interactions' Unix times, -1 if unknown
 ITEM_MAPPING_FILE = "item_id_mapping.tsv"
 PADDING_ID = 0  # model inputs use item + 1, so 0 is free for padding/masking
 
@@ -167,6 +168,52 @@ def write_sequences(path: str | Path, sequences: Sequences) -> None:
             pairs[0::2] = sequences.items[lo:hi]
             pairs[1::2] = [_format_rating(r) for r in sequences.ratings[lo:hi]]
             handle.write(f"{user} " + " ".join(map(str, pairs)) + " \n")
+
+
+def write_timestamps(path: str | Path, sequences: Sequences, timestamps: np.ndarray) -> None:
+    """``user_id t t ...`` lines aligned with a sequences file (-1 where a time is unknown)."""
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for row, user in enumerate(sequences.user_ids):
+            stamps = timestamps[sequences.offsets[row] : sequences.offsets[row + 1]]
+            handle.write(f"{user} " + " ".join(map(str, stamps.tolist())) + " \n")
+
+
+def read_timestamps(path: str | Path, sequences: Sequences) -> np.ndarray:
+    """Read a timestamps file written for ``sequences``; refuse one that does not line up with it."""
+    path = Path(path)
+    parts = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, text in enumerate(handle, start=1):
+            fields = text.split()
+            row = line_no - 1
+            if row >= len(sequences) or not fields or fields[0] != str(sequences.user_ids[row]):
+                expected = (f"user {sequences.user_ids[row]} as in the sequences file" if row < len(sequences)
+                            else f"{len(sequences)} lines, one per training user")
+                raise DataError(path, line_no, expected, text.strip())
+            try:
+                stamps = np.array(fields[1:], dtype=np.int64)
+            except ValueError:
+                raise DataError(path, line_no, "integer Unix timestamps (-1 when unknown)", text.strip()) from None
+            if len(stamps) != sequences.lengths[row]:
+                raise DataError(path, line_no, f"{sequences.lengths[row]} timestamps, one per item of the user",
+                                f"{len(stamps)}")
+            parts.append(stamps)
+    if len(parts) != len(sequences):
+        raise DataError(path, len(parts) + 1, f"{len(sequences)} lines, one per training user", "end of file")
+    return np.concatenate(parts)
+
+
+def tie_groups(sequences: Sequences, timestamps: np.ndarray) -> np.ndarray:
+    """Group id per interaction: consecutive items of one user with the same known second share one."""
+    rows = sequences.row_of_interaction()
+    tied = (timestamps[1:] == timestamps[:-1]) & (rows[1:] == rows[:-1]) & (timestamps[1:] >= 0)
+    return np.cumsum(np.concatenate([[True], ~tied]))
+
+
+def shuffle_ties(sequences: Sequences, groups: np.ndarray, rng: np.random.Generator) -> Sequences:
+    """Random order inside every same-second group (the authors' non-stable sort did the same)."""
+    order = np.lexsort((rng.random(len(groups)), groups))
+    return Sequences(sequences.user_ids, sequences.items[order], sequences.ratings[order], sequences.offsets)
 
 
 def _format_rating(rating: float) -> str:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, DataError, Sequences, write_sequences
+from seqrec.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences, Split,
+                         read_timestamps, write_sequences, write_timestamps)
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 # Published by GroupLens as ml-1m.zip.md5; the same value is pinned by many independent projects.
@@ -313,6 +314,7 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
 
     by_user = np.argsort(users, kind="stable")  # group by user, keeping time order inside each user
     users, items, ratings = users[by_user], items[by_user], ratings[by_user]
+    train_times = table.timestamp[order][by_user][(group == 0)[users]]
     full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool))
     sets = {name: _set_sequences(users, items, ratings, n_users, group == code)
             for code, name in enumerate(("train", "val", "test"))}
@@ -322,6 +324,7 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
     try:
         for name, sequences in sets.items():
             write_sequences(tmp / SEQUENCE_FILES[name], sequences)
+        write_timestamps(tmp / TIMESTAMPS_FILE, sets["train"], train_times)
         with (tmp / STATS_FILE).open("w", encoding="utf-8", newline="\n") as handle:
             handle.write("set\tn_users\tn_items\tn_interactions\tlongest_sequence\n")
             handle.write(_stats_row("Full", full))
@@ -518,3 +521,40 @@ def resolve_data(data: str | None, cache_dir: Path | None = None) -> Path:
     got = f"only {', '.join(present)}" if present else "neither sequence files nor ratings.dat"
     raise DataError(path, None, "a split directory with " + ", ".join(SEQUENCE_FILES.values())
                     + " or a directory containing ratings.dat", got)
+
+
+USER_MAPPING_FILE = "user_id_mapping.tsv"  # user_index, user_id (MovieLens), set: the authors' split has it
+RAW_RATINGS_NEXT_TO_SPLIT = ("ratings.dat", "ratings.partial.dat")  # looked up in <split>/../ml-1m/
+
+
+def train_timestamps(split: Split) -> np.ndarray | None:
+    """Unix time of every training interaction (-1 where unknown), or None when there is no source.
+
+    The split's own ``train_set_timestamps`` (written by :func:`prepare_split`) comes first; the
+    authors' split has none, so its times are joined from the raw MovieLens ratings next to it
+    (``../ml-1m/``) through ``user_id_mapping.tsv`` and ``item_id_mapping.tsv``.
+    """
+    own = split.directory / TIMESTAMPS_FILE
+    if own.is_file():
+        return read_timestamps(own, split.train)
+    users_file = split.directory / USER_MAPPING_FILE
+    raw = next((path for path in (split.directory.parent / "ml-1m" / name for name in RAW_RATINGS_NEXT_TO_SPLIT)
+                if path.is_file()), None)
+    if split.catalogue is None or raw is None or not users_file.is_file():
+        return None
+    with users_file.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    try:
+        movielens_user = np.zeros(max(int(r["user_index"]) for r in rows) + 1, dtype=np.int64)
+        movielens_user[[int(r["user_index"]) for r in rows]] = [int(r["user_id"]) for r in rows]
+    except (KeyError, ValueError, TypeError):
+        raise DataError(users_file, None, "columns user_index and user_id holding integers") from None
+    table = read_ratings(raw)
+    width = int(max(table.movie.max(), split.catalogue.movie_ids.max())) + 1
+    raw_keys = table.user * width + table.movie
+    by_key = np.argsort(raw_keys, kind="stable")
+    raw_keys, raw_times = raw_keys[by_key], table.timestamp[by_key]
+    train = split.train
+    keys = movielens_user[train.user_ids[train.row_of_interaction()]] * width + split.catalogue.movie_ids[train.items]
+    found = np.minimum(np.searchsorted(raw_keys, keys), len(raw_keys) - 1)
+    return np.where(raw_keys[found] == keys, raw_times[found], -1)

@@ -5,8 +5,8 @@ Two regimes:
 * ``all_steps`` (default): every epoch each training sequence is cut into windows of ``max_len``
   transitions at a fresh random offset, and the loss is taken at every step (teacher forcing),
   so each transition is seen exactly once per epoch.
-* ``paper``: as the authors' code, one random cut per user and epoch; the net predicts the item
-  right after the cut from (at most ``max_len``) items before it, from its last state only.
+* ``paper``: as the authors' code, random (user, cut) examples; the net predicts the item right
+  after the cut from (at most ``max_len``) items before it, from its last state only.
 
 The epoch kept is the one with the best validation sps@k (Keras ``EarlyStopping`` with
 ``restore_best_weights`` plus a ``ModelCheckpoint`` of it on disk).
@@ -17,15 +17,17 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import Sequences, Split
+from seqrec.data import Sequences, Split, shuffle_ties, tie_groups
 from seqrec.evaluate import evaluate_users, format_table
 from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
+from seqrec.prepare import train_timestamps
 
 REGIMES = ("all_steps", "paper")
 
@@ -42,9 +44,11 @@ class TrainConfig:
     lr: float = 2e-3
     epochs: int = 12
     cell: str = "gru"
+    projection: int = 0
     regime: str = "all_steps"
     lookahead: int = 1
     lookahead_decay: float = 0.5
+    shuffle_ties: bool = True
     seed: int = 0
     patience: int = 3
     k: int = 10
@@ -55,6 +59,8 @@ class TrainConfig:
         for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.projection < 0:
+            raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.lookahead_decay <= 1.0:
@@ -98,37 +104,47 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     return inputs, targets
 
 
-def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator,
-                 lookahead: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's regime: one random cut per user; inputs (users x max_len), targets (users x lookahead)."""
-    lengths = sequences.lengths
-    cut = rng.integers(1, np.maximum(lengths, 2))  # predict position `cut` from the items before it
-    positions = sequences.positions()
-    before = np.repeat(cut, lengths) - positions  # 1 for the item right before the cut
-    keep = (before >= 1) & (before <= max_len)
-    inputs = np.zeros((len(sequences), max_len), dtype=np.int32)
-    inputs[sequences.row_of_interaction()[keep], max_len - before[keep]] = sequences.items[keep] + 1
-    targets = next_items(sequences, sequences.offsets[:-1] + cut - 1, lookahead)  # -1 for 1-item users
-    return inputs, targets
+def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
+                 n_examples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's regime: random (user, cut) examples; the net reads at most ``max_len`` items before
+    the cut and predicts the item at the cut. Inputs (examples x max_len), targets (examples x lookahead).
+
+    ``n_examples=None`` draws one cut for every user, in user order; otherwise users are drawn
+    uniformly with replacement, as the authors' sampler does.
+    """
+    users = np.arange(len(sequences)) if n_examples is None else rng.integers(0, len(sequences), n_examples)
+    starts, lengths = sequences.offsets[users], sequences.lengths[users]
+    cut = rng.integers(1, np.maximum(lengths, 2))  # position of the target; 1-item users get no target
+    index = (starts + cut - max_len)[:, None] + np.arange(max_len)
+    inputs = np.where(index >= starts[:, None], sequences.items[np.maximum(index, 0)] + 1, 0).astype(np.int32)
+    return inputs, next_items(sequences, starts + cut - 1, lookahead)
 
 
 class TrainingBatches(keras.utils.PyDataset):
-    """Examples of one regime, re-sampled and shuffled at the end of every epoch."""
+    """Examples of one regime, re-sampled and shuffled at the end of every epoch.
 
-    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int):
+    ``ties`` (group ids from :func:`seqrec.data.tie_groups`) re-draws the order of same-second ratings
+    every epoch: MovieLens users rate in bursts, the order inside a second is arbitrary, and the
+    authors' validation/test files have it randomised by a non-stable sort.
+    """
+
+    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: np.ndarray | None = None):
         super().__init__()
-        self.sequences, self.config = sequences, config
-        self.make = window_examples if config.regime == "all_steps" else cut_examples
+        self.sequences, self.config, self.ties = sequences, config, ties
         self.rng = np.random.default_rng(seed)
-        if config.regime == "all_steps":  # fewest windows any offset can give: a fixed epoch length
-            n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
-        else:
-            n_examples = len(sequences)
-        self.n_batches = max(1, math.ceil(n_examples / config.batch_size))
+        # Both regimes draw as many examples per epoch as there are max_len windows of transitions
+        # (fewest any window offset gives), so an epoch has a fixed length and comparable cost.
+        self.n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
+        self.n_batches = max(1, math.ceil(self.n_examples / config.batch_size))
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
-        inputs, targets = self.make(self.sequences, self.config.max_len, self.rng, self.config.lookahead)
+        sequences = self.sequences if self.ties is None else shuffle_ties(self.sequences, self.ties, self.rng)
+        if self.config.regime == "all_steps":
+            inputs, targets = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead)
+        else:
+            inputs, targets = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
+                                           n_examples=self.n_examples)
         order = self.rng.permutation(len(inputs))
         self.inputs, self.targets = inputs[order], targets[order]
 
@@ -203,12 +219,16 @@ class TrainResult:
 
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
-        verbose: int = 2) -> TrainResult:
-    """Train on the training users, select the epoch on validation sps@k; no MLflow here."""
+        verbose: int = 2, timestamps: np.ndarray | None = None) -> TrainResult:
+    """Train on the training users, select the epoch on validation sps@k; no MLflow here.
+
+    ``timestamps`` (of the training interactions, -1 unknown) enable ``config.shuffle_ties``.
+    """
     keras.utils.set_random_seed(config.seed)
-    batches = TrainingBatches(split.train, config, seed=config.seed)
+    ties = tie_groups(split.train, timestamps) if config.shuffle_ties and timestamps is not None else None
+    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
-                        return_sequences=config.regime == "all_steps")
+                        config.projection, return_sequences=config.regime == "all_steps")
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
                                                       alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -236,23 +256,51 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
     )
 
 
-def train_run(config: TrainConfig, split: Split, output: Path | None = None) -> dict[str, float]:
-    """One MLflow run: params, per-epoch curves, best-epoch model, test metrics and data stats."""
+@dataclass
+class RunSummary:
+    """What a training run produced: its MLflow id, the selected epoch and its metrics."""
+
+    run_id: str
+    best_epoch: int
+    val: dict[str, float]  # validation metrics of the best epoch (sps@10, recall@10, ...)
+    test: dict[str, float] | None  # None when the test users were not evaluated (tuning trials)
+    train_seconds: float
+    tokens_per_second: float
+
+
+def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, nested: bool = False,
+              run_name: str | None = None, callbacks: list | None = None, evaluate_test: bool = True,
+              verbose: int = 2) -> RunSummary:
+    """One MLflow run: params, per-epoch curves, best-epoch model, (test metrics) and data stats.
+
+    ``nested``/``callbacks``/``evaluate_test=False`` serve tuning: a trial is a nested run whose
+    pruning callback sees the validation curve and which never touches the test users.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
-    with mlflow.start_run(run_name=f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"), \
-            tempfile.TemporaryDirectory() as tmp:
+    name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
+    with mlflow.start_run(run_name=name, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         mlflow.log_params({**asdict(config), "data": str(split.directory), "n_items": split.n_items,
                            "n_train_users": len(split.train)})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
-        result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback()])
-        test = evaluate_users(result.model, split.test, config.k, split.item_popularity)
-        mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
+        timestamps = train_timestamps(split) if config.shuffle_ties else None
+        if config.shuffle_ties and timestamps is None:
+            warnings.warn(f"shuffle_ties: no timestamps for {split.directory} (train_set_timestamps, or raw "
+                          "ratings in ../ml-1m/ with the id mappings); training in file order", stacklevel=2)
+        mlflow.log_param("ties_shuffled", timestamps is not None)
+        result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
+                     verbose=verbose, timestamps=timestamps)
+        val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
+               for name, values in result.history.items() if name.startswith("val_")}
+        test = evaluate_users(result.model, split.test, config.k, split.item_popularity) if evaluate_test else None
+        if test is not None:
+            mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
-                            "train_tokens_per_second": result.tokens_per_second})
+                            "train_tokens_per_second": result.tokens_per_second,
+                            **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})
         model_file = workdir / "best_model.keras"
         result.model.save(model_file)
         mlflow.log_artifact(str(model_file))
@@ -263,6 +311,6 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None) -> 
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             result.model.save(output)
-    print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
-    return {**test, "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
-            "train_tokens_per_second": result.tokens_per_second}
+    if test is not None:
+        print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
+    return RunSummary(run.info.run_id, result.best_epoch, val, test, result.train_seconds, result.tokens_per_second)

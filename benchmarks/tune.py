@@ -1,0 +1,102 @@
+"""Tuning benchmark: a fixed-budget Optuna study on the real data against the untuned default configuration.
+
+    python benchmarks/tune.py --n-trials 20 --timeout 3600 --epochs-per-trial 6
+    python benchmarks/tune.py --n-trials 20 --timeout 3600 --epochs-per-trial 6 --default-run-id <run id>
+
+Prints the study's best validation sps@10, the exported model's test sps@10 / recall@10 beside those of the
+default configuration (trained here with ``TrainConfig()``, or read from an existing MLflow run given with
+``--default-run-id``, e.g. one of ``benchmarks/reproduce.py``), and the wall times. Every run goes to the
+MLflow experiment ``seqrec-benchmark``. Slow (about an hour on 2 CPU cores): a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from seqrec.cli import _integer, _load
+from seqrec.tune import DEFAULT_SEARCH_SPACE
+
+
+def _default_from_run(run_id: str) -> dict[str, float]:
+    from mlflow import MlflowClient
+
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    missing = [name for name in ("test_sps_at_10", "test_recall_at_10") if name not in metrics]
+    if missing:
+        raise SystemExit(f"run {run_id} has no {', '.join(missing)}: pass a training run with test metrics")
+    return {"sps@10": metrics["test_sps_at_10"], "recall@10": metrics["test_recall_at_10"],
+            "val_sps@10": metrics.get("best_val_sps_at_10", float("nan"))}
+
+
+def table(rows: list[tuple[str, float, float, float, float]]) -> str:
+    lines = ["| configuration | val sps@10 (%) | test sps@10 (%) | test recall@10 (%) | wall time (s) |",
+             "|---|---|---|---|---|"]
+    for label, val, sps, recall, seconds in rows:
+        shown_val = "–" if val != val else f"{100 * val:.2f}"  # NaN: not logged
+        shown_time = "–" if seconds != seconds else f"{seconds:.0f}"
+        lines.append(f"| {label} | {shown_val} | {100 * sps:.2f} | {100 * recall:.2f} | {shown_time} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-trials", type=_integer, default=20)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds of the study (default: 3600)")
+    parser.add_argument("--epochs-per-trial", type=_integer, default=6)
+    parser.add_argument("--seed", type=_integer, default=0)
+    parser.add_argument("--data", default="auto")
+    parser.add_argument("--study-name", default=None,
+                        help="default: a fresh benchmark-<timestamp> study (a fixed budget must not resume one)")
+    parser.add_argument("--storage", default="sqlite:///tuning/benchmark.db")
+    parser.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE)
+    parser.add_argument("--export", type=Path, default=Path("tuning/benchmark_best_model.keras"))
+    parser.add_argument("--register-name", default="seqrec-benchmark",
+                        help="registered model of the benchmark (not the served 'seqrec')")
+    parser.add_argument("--default-run-id", default=None,
+                        help="read the default configuration's test metrics from this MLflow run instead of training")
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    from seqrec.train import TrainConfig, train_run
+    from seqrec.tune import run_study
+
+    mlflow.set_experiment("seqrec-benchmark")
+    split = _load(args.data)
+    study_name = args.study_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
+
+    started = time.perf_counter()
+    tuned = run_study(split, n_trials=args.n_trials, timeout=args.timeout if args.timeout > 0 else None,
+                      study_name=study_name,
+                      storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
+                      search_space_path=args.search_space, export_path=args.export,
+                      register_name=args.register_name)
+    tune_seconds = time.perf_counter() - started
+
+    if args.default_run_id:
+        default, default_seconds = _default_from_run(args.default_run_id), float("nan")
+        default_label = f"default TrainConfig (run {args.default_run_id[:8]})"
+    else:
+        started = time.perf_counter()
+        summary = train_run(TrainConfig(seed=args.seed), split, run_name=f"default-for-{study_name}")
+        default_seconds = time.perf_counter() - started
+        default = {**summary.test, "val_sps@10": summary.val["sps@10"]}
+        default_label = "default TrainConfig"
+
+    print(f"\nstudy {study_name!r}: {tuned.n_trials} trials {tuned.states}, {args.epochs_per_trial} epochs each, "
+          f"best trial {tuned.best_trial}")
+    print("best params:", ", ".join(f"{name}={value}" for name, value in tuned.best_params.items()))
+    print("default:", ", ".join(f"{name}={value}" for name, value in vars(TrainConfig(seed=args.seed)).items()))
+    print(table([
+        (f"tuned ({args.n_trials} trials, exported {args.export.name})", tuned.best_value, tuned.test["sps@10"],
+         tuned.test["recall@10"], tune_seconds),
+        (default_label, default["val_sps@10"], default["sps@10"], default["recall@10"], default_seconds),
+    ]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

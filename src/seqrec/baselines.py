@@ -1,0 +1,436 @@
+"""Non-neural baselines of the paper's Table 3 (POP, MC, user-KNN, MF) under the same protocol as RNN-CCE.
+
+Every baseline has ``fit(train, n_items)`` and ``score(inputs) -> (users x items)``: the users' input halves
+go in and the scores are ranked by :func:`seqrec.metrics.top_k`, which never recommends an input item.
+All work is numpy / scipy.sparse over whole matrices; the only Python loops run over a few user batches
+or over optimisation iterations.
+
+Scores are *rank positions* (``n_items - 1`` for the best item, 0 for the worst), as float32: ties of the
+raw score are broken by training popularity, then by item id, and the order survives ``top_k``'s float32
+cast exactly (raw sums of counts would not, for large counts plus a tiny popularity term).
+
+``python -m seqrec.baselines --data auto --methods pop,mc,knn,mf --k 10`` logs one MLflow run per
+baseline (run name = baseline name, tag ``method``), with validation (``val_``) and test (``test_``)
+metrics; :mod:`seqrec.report` puts them next to RNN-CCE and the paper's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from seqrec.data import DataError, Sequences, Split, split_half
+from seqrec.metrics import mlflow_name, ranking_metrics, top_k
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def user_item_matrix(sequences: Sequences, n_items: int, dtype=np.float32) -> sp.csr_matrix:
+    """Binary users x items CSR matrix (an item seen twice by a user still counts once)."""
+    matrix = sp.csr_matrix(
+        (np.ones(len(sequences.items), dtype=dtype), (sequences.row_of_interaction(), sequences.items)),
+        shape=(len(sequences), n_items),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1
+    return matrix
+
+
+def popularity_order(popularity: np.ndarray) -> np.ndarray:
+    """A unique tie-break key per item: higher for more popular items, then for lower ids."""
+    order = np.argsort(-np.asarray(popularity, dtype=np.float64), kind="stable")  # best first
+    key = np.empty(len(order), dtype=np.int64)
+    key[order] = np.arange(len(order) - 1, -1, -1)
+    return key
+
+
+def ranked(primary: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
+    """Rank positions (float32, higher is better) of ``primary`` (users x items), ties by ``tie_break``."""
+    primary = np.asarray(primary, dtype=np.float64)
+    order = np.lexsort((np.broadcast_to(tie_break, primary.shape), primary), axis=-1)  # worst first
+    ranks = np.empty(primary.shape, dtype=np.float32)
+    np.put_along_axis(ranks, order, np.arange(primary.shape[1], dtype=np.float32)[None, :], axis=1)
+    return ranks
+
+
+def last_items(inputs: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with a non-empty input and the last input item of each of them."""
+    rows = np.flatnonzero(inputs.lengths > 0)
+    return rows, inputs.items[inputs.offsets[rows + 1] - 1]
+
+
+class Baseline:
+    """Shared part: the name, the training popularity (tie-break) and the fitted flag."""
+
+    name = "baseline"
+
+    def __init__(self) -> None:
+        self.n_items: int | None = None
+        self.popularity: np.ndarray | None = None
+        self._tie_break: np.ndarray | None = None
+
+    @property
+    def method(self) -> str:
+        """The MLflow ``method`` tag (and report row) of this baseline."""
+        return self.name.upper()
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_items is not None
+
+    def params(self) -> dict[str, object]:
+        return {}
+
+    def fit(self, train: Sequences, n_items: int) -> Baseline:
+        self.n_items = int(n_items)
+        self.popularity = np.bincount(train.items, minlength=self.n_items).astype(np.float64)
+        self._tie_break = popularity_order(self.popularity)
+        return self
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__}.fit must be called before score")
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+class Pop(Baseline):
+    """POP: every user gets the items with the most training interactions."""
+
+    name = "pop"
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        self._check_fitted()
+        row = ranked(self.popularity[None, :], self._tie_break)
+        return np.repeat(row, len(inputs), axis=0)
+
+
+class MarkovChain(Baseline):
+    """MC: first-order Markov chain, score = transition counts out of the user's last input item.
+
+    ``transitions[i, j]`` counts the training users in whose sequence item ``j`` directly follows ``i``.
+    Items with equal counts (including the whole row of an item never followed by anything) fall back
+    to training popularity.
+    """
+
+    name = "mc"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transitions: sp.csr_matrix | None = None
+
+    def fit(self, train: Sequences, n_items: int) -> MarkovChain:
+        super().fit(train, n_items)
+        rows = train.row_of_interaction()
+        same_user = rows[:-1] == rows[1:]
+        source, target = train.items[:-1][same_user], train.items[1:][same_user]
+        self.transitions = sp.csr_matrix(
+            (np.ones(len(source), dtype=np.float64), (source, target)), shape=(self.n_items, self.n_items)
+        )
+        self.transitions.sum_duplicates()
+        return self
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        self._check_fitted()
+        counts = np.zeros((len(inputs), self.n_items), dtype=np.float64)
+        rows, last = last_items(inputs)
+        counts[rows] = self.transitions[last].toarray()
+        return ranked(counts, self._tie_break)
+
+
+class UserKNN(Baseline):
+    """User-KNN: cosine similarity of binary item sets, score = similarity-weighted sum of neighbours' items.
+
+    The neighbours of an evaluated user are the training users (full sequences) and, with
+    ``include_inputs``, the other evaluated users' input halves (never the user itself).
+    """
+
+    name = "knn"
+
+    def __init__(self, neighbours: int = 80, include_inputs: bool = True, batch_size: int = 1024) -> None:
+        super().__init__()
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be at least 1, got {neighbours}")
+        self.neighbours, self.include_inputs, self.batch_size = neighbours, include_inputs, batch_size
+        self.train_matrix: sp.csr_matrix | None = None
+
+    def params(self) -> dict[str, object]:
+        return {"neighbours": self.neighbours, "include_inputs": self.include_inputs}
+
+    def fit(self, train: Sequences, n_items: int) -> UserKNN:
+        super().fit(train, n_items)
+        self.train_matrix = user_item_matrix(train, self.n_items)
+        return self
+
+    def _pool(self, queries: sp.csr_matrix) -> sp.csr_matrix:
+        return sp.vstack([self.train_matrix, queries], format="csr") if self.include_inputs else self.train_matrix
+
+    def similarities(self, inputs: Sequences) -> np.ndarray:
+        """Dense cosine similarities (evaluated users x neighbour pool); a user's own entry is 0."""
+        self._check_fitted()
+        queries = user_item_matrix(inputs, self.n_items)
+        return self._similarities(queries, self._pool(queries), np.arange(len(inputs)))
+
+    def _similarities(self, queries: sp.csr_matrix, pool: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        batch = queries[rows]
+        overlap = (batch @ pool.T).toarray().astype(np.float64)
+        query_norm = np.sqrt(np.asarray(batch.sum(axis=1)).ravel())
+        pool_norm = np.sqrt(np.asarray(pool.sum(axis=1)).ravel())
+        denominator = np.outer(query_norm, pool_norm)
+        similarity = np.divide(overlap, denominator, out=np.zeros_like(overlap), where=denominator > 0)
+        if self.include_inputs:  # the user's own input half is in the pool: never its own neighbour
+            similarity[np.arange(len(rows)), self.train_matrix.shape[0] + rows] = 0.0
+        return similarity
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        self._check_fitted()
+        queries = user_item_matrix(inputs, self.n_items)
+        pool = self._pool(queries)
+        k = min(self.neighbours, pool.shape[0])
+        scores = np.empty((len(inputs), self.n_items), dtype=np.float32)
+        for start in range(0, len(inputs), self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, len(inputs)))
+            similarity = self._similarities(queries, pool, rows)
+            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            weights = sp.csr_matrix(
+                (np.take_along_axis(similarity, nearest, axis=1).ravel(), nearest.ravel(),
+                 np.arange(0, len(rows) * k + 1, k)),
+                shape=(len(rows), pool.shape[0]),
+            )
+            scores[rows] = ranked((weights @ pool).toarray(), self._tie_break)
+        return scores
+
+
+class ImplicitMF(Baseline):
+    """Implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008), trained by ALS with conjugate gradient.
+
+    Every (user, item) cell is fitted: preference 1 with confidence ``1 + alpha`` for the items the user
+    saw, preference 0 with confidence 1 for all others. Each half-step solves all users' (items')
+    ridge systems at once by a few conjugate-gradient steps (Takács, Pilászy & Tikk 2011): a step is
+    one users x items matrix product plus sparse passes over the interactions, never a solve per user.
+    The regularisation of a user (item) is ``reg`` times its total confidence weight
+    (``n_items + alpha * n_seen``): heavy users are not under-regularised.
+    Evaluated users are folded in: their factors are solved against the fixed item factors.
+    """
+
+    name = "mf"
+
+    def __init__(self, factors: int = 64, alpha: float = 10.0, reg: float = 0.01, iterations: int = 15,
+                 cg_steps: int = 3, seed: int = 0) -> None:
+        super().__init__()
+        if factors < 1 or iterations < 1 or cg_steps < 1:
+            raise ValueError("factors, iterations and cg_steps must be at least 1")
+        self.factors, self.alpha, self.reg = factors, alpha, reg
+        self.iterations, self.cg_steps, self.seed = iterations, cg_steps, seed
+        self.item_factors: np.ndarray | None = None
+        self.user_factors: np.ndarray | None = None
+
+    def params(self) -> dict[str, object]:
+        return {"factors": self.factors, "alpha": self.alpha, "reg": self.reg, "iterations": self.iterations,
+                "cg_steps": self.cg_steps, "seed": self.seed}
+
+    def fit(self, train: Sequences, n_items: int) -> ImplicitMF:
+        super().fit(train, n_items)
+        users = user_item_matrix(train, self.n_items).tocsr()
+        items = users.T.tocsr()
+        rng = np.random.default_rng(self.seed)
+        x = np.zeros((users.shape[0], self.factors), dtype=np.float64)
+        y = rng.normal(0.0, 0.01, size=(self.n_items, self.factors))
+        for _ in range(self.iterations):
+            x = self._solve(users, y, x, self.cg_steps)
+            y = self._solve(items, x, y, self.cg_steps)
+        self.user_factors, self.item_factors = x, y
+        return self
+
+    def _solve(self, seen: sp.csr_matrix, fixed: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
+        """Rows of ``(F'F + alpha F_u'F_u + reg_u I) x_u = (1 + alpha) F_u'1`` by batched conjugate gradient."""
+        gram = fixed.T @ fixed
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        counts = np.diff(seen.indptr).astype(np.float64)
+        ridge = self.reg * (fixed.shape[0] + self.alpha * counts)
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            # alpha * F_u' F_u v_u for all rows at once: predictions at the seen cells, spread back over F
+            predicted = (v @ fixed.T)[rows, seen.indices]
+            weighted = sp.csr_matrix((predicted, seen.indices, seen.indptr), shape=seen.shape)
+            return v @ gram + ridge[:, None] * v + self.alpha * (weighted @ fixed)
+
+        x = start.copy()
+        residual = (1.0 + self.alpha) * (seen @ fixed) - apply(x)
+        direction = residual.copy()
+        norm = np.einsum("nf,nf->n", residual, residual)
+        for _ in range(steps):
+            applied = apply(direction)
+            curvature = np.einsum("nf,nf->n", direction, applied)
+            step = np.divide(norm, curvature, out=np.zeros_like(norm), where=curvature > 0)
+            x += step[:, None] * direction
+            residual -= step[:, None] * applied
+            new_norm = np.einsum("nf,nf->n", residual, residual)
+            ratio = np.divide(new_norm, norm, out=np.zeros_like(norm), where=norm > 0)
+            direction = residual + ratio[:, None] * direction
+            norm = new_norm
+        return x
+
+    def fold_in(self, inputs: Sequences) -> np.ndarray:
+        """User factors of the evaluated users' input halves against the fixed item factors."""
+        self._check_fitted()
+        seen = user_item_matrix(inputs, self.n_items).astype(np.float64)
+        start = np.zeros((len(inputs), self.factors), dtype=np.float64)
+        return self._solve(seen, self.item_factors, start, steps=2 * self.factors)
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        return ranked(self.fold_in(inputs) @ self.item_factors.T, self._tie_break)
+
+
+BASELINES: dict[str, type[Baseline]] = {"pop": Pop, "mc": MarkovChain, "knn": UserKNN, "mf": ImplicitMF}
+
+
+def make_baseline(name: str, **params) -> Baseline:
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    return BASELINES[name](**params)
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_baseline(model: Baseline, split: Split, users: str = "test", k: int = 10) -> dict[str, float]:
+    """The paper's protocol on the test (or validation) users; fits on ``split.train`` first if needed."""
+    if users not in ("test", "val"):
+        raise ValueError(f"users must be 'test' or 'val', got {users!r}")
+    if not model.fitted:
+        model.fit(split.train, split.n_items)
+    inputs, goals = split_half(split.test if users == "test" else split.val)
+    recommended = top_k(model.score(inputs), k, exclude=inputs)
+    return ranking_metrics(recommended, goals, split.n_items, split.item_popularity)
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """One baseline's MLflow run: its id, parameters, fit time and metrics (fractions, item coverage a count)."""
+
+    name: str
+    method: str
+    run_id: str
+    params: dict[str, object]
+    fit_seconds: float
+    val: dict[str, float]
+    test: dict[str, float]
+
+
+def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASELINES), k: int = 10,
+                  params: dict[str, dict[str, object]] | None = None) -> dict[str, BaselineRun]:
+    """Fit and evaluate each named baseline in its own MLflow run (run name = name, tag ``method``)."""
+    import mlflow
+
+    if not 1 <= k <= split.n_items:
+        raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(k))
+    models = [make_baseline(name, **(params or {}).get(name, {})) for name in names]  # bad params: fail early
+    # Under `mlflow run` the entry point's run (MLFLOW_RUN_ID) becomes the parent of one nested run per
+    # baseline; otherwise the first baseline would resume it and the others would be unrelated runs.
+    parent = mlflow.start_run() if mlflow.active_run() is None and os.environ.get("MLFLOW_RUN_ID") else None
+    nested = mlflow.active_run() is not None
+    try:
+        return {name: _run_one(model, split, k, nested) for name, model in zip(names, models)}
+    finally:
+        if parent is not None:
+            mlflow.end_run()
+
+
+def _run_one(model: Baseline, split: Split, k: int, nested: bool) -> BaselineRun:
+    import mlflow
+
+    with mlflow.start_run(run_name=model.name, nested=nested) as run:
+        mlflow.set_tags({"method": model.method, "seqrec.kind": "baseline"})
+        mlflow.log_params({**model.params(), "k": k, "data": str(split.directory), "n_items": split.n_items,
+                           "n_train_users": len(split.train)})
+        started = time.perf_counter()
+        model.fit(split.train, split.n_items)
+        fit_seconds = time.perf_counter() - started
+        val = evaluate_baseline(model, split, "val", k)
+        test = evaluate_baseline(model, split, "test", k)
+        mlflow.log_metrics({"fit_seconds": fit_seconds,
+                            **{mlflow_name(metric, "val_"): value for metric, value in val.items()},
+                            **{mlflow_name(metric, "test_"): value for metric, value in test.items()}})
+    return BaselineRun(model.name, model.method, run.info.run_id, model.params(), fit_seconds, val, test)
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+
+def _integer(text: str) -> int:
+    """An int that also accepts "50.0": MLproject has no integer type."""
+    value = float(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def _methods(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose a comma-separated list of {', '.join(BASELINES)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m seqrec.baselines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="auto",
+                        help="split directory (*_set_sequences), a raw ratings file/directory to prepare, or 'auto' "
+                             "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
+    parser.add_argument("--methods", type=_methods, default=list(BASELINES),
+                        help=f"comma-separated baselines (default: {','.join(BASELINES)})")
+    parser.add_argument("--k", type=_integer, default=10, help="cut-off of the ranking metrics (default: 10)")
+    parser.add_argument("--knn-neighbours", type=_integer, default=80, help="user-KNN neighbourhood size")
+    parser.add_argument("--mf-factors", type=_integer, default=64, help="MF latent dimension")
+    parser.add_argument("--mf-alpha", type=float, default=10.0, help="MF confidence of a seen item is 1 + alpha")
+    parser.add_argument("--mf-reg", type=float, default=0.01, help="MF regularisation per unit of confidence weight")
+    parser.add_argument("--mf-iterations", type=_integer, default=15, help="MF alternating least-squares sweeps")
+    parser.add_argument("--seed", type=_integer, default=0, help="MF initialisation seed")
+    return parser
+
+
+def format_results(results: dict[str, BaselineRun], title: str = "") -> str:
+    """One line per baseline: rates in percent, item coverage as a count."""
+    lines = [title] if title else []
+    for result in results.values():
+        shown = "  ".join(f"{metric}={value:.0f}" if metric == "item_coverage" else f"{metric}={100 * value:.2f}"
+                          for metric, value in result.test.items())
+        lines.append(f"{result.method:<4} {shown}  (fit {result.fit_seconds:.1f} s, run {result.run_id})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from seqrec.cli import _load
+
+    params = {"knn": {"neighbours": args.knn_neighbours},
+              "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
+                     "iterations": args.mf_iterations, "seed": args.seed}}
+    try:
+        split = _load(args.data)
+        results = run_baselines(split, args.methods, args.k, params)
+    except DataError as error:
+        print(f"seqrec baselines: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # invalid baseline parameters
+        print(f"seqrec baselines: error: {error}", file=sys.stderr)
+        return 2
+    print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

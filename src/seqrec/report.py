@@ -1,0 +1,255 @@
+"""Table 3 of Devooght & Bersini (UMAP 2017), MovieLens-1M: our runs next to the paper's figures.
+
+``python -m seqrec.report`` reads the tracking store: the latest FINISHED run of every baseline (runs with
+a ``method`` tag, from :mod:`seqrec.baselines`) and the latest FINISHED RNN-CCE training run (param
+``regime`` and metric ``test_sps_at_10``; or ``--rnn-run-id``). It writes the table as Markdown and HTML,
+logs both files as artifacts of a ``report`` run and prints the Markdown.
+
+Rates are in percent, item coverage is a count of distinct correctly recommended items, all at k on the
+test users. A paper figure that could not be confirmed is shown as '–' rather than guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MISSING = "–"
+
+# (column header, metric name without the "test_" prefix ({k} is the cut-off), kind of number)
+COLUMNS: list[tuple[str, str, str]] = [
+    ("sps@{k} (%)", "sps_at_{k}", "rate"),
+    ("recall@{k} (%)", "recall_at_{k}", "rate"),
+    ("ndcg@{k} (%)", "ndcg_at_{k}", "rate"),
+    ("MRR@{k} (%)", "mrr_at_{k}", "rate"),
+    ("user coverage (%)", "user_coverage", "rate"),
+    ("item coverage", "item_coverage", "count"),
+    ("blockbuster share (%)", "blockbuster_share", "rate"),
+    ("diversity", "diversity", "value"),
+    ("novelty", "novelty", "value"),
+]
+
+# Row order of the table and the name of the same method in the paper.
+METHODS: list[tuple[str, str]] = [
+    ("POP", "POP"),
+    ("MC", "MC"),
+    ("KNN", "UKNN"),
+    ("MF", "BPR-MF"),
+    ("RNN-CCE", "RNN-CCE"),
+]
+
+# The paper's Table 3 (ML-1M, k = 10), in the table's units (percent; item coverage a count). Only the
+# figures we could confirm; every other cell is shown as '–'.
+PAPER_TABLE3: dict[str, dict[str, float]] = {
+    "POP": {"sps_at_{k}": 5.0, "recall_at_{k}": 3.62},
+    "RNN-CCE": {"sps_at_{k}": 33.45, "recall_at_{k}": 7.52, "user_coverage": 87.73, "item_coverage": 669.75},
+}
+PAPER_K = 10
+
+RNN_METHOD = "RNN-CCE"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a method, where the figures come from and the cells (None = missing)."""
+
+    method: str
+    source: str  # "ours (run <id>)", "ours (no run)" or "paper (<name>)"
+    values: list[float | None]
+    run_id: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+def _experiment_ids(client, experiment_names: list[str] | None) -> list[str]:
+    if not experiment_names:
+        return [experiment.experiment_id for experiment in client.search_experiments()]
+    ids = []
+    for name in experiment_names:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise LookupError(f"no MLflow experiment named {name!r}")
+        ids.append(experiment.experiment_id)
+    return ids
+
+
+def _finished_runs_with_test_metrics(client, experiment_ids: list[str], k: int) -> list:
+    """FINISHED runs that logged ``test_sps_at_k``, newest first (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=f"metrics.test_sps_at_{k} >= 0 and "
+                                                                "attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: list[str] | None = None) -> dict:
+    """The run of each table row: ``{method: mlflow Run or None}`` (latest FINISHED one of each method).
+
+    Baselines are the runs with a ``method`` tag and no ``regime`` param; RNN-CCE is the latest run with
+    a ``regime`` param (a training run; tuning trials have no test metrics), unless ``rnn_run_id`` is given.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = _finished_runs_with_test_metrics(client, _experiment_ids(client, experiment_names), k)
+    chosen: dict[str, object] = {}
+    for run in runs:  # newest first: the first run seen of a method wins
+        if "regime" in run.data.params:
+            chosen.setdefault(RNN_METHOD, run)
+        elif "method" in run.data.tags:
+            chosen.setdefault(run.data.tags["method"], run)
+    if rnn_run_id is not None:
+        chosen[RNN_METHOD] = client.get_run(rnn_run_id)
+    order = [method for method, _ in METHODS] + sorted(set(chosen) - {method for method, _ in METHODS})
+    return {method: chosen.get(method) for method in order}
+
+
+# --------------------------------------------------------------------------------------------- table
+
+
+def _our_values(run, k: int) -> list[float | None]:
+    metrics = run.data.metrics if run is not None else {}
+    values = []
+    for _, template, kind in COLUMNS:
+        name = template.format(k=k)
+        value = metrics.get(f"test_{name}", metrics.get(f"test_{name}_at_{k}"))  # diversity@k / novelty@k
+        values.append(None if value is None else (100 * value if kind == "rate" else value))
+    return values
+
+
+def build_rows(runs: dict, k: int = 10) -> list[Row]:
+    """Two rows per method, ours then the paper's (the paper's only at its own k = 10)."""
+    paper_names = dict(METHODS)
+    rows = []
+    for method, run in runs.items():
+        run_id = run.info.run_id if run is not None else None
+        source = f"ours (run {run_id[:8]})" if run_id else "ours (no run)"
+        rows.append(Row(method, source, _our_values(run, k), run_id))
+        if method in paper_names:
+            figures = PAPER_TABLE3.get(method, {}) if k == PAPER_K else {}
+            rows.append(Row(method, f"paper ({paper_names[method]})",
+                            [figures.get(template) for _, template, _ in COLUMNS]))
+    return rows
+
+
+def _cell(value: float | None, kind: str) -> str:
+    if value is None:
+        return MISSING
+    if kind == "count":
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+    return f"{value:.2f}" if kind == "rate" else f"{value:.4g}"
+
+
+def _table(rows: list[Row], k: int) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "source"] + [title.format(k=k) for title, _, _ in COLUMNS]
+    body = [[row.method, row.source] + [_cell(value, kind) for value, (_, _, kind) in zip(row.values, COLUMNS)]
+            for row in rows]
+    return header, body
+
+
+def _caption(k: int, data: list[str] | None = None) -> str:
+    caption = (f"Table 3, MovieLens-1M, test users, metrics at k={k}: our runs (latest FINISHED run of each method) "
+               "next to Devooght & Bersini (UMAP 2017). '–': not logged / figure not confirmed.")
+    return caption + (f" Our data: {', '.join(data)}." if data else "")
+
+
+def data_of(runs: dict) -> list[str]:
+    """The distinct ``data`` params of the runs (the split each one was evaluated on)."""
+    return sorted({run.data.params["data"] for run in runs.values() if run is not None and "data" in run.data.params})
+
+
+def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
+    header, body = _table(rows, k)
+    lines = [_caption(k, data), "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
+    header, body = _table(rows, k)
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    lines = []
+    for row, cells in zip(rows, body):
+        style = ' class="paper"' if row.source.startswith("paper") else ""
+        tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        lines.append(f"<tr{style}>{tds}</tr>")
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 3</title><style>"
+            "table{border-collapse:collapse;font-family:sans-serif}th,td{border:1px solid #ccc;padding:4px 8px}"
+            "td:nth-child(n+3){text-align:right}tr.paper{color:#555;font-style:italic}</style></head><body>\n"
+            f"<table>\n<caption>{html.escape(_caption(k, data))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+            + "\n".join(lines) + "\n</tbody>\n</table>\n</body></html>\n")
+
+
+def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
+                 experiment_names: list[str] | None = None) -> tuple[str, str, Path, Path, str]:
+    """Build the table, write ``table3.md``/``table3.html`` into ``out_dir`` and log them in a ``report`` run.
+
+    Returns the Markdown, the HTML, both paths and the report run id.
+    """
+    import mlflow
+
+    runs = collect_runs(k, rnn_run_id, experiment_names)
+    rows = build_rows(runs, k)
+    data = data_of(runs)
+    markdown, page = to_markdown(rows, k, data), to_html(rows, k, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
+    md_path.write_text(markdown, encoding="utf-8")
+    html_path.write_text(page, encoding="utf-8")
+    with mlflow.start_run(run_name="report") as run:
+        mlflow.set_tag("seqrec.kind", "report")
+        mlflow.log_params({"k": k, **{f"run_{method}": (row.info.run_id if row is not None else "none")
+                                      for method, row in runs.items()}})
+        mlflow.log_artifact(str(md_path), artifact_path="report")
+        mlflow.log_artifact(str(html_path), artifact_path="report")
+    return markdown, page, md_path, html_path, run.info.run_id
+
+
+def _integer(text: str) -> int:
+    value = float(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m seqrec.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--k", type=_integer, default=10, help="cut-off of the metrics to report (default: 10)")
+    parser.add_argument("--rnn-run-id", default=None, help="RNN-CCE run to report (default: the latest finished)")
+    parser.add_argument("--experiment", action="append", default=None, dest="experiments",
+                        help="only runs of this MLflow experiment (repeatable; default: all experiments)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also keep table3.md and table3.html in this directory (default: only as artifacts)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if args.out is not None:
+            markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                markdown, *_ = write_report(Path(tmp), args.k, args.rnn_run_id, args.experiments)
+    except (MlflowException, LookupError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        print(f"seqrec report: error: {message}", file=sys.stderr)
+        return 2
+    print(markdown, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

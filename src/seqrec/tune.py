@@ -1,0 +1,481 @@
+"""Hyper-parameter tuning of RNN-CCE: an Optuna study whose trials are nested MLflow runs.
+
+    python -m seqrec.tune --n-trials 30 --timeout 3600 --study-name seqrec \\
+        --storage sqlite:///tuning/optuna.db --epochs-per-trial 6 --seed 0 --data auto
+
+* The search space is ``tuning/search_space.py`` (``suggest(trial) -> dict`` of TrainConfig overrides).
+* The objective is the best-epoch validation sps@10 of a trial; the test users are never looked at
+  while tuning. Unpromising trials are pruned after each epoch (median rule).
+* The study lives in an Optuna RDB storage (any SQLAlchemy URL): running the command again with the
+  same ``--study-name`` adds ``--n-trials`` more trials to it, and several processes pointed at the
+  same storage (and the same MLflow tracking server) work on one study together. A worker that dies
+  mid-trial stops sending heartbeats; its trial is marked failed and re-queued with the same params.
+* Each invocation is one parent MLflow run; each trial is a nested run (params, per-epoch validation
+  curve, best-epoch metrics, its model). After the study the parent gets the best params and value,
+  plots of the study, and the best trial's test metrics; the best trial's model is registered as
+  ``seqrec`` with the alias ``champion`` and exported as ``best_model.keras``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from seqrec.data import DataError, Split
+from seqrec.evaluate import check_catalogue, evaluate_users, format_table, load_model
+from seqrec.metrics import mlflow_name
+from seqrec.model import keras
+from seqrec.train import TrainConfig, train_run
+
+DEFAULT_STORAGE = "sqlite:///tuning/optuna.db"
+DEFAULT_SEARCH_SPACE = Path("tuning/search_space.py")
+CHAMPION = "champion"
+RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
+VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
+K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
+STARTUP_TRIALS = 8  # random trials before TPE models the search space
+
+
+class TuningError(RuntimeError):
+    """The study has no completed trial to pick a model from."""
+
+
+@dataclass
+class TuneSummary:
+    """What a ``run_study`` invocation ended with (the study may hold trials of earlier invocations)."""
+
+    study_name: str
+    storage: str  # the URL with any password hidden
+    parent_run_id: str
+    n_trials: int  # all trials of the study: earlier invocations and other workers included
+    states: dict[str, int]  # trial count per state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)
+    best_trial: int
+    best_value: float  # best-epoch validation sps@10 of the best trial
+    best_params: dict
+    best_run_id: str  # MLflow run of the best trial
+    model_version: str  # registered version that the ``champion`` alias points to
+    export_path: Path
+    val: dict[str, float]  # the best trial's validation metrics at its best epoch
+    test: dict[str, float]  # the exported model on the test users
+
+
+# --- Keras callbacks --------------------------------------------------------------------------------------
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Report the validation metric to an Optuna trial after every epoch; stop the fit when it is pruned.
+
+    ``optuna_integration``'s Keras callback targets tf.keras; this is the same idea for Keras 3.
+    It must come after :class:`seqrec.train.RankingValidation`, which puts the metric in the logs.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str = mlflow_name(f"sps@{K}", "val_")):
+        super().__init__()
+        self.trial, self.monitor = trial, monitor
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None or self.monitor not in logs:
+            raise KeyError(f"{self.monitor!r} is not in the epoch logs (RankingValidation must run first)")
+        self.trial.report(float(logs[self.monitor]), epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"trial {self.trial.number} pruned after epoch {epoch + 1}: "
+                                     f"{self.monitor}={float(logs[self.monitor]):.4f}")
+
+
+class _RecordRun(keras.callbacks.Callback):
+    """Links trial and MLflow run both ways as soon as the trial's run exists (so even a killed trial has it)."""
+
+    def __init__(self, trial: optuna.Trial, study_name: str):
+        super().__init__()
+        self.trial, self.study_name = trial, study_name
+        self.run_id: str | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        import mlflow
+
+        self.run_id = mlflow.active_run().info.run_id
+        self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
+        mlflow.set_tags({"optuna.study_name": self.study_name, "optuna.trial_number": self.trial.number})
+
+
+# --- search space and storage -----------------------------------------------------------------------------
+
+
+def load_search_space(path: Path = DEFAULT_SEARCH_SPACE) -> tuple[Callable[[optuna.Trial], dict], Path]:
+    """``suggest`` from a search-space file, and the file found (a relative path may also be the project's)."""
+    path = Path(path)
+    if not path.is_file() and not path.is_absolute():
+        in_project = Path(__file__).resolve().parents[2] / path  # src/seqrec/tune.py -> the project root
+        path = in_project if in_project.is_file() else path
+    if not path.is_file():
+        raise DataError(path, None, "a search-space file defining suggest(trial) -> dict", "no such file")
+    spec = importlib.util.spec_from_file_location("seqrec_search_space", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    suggest = getattr(module, "suggest", None)
+    if not callable(suggest):
+        raise DataError(path, None, "a function suggest(trial) -> dict of TrainConfig overrides", "no suggest")
+    return suggest, path
+
+
+def trial_config(overrides: dict, epochs: int, seed: int, source: str = "suggest(trial)") -> TrainConfig:
+    """The TrainConfig of a trial: the tuner's epochs and seed, then the search space's overrides."""
+    known = {spec.name for spec in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise DataError(source, None, f"TrainConfig fields as keys ({', '.join(sorted(known))})", ", ".join(unknown))
+    try:
+        return replace(TrainConfig(epochs=epochs, seed=seed), **overrides)
+    except (TypeError, ValueError) as error:
+        raise DataError(source, None, "valid TrainConfig values", str(error)) from None
+
+
+def shown_url(url: str) -> str:
+    """A storage URL fit for logs and MLflow params: any password is masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by open_storage
+        return url
+
+
+class _RetryStale:
+    """Heartbeat-stale trial (its worker died): mark its MLflow run KILLED, re-queue its params."""
+
+    def __init__(self, max_retry: int | None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if RUN_ID_ATTR in trial.user_attrs:
+            _end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED", "FAIL (worker lost: no heartbeat)")
+        self.retry(study, trial)
+
+
+def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int = 60, grace_period: int | None = None,
+                 max_retry: int | None = 3) -> optuna.storages.RDBStorage:
+    """Optuna RDB storage with worker heartbeats; an SQLite file's folder is created if missing."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    expected = "an SQLAlchemy database URL (sqlite:///tuning/optuna.db, postgresql://user@host/db, ...)"
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise DataError(url, None, expected, str(error)) from None
+    engine_kwargs = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # local workers wait for the file lock
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                              grace_period=grace_period,
+                                              heartbeat_stale_trial_callback=_RetryStale(max_retry))
+    except ImportError as error:
+        raise DataError(shown_url(url), None, f"{expected} whose database driver is installed",
+                        str(error.__cause__ or error)) from None
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise DataError(shown_url(url), None, "a reachable Optuna storage database",
+                        str(error).splitlines()[0]) from None
+
+
+# --- MLflow edges -----------------------------------------------------------------------------------------
+
+
+def _end_run(run_id: str, status: str, state: str) -> None:
+    """Give a trial's MLflow run its final status and the Optuna state as a tag (best effort)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        client.set_tag(run_id, "optuna.state", state)
+        if status != "FINISHED":
+            client.set_terminated(run_id, status)
+    except MlflowException as error:
+        warnings.warn(f"could not update MLflow run {run_id}: {error.message}", stacklevel=2)
+
+
+def _log_plots(study: optuna.Study) -> list[str]:
+    """Optimisation history, parallel coordinates and (from 2 completed trials) param importances.
+
+    Interactive HTML with plotly, else PNG with matplotlib; a plot that fails is skipped with a warning.
+    """
+    import mlflow
+
+    n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if n_complete == 0:
+        return []
+    try:
+        import plotly  # noqa: F401
+
+        from optuna import visualization as vis
+        suffix = "html"
+    except ImportError:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as vis
+        suffix = "png"
+    plots = {"optimization_history": vis.plot_optimization_history,
+             "parallel_coordinate": vis.plot_parallel_coordinate}
+    if n_complete >= 2:
+        plots["param_importances"] = vis.plot_param_importances
+    logged = []
+    for name, plot in plots.items():
+        try:
+            with warnings.catch_warnings():  # experimental API; degenerate axes of few trials
+                warnings.simplefilter("ignore")
+                figure = plot(study)
+            if suffix == "png":
+                figure = getattr(figure, "figure", figure)  # optuna returns the Axes
+                figure.set_size_inches(10, 6)
+                figure.tight_layout()
+            mlflow.log_figure(figure, f"plots/{name}.{suffix}")
+            if suffix == "png":
+                plt.close(figure)
+            logged.append(f"plots/{name}.{suffix}")
+        except Exception as error:  # noqa: BLE001 - plots must never lose a finished study
+            warnings.warn(f"plot {name} skipped: {error}", stacklevel=2)
+    return logged
+
+
+def _log_trials_table(study: optuna.Study) -> None:
+    """All trials (number, state, value, params, user attributes) as ``tuning/trials.csv``."""
+    import mlflow
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = Path(tmp) / "trials.csv"
+            study.trials_dataframe().to_csv(table, index=False)
+            mlflow.log_artifact(str(table), artifact_path="tuning")
+    except Exception as error:  # noqa: BLE001 - a convenience table must never lose a finished study
+        warnings.warn(f"trials table skipped: {error}", stacklevel=2)
+
+
+def _export(run_id: str, export_path: Path) -> keras.Model:
+    """Copy the trial's ``best_model.keras`` artifact to ``export_path`` and load it from there."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_model.keras", dst_path=tmp)
+        export_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, export_path)
+    return load_model(str(export_path))
+
+
+def _model_uri(run_id: str) -> str:
+    """The trial's logged model: ``models:/<model id>`` in MLflow 3 (what ``runs:/<run>/model`` resolves to)."""
+    import mlflow
+
+    logged = [model for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'",
+                                                             output_format="list") if model.name == "model"]
+    return logged[0].model_uri if logged else f"runs:/{run_id}/model"
+
+
+def _register(run_id: str, name: str, description: str, tags: dict[str, str]) -> str:
+    """Register the trial's model (unless the champion already is that run's) and point ``champion`` at it."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:  # no such model or alias yet
+        current = None
+    if current is not None and current.run_id == run_id:
+        version = current.version
+    else:
+        version = mlflow.register_model(_model_uri(run_id), name).version
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.update_model_version(name, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return str(version)
+
+
+def _percent(metrics: dict[str, float], name: str) -> str:
+    return f"{100 * metrics[name]:.2f} %" if name in metrics else "n/a"
+
+
+# --- the study --------------------------------------------------------------------------------------------
+
+
+def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_name: str, source: str) -> Callable:
+    def objective(trial: optuna.Trial) -> float:
+        config = trial_config(suggest(trial), epochs, seed, source)
+        recorder = _RecordRun(trial, study_name)
+        pruning = PruningCallback(trial, mlflow_name(f"sps@{config.k}", "val_"))
+        try:
+            summary = train_run(config, split, nested=True, run_name=f"trial-{trial.number}",
+                                callbacks=[recorder, pruning], evaluate_test=False, verbose=0)
+        except optuna.TrialPruned:
+            if recorder.run_id is not None:
+                _end_run(recorder.run_id, "KILLED", "PRUNED")
+            raise
+        finally:
+            keras.backend.clear_session()
+        trial.set_user_attr(RUN_ID_ATTR, summary.run_id)
+        trial.set_user_attr(VAL_ATTR, summary.val)
+        trial.set_user_attr("best_epoch", summary.best_epoch)
+        _end_run(summary.run_id, "FINISHED", "COMPLETE")
+        return summary.val[f"sps@{config.k}"]
+
+    return objective
+
+
+def run_study(split: Split, *, n_trials: int | None, timeout: float | None = None, study_name: str = "seqrec",
+              storage: str = DEFAULT_STORAGE, epochs_per_trial: int = 6, seed: int = 0,
+              search_space_path: Path = DEFAULT_SEARCH_SPACE, export_path: Path = Path("best_model.keras"),
+              register_name: str = "seqrec", suggest: Callable[[optuna.Trial], dict] | None = None,
+              pruner: optuna.pruners.BasePruner | None = None, heartbeat_interval: int = 60,
+              grace_period: int | None = None, max_retry: int | None = 3) -> TuneSummary:
+    """Add up to ``n_trials`` trials (or ``timeout`` seconds of them) to the study, then publish its winner.
+
+    ``suggest`` replaces the search-space file (tests); ``pruner`` defaults to a median pruner. The
+    sampler is TPE seeded with ``seed`` plus the number of trials already in the study, so a resumed
+    study does not replay its first random trials; give concurrent workers different seeds.
+    """
+    import mlflow
+
+    if suggest is None:
+        suggest, space_file = load_search_space(search_space_path)
+        source = str(space_file)
+    else:
+        space_file, source = None, getattr(suggest, "__name__", "suggest")
+    export_path = Path(export_path)
+    rdb = open_storage(storage, heartbeat_interval, grace_period, max_retry)
+    study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True,
+                                pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
+                                               n_startup_trials=STARTUP_TRIALS)
+    study.set_user_attr("data", study.user_attrs.get("data", str(split.directory)))
+
+    with mlflow.start_run(run_name=f"tune-{study_name}") as parent:
+        mlflow.set_tags({"optuna.study_name": study_name, "optuna.storage": shown_url(storage)})
+        mlflow.log_params({"tune_n_trials": n_trials, "tune_timeout": timeout, "tune_seed": seed,
+                           "tune_epochs_per_trial": epochs_per_trial, "tune_search_space": source,
+                           "tune_data": str(split.directory)})
+        if space_file is not None:
+            mlflow.log_artifact(str(space_file), artifact_path="tuning")
+        study.optimize(_objective(split, suggest, epochs_per_trial, seed, study_name, source),
+                       n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+
+        trials = study.get_trials(deepcopy=False)
+        states = dict(Counter(trial.state.name for trial in trials))
+        mlflow.log_metrics({f"n_trials_{state.lower()}": count for state, count in states.items()})
+        _log_plots(study)
+        _log_trials_table(study)
+        if "COMPLETE" not in states:
+            raise TuningError(f"study {study_name!r} has no completed trial yet ({states or 'no trials'})")
+
+        best = study.best_trial
+        if RUN_ID_ATTR not in best.user_attrs:
+            raise TuningError(f"best trial {best.number} of study {study_name!r} has no MLflow run id")
+        best_run_id = best.user_attrs[RUN_ID_ATTR]
+        val = dict(best.user_attrs.get(VAL_ATTR, {f"sps@{K}": best.value}))
+        mlflow.log_params({f"best_{name}": value for name, value in best.params.items()})
+        mlflow.log_metrics({"best_trial_number": best.number, mlflow_name(f"sps@{K}", "best_val_"): best.value,
+                            **{mlflow_name(name, "best_val_"): value for name, value in val.items()
+                               if name != f"sps@{K}"}})
+        mlflow.set_tags({"best_trial_run_id": best_run_id})
+
+        model = _export(best_run_id, export_path)
+        check_catalogue(model, split, str(export_path))
+        test = evaluate_users(model, split.test, K, split.item_popularity)
+        mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
+        description = (f"Best trial {best.number} of Optuna study '{study_name}' (MLflow run {best_run_id}). "
+                       f"Validation sps@{K} {_percent(val, f'sps@{K}')}, recall@{K} {_percent(val, f'recall@{K}')}; "
+                       f"test sps@{K} {_percent(test, f'sps@{K}')}, recall@{K} {_percent(test, f'recall@{K}')} "
+                       f"({len(split.test)} test users of {split.directory}).")
+        version = _register(best_run_id, register_name, description, {
+            "optuna.study_name": study_name, "optuna.trial_number": str(best.number),
+            mlflow_name(f"sps@{K}", "val_"): f"{val.get(f'sps@{K}', best.value):.6f}",
+            mlflow_name(f"sps@{K}", "test_"): f"{test[f'sps@{K}']:.6f}"})
+        mlflow.set_tags({"registered_model": f"models:/{register_name}/{version}"})
+
+    print(f"study {study_name!r} ({shown_url(storage)}): {len(trials)} trials "
+          f"({', '.join(f'{count} {state.lower()}' for state, count in states.items())})")
+    print(f"best trial {best.number}: validation sps@{K} {100 * best.value:.2f} %, params {best.params}")
+    print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}), exported to {export_path}")
+    print(format_table(test, title=f"best trial on the test users ({len(split.test)}):"))
+    return TuneSummary(study_name, shown_url(storage), parent.info.run_id, len(trials), states, best.number,
+                       best.value, dict(best.params), best_run_id, version, export_path, val, test)
+
+
+# --- command line -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from seqrec.cli import _add_data_argument, _integer
+
+    def seconds(text: str) -> float | None:
+        value = float(text)
+        return None if value <= 0 else value
+
+    parser = argparse.ArgumentParser(prog="python -m seqrec.tune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-trials", type=_integer, default=30, help="trials to add in this invocation (default: 30)")
+    parser.add_argument("--timeout", type=seconds, default=3600,
+                        help="stop starting trials after this many seconds; 0 = no limit (default: 3600)")
+    parser.add_argument("--study-name", default="seqrec", help="Optuna study; an existing one is continued")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"SQLAlchemy URL of the Optuna storage shared by all workers (default: {DEFAULT_STORAGE})")
+    parser.add_argument("--epochs-per-trial", type=_integer, default=6, help="epochs of each trial (default: 6)")
+    parser.add_argument("--seed", type=_integer, default=0,
+                        help="training seed of every trial and sampler seed; give parallel workers different seeds")
+    _add_data_argument(parser)
+    parser.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE,
+                        help=f"file defining suggest(trial) -> dict (default: {DEFAULT_SEARCH_SPACE})")
+    parser.add_argument("--export", type=Path, default=Path("best_model.keras"),
+                        help="where to save the best model (default: best_model.keras)")
+    parser.add_argument("--register-name", default="seqrec", help="MLflow registered model name (default: seqrec)")
+    parser.add_argument("--heartbeat-interval", type=_integer, default=60,
+                        help="seconds between a worker's heartbeats (default: 60)")
+    parser.add_argument("--grace-period", type=_integer, default=None,
+                        help="seconds without heartbeat before a RUNNING trial counts as lost and is re-queued "
+                             "(default: twice the heartbeat interval)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from seqrec.cli import _load
+
+    try:
+        if args.epochs_per_trial < 1 or args.n_trials < 1:
+            raise DataError("seqrec tune", None, "--n-trials and --epochs-per-trial of at least 1",
+                            f"{args.n_trials} and {args.epochs_per_trial}")
+        load_search_space(args.search_space)  # before the data: "auto" may have to download it
+        run_study(_load(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
+                  storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
+                  search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
+                  heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
+    except DataError as error:
+        print(f"seqrec tune: error: {error}", file=sys.stderr)
+        return 2
+    except TuningError as error:
+        print(f"seqrec tune: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Baselines (POP, MC, user-KNN, MF) on hand-made data, their MLflow runs and the Table-3 report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqrec.baselines import (
+    BASELINES,
+    ImplicitMF,
+    MarkovChain,
+    Pop,
+    UserKNN,
+    evaluate_baseline,
+    main as baselines_main,
+    ranked,
+    run_baselines,
+)
+from seqrec.data import Sequences, load_split, split_half
+from seqrec.metrics import top_k
+
+
+def seqs(*lists: list[int]) -> Sequences:
+    return Sequences.from_lists([list(s) for s in lists])
+
+
+def test_ranked_breaks_ties_by_popularity_then_id_and_survives_float32() -> None:
+    primary = np.array([[1e9 + 1, 1e9 + 1, 1e9, 0.0]])  # equal in float32, different in float64
+    scores = ranked(primary, tie_break=np.array([0, 1, 2, 3]))
+    assert scores.dtype == np.float32
+    assert top_k(scores, 4).tolist() == [[1, 0, 2, 3]]  # 1 ties with 0 on the score, wins on the tie-break
+
+
+def test_pop_ranks_by_training_count_and_excludes_inputs() -> None:
+    train = seqs([0, 1, 2], [1, 2], [2, 3], [2, 1, 4])  # counts: 2 -> 4, 1 -> 3, then 0, 3, 4 once each
+    model = Pop().fit(train, n_items=6)
+    np.testing.assert_array_equal(model.popularity, [1, 3, 4, 1, 1, 0])
+    inputs = seqs([5], [2, 0])
+    recommended = top_k(model.score(inputs), 4, exclude=inputs)
+    assert recommended[0].tolist() == [2, 1, 0, 3]  # ties (0, 3, 4 once each) go to the lower id
+    assert recommended[1].tolist() == [1, 3, 4, 5]  # inputs 2 and 0 never recommended
+
+
+def test_markov_chain_scores_transitions_out_of_last_input_item() -> None:
+    # 0 -> 1 twice, 0 -> 2 once, 1 -> 3 once; consecutive items of different users are not a transition
+    train = seqs([0, 1, 3], [0, 2], [4, 0, 1], [2, 2, 2, 2, 2, 2])
+    model = MarkovChain().fit(train, n_items=5)
+    transitions = model.transitions.toarray()
+    assert transitions[0].tolist() == [0, 2, 1, 0, 0]
+    assert transitions[1].tolist() == [0, 0, 0, 1, 0]
+    assert transitions[3].sum() == 0 and transitions[2].tolist() == [0, 0, 5, 0, 0]  # none across users
+    inputs = seqs([3, 0], [4, 3], [])
+    recommended = top_k(model.score(inputs), 3, exclude=inputs)
+    assert recommended[0].tolist() == [1, 2, 4]  # counts first, then popularity (4 once)
+    assert recommended[1].tolist() == [2, 0, 1]  # item 3 has no successor: popularity (2: 7, 0: 3, 1: 2)
+    assert recommended[2].tolist() == [2, 0, 1]  # empty input: popularity
+
+
+def test_user_knn_uses_cosine_neighbours_among_train_and_other_inputs() -> None:
+    train = seqs([0, 1, 2], [0, 1, 2, 3, 4, 5], [6, 7])
+    inputs = seqs([0, 1], [6])
+    model = UserKNN(neighbours=1).fit(train, n_items=9)
+    similarity = model.similarities(inputs)  # columns: 3 training users, then the 2 input halves
+    np.testing.assert_allclose(similarity[0], [2 / np.sqrt(6), 2 / np.sqrt(12), 0, 0, 0])
+    np.testing.assert_allclose(similarity[1], [0, 0, 1 / np.sqrt(2), 0, 0])  # its own half is not a neighbour
+    recommended = top_k(model.score(inputs), 1, exclude=inputs)
+    assert recommended[:, 0].tolist() == [2, 7]  # the nearest neighbour's unseen item
+    wide = UserKNN(neighbours=2).fit(train, n_items=9)
+    assert top_k(wide.score(inputs), 2, exclude=inputs)[0].tolist() == [2, 3]  # 2: 0.82 + 0.58, then 3 (0.58, the lowest id of 3-5)
+
+
+def test_user_knn_can_use_another_evaluated_users_input_half() -> None:
+    train = seqs([0, 1], [2, 3])
+    inputs = seqs([5, 6, 7], [5, 6, 8])  # each other's best neighbour only through the input halves
+    recommended = top_k(UserKNN(neighbours=1).fit(train, 9).score(inputs), 1, exclude=inputs)
+    assert recommended[:, 0].tolist() == [8, 7]
+    alone = top_k(UserKNN(neighbours=1, include_inputs=False).fit(train, 9).score(inputs), 1, exclude=inputs)
+    assert 8 not in alone[0]
+
+
+def test_mf_recovers_block_structure() -> None:
+    rng = np.random.default_rng(0)
+    train = Sequences.from_lists([(rng.permutation(8)[:6] + 8 * (user % 2)).tolist() for user in range(60)])
+    model = ImplicitMF(factors=4, iterations=8, seed=1).fit(train, n_items=16)
+    inputs = seqs([0, 1, 2], [9, 10, 11])
+    recommended = top_k(model.score(inputs), 5, exclude=inputs)
+    assert set(recommended[0]) <= set(range(3, 8))
+    assert set(recommended[1]) <= {8, *range(12, 16)}
+
+
+def test_evaluate_baseline_fits_and_follows_the_protocol(synthetic_split_dir) -> None:
+    split = load_split(synthetic_split_dir)
+    metrics = evaluate_baseline(MarkovChain(), split, "test", k=5)
+    assert set(metrics) >= {"sps@5", "recall@5", "ndcg@5", "mrr@5", "user_coverage", "item_coverage",
+                            "blockbuster_share"}
+    # the synthetic users mostly step +1: the chain predicts the next item far above popularity
+    assert metrics["sps@5"] > evaluate_baseline(Pop(), split, "test", k=5)["sps@5"] + 0.3
+    inputs, _ = split_half(split.test)
+    for name, make in BASELINES.items():
+        scores = make().fit(split.train, split.n_items).score(inputs)
+        assert scores.shape == (len(split.test), split.n_items), name
+
+
+def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_dir, mlflow_tracking,
+                                                                tmp_path, capsys) -> None:
+    import mlflow
+
+    from seqrec import report
+
+    split = load_split(synthetic_split_dir)
+    results = run_baselines(split, ["pop", "mc", "knn", "mf"], k=5,
+                            params={"mf": {"factors": 4, "iterations": 2}, "knn": {"neighbours": 10}})
+    assert list(results) == ["pop", "mc", "knn", "mf"]
+    client = mlflow.tracking.MlflowClient()
+    for name, result in results.items():
+        run = client.get_run(result.run_id)
+        assert run.info.run_name == name and run.info.status == "FINISHED"
+        assert run.data.tags["method"] == name.upper()
+        assert run.data.metrics["test_sps_at_5"] == pytest.approx(result.test["sps@5"])
+        assert "val_recall_at_5" in run.data.metrics and "test_item_coverage" in run.data.metrics
+    assert client.get_run(results["knn"].run_id).data.params["neighbours"] == "10"
+
+    # a stand-in RNN-CCE training run (param regime, test metrics), and an unfinished newer one
+    with mlflow.start_run(run_name="rnn") as rnn:
+        mlflow.log_params({"regime": "all_steps", "hidden": 8})
+        mlflow.log_metrics({"test_sps_at_5": 0.5, "test_item_coverage": 12.0, "test_diversity_at_5": 0.25})
+    failed = mlflow.start_run(run_name="rnn-crashed")
+    mlflow.log_params({"regime": "all_steps"})
+    mlflow.log_metrics({"test_sps_at_5": 0.9})
+    mlflow.end_run(status="FAILED")
+
+    runs = report.collect_runs(k=5)
+    assert runs["RNN-CCE"].info.run_id == rnn.info.run_id != failed.info.run_id
+    assert runs["POP"].info.run_id == results["pop"].run_id
+
+    out = tmp_path / "report"
+    assert report.main(["--k", "5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    markdown = (out / "table3.md").read_text(encoding="utf-8")
+    assert printed == markdown
+    pop_row = next(line for line in markdown.splitlines() if line.startswith("| POP | ours"))
+    assert f"{100 * results['pop'].test['sps@5']:.2f}" in pop_row
+    rnn_row = next(line for line in markdown.splitlines() if line.startswith("| RNN-CCE | ours"))
+    assert "| 50.00 |" in rnn_row and "| 12 |" in rnn_row and "0.25" in rnn_row and "–" in rnn_row
+    assert "<table>" in (out / "table3.html").read_text(encoding="utf-8")
+    report_run = client.search_runs([rnn.info.experiment_id], "tags.`seqrec.kind` = 'report'")[0]
+    logged = {item.path for item in client.list_artifacts(report_run.info.run_id, "report")}
+    assert logged == {"report/table3.md", "report/table3.html"}
+    # the paper's figures are only shown at its own cut-off
+    paper_row = report.build_rows({"RNN-CCE": None}, k=10)[1]
+    assert paper_row.source == "paper (RNN-CCE)" and paper_row.values[0] == pytest.approx(33.45)
+    assert report.build_rows({"RNN-CCE": None}, k=5)[1].values[0] is None
+
+
+def test_run_baselines_nests_under_the_mlflow_run_entry_point_run(synthetic_split_dir, mlflow_tracking,
+                                                                 monkeypatch) -> None:
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient()
+    project_run = client.create_run("0", run_name="mlflow-run-entry-point")
+    monkeypatch.setenv("MLFLOW_RUN_ID", project_run.info.run_id)  # what `mlflow run` hands the command
+    results = run_baselines(load_split(synthetic_split_dir), ["pop", "mc"], k=5)
+    for name, result in results.items():
+        run = client.get_run(result.run_id)
+        assert run.info.run_name == name and run.data.tags["mlflow.parentRunId"] == project_run.info.run_id
+    assert mlflow.active_run() is None and "method" not in client.get_run(project_run.info.run_id).data.tags
+
+
+def test_baselines_cli_bad_data_is_one_line_exit_2(tmp_path, capsys) -> None:
+    assert baselines_main(["--data", str(tmp_path / "missing"), "--methods", "pop"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("seqrec baselines: error:") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:
+        baselines_main(["--methods", "pop,nope"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,262 @@
+"""The Optuna study runner on tiny synthetic data: nested MLflow runs, resume, lost workers, the champion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import optuna
+import pytest
+
+from conftest import write_synthetic_split
+from seqrec.data import DataError, load_split
+from seqrec.evaluate import evaluate_users, load_model
+from seqrec.model import n_items_of
+from seqrec.tune import (RUN_ID_ATTR, PruningCallback, load_search_space, main, open_storage, run_study,
+                         trial_config)
+
+ROOT = Path(__file__).resolve().parents[1]
+TrialState = optuna.trial.TrialState
+
+# hidden <= 16, max_len 10: a trial of 2 epochs takes a couple of seconds
+TINY_SPACE = """
+def suggest(trial):
+    return {"hidden": trial.suggest_categorical("hidden", [8, 16]),
+            "lr": trial.suggest_float("lr", 5e-3, 3e-2, log=True),
+            "embedding": 8, "max_len": 10, "batch_size": 32}
+"""
+
+
+class PruneTrialOne(optuna.pruners.BasePruner):
+    """Deterministic pruning for the tests: trial 1 is pruned at its first report."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == 1
+
+
+def env_with_src() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+# --- fast units -------------------------------------------------------------------------------------------
+
+
+def test_pruning_callback_reports_every_epoch_and_stops_a_pruned_trial():
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.3))
+    trial = study.ask()
+    callback = PruningCallback(trial)
+    callback.on_epoch_end(0, {"loss": 2.0, "val_sps_at_10": 0.5})
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_epoch_end(1, {"loss": 1.9, "val_sps_at_10": 0.1})
+    assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.1}
+    with pytest.raises(KeyError, match="val_sps_at_10"):
+        callback.on_epoch_end(2, {"loss": 1.8})
+
+
+def test_project_search_space_gives_valid_train_configs():
+    suggest, path = load_search_space()
+    assert path.name == "search_space.py"
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(25):
+        trial = study.ask()
+        config = trial_config(suggest(trial), epochs=6, seed=3)
+        assert config.epochs == 6 and config.seed == 3 and config.k == 10
+        assert 64 <= config.hidden <= 512 and config.max_len in {20, 30, 50, 100}
+        assert config.batch_size in {32, 64, 128} and 0 <= config.dropout <= 0.5 and 3e-4 <= config.lr <= 5e-3
+        assert config.cell in {"gru", "lstm"} and config.lookahead in {1, 2, 3}
+        study.tell(trial, 0.0)
+    assert {"hidden", "embedding", "dropout", "max_len", "batch_size", "lr", "cell", "lookahead"} == set(
+        study.trials[0].params)
+    with pytest.raises(DataError, match="hiden"):
+        trial_config({"hiden": 64}, epochs=1, seed=0)
+
+
+def test_bad_inputs_are_one_line_and_exit_2(tmp_path, synthetic_split_dir, mlflow_tracking, capsys):
+    space = tmp_path / "space.py"
+    space.write_text(TINY_SPACE)
+    cases = [
+        (["--data", str(tmp_path / "missing"), "--search-space", str(space)], "no such file or directory"),
+        (["--data", str(synthetic_split_dir), "--search-space", str(tmp_path / "nope.py")], "search-space file"),
+        (["--data", str(synthetic_split_dir), "--search-space", str(space), "--storage", "not a url"],
+         "SQLAlchemy database URL"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("seqrec tune: error:") and message in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(DataError, match="driver"):
+        open_storage("postgresql+nosuchdriver://user:secret@localhost/db")
+
+
+# --- one study, run twice (module fixture: ~4 tiny trials) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    split_dir = write_synthetic_split(root / "split")
+    space = root / "space.py"
+    space.write_text(TINY_SPACE)
+    uri, storage = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'optuna.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        split = load_split(split_dir)
+        kwargs = dict(n_trials=2, timeout=None, study_name="tiny", storage=storage, epochs_per_trial=2, seed=0,
+                      search_space_path=space, export_path=root / "out" / "best_model.keras", pruner=PruneTrialOne())
+        first = run_study(split, **kwargs)
+        before = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+        second = run_study(split, **kwargs)  # the same study name and storage: continue it
+        after = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+        yield SimpleNamespace(split=split, split_dir=split_dir, first=first, second=second, before=before,
+                              after=after, export=root / "out" / "best_model.keras", uri=uri,
+                              env={**env_with_src(), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri})
+        mlflow.set_tracking_uri(None)
+
+
+def test_trials_are_nested_runs_with_params_curves_and_models(tuned):
+    client = mlflow.MlflowClient()
+    trial_runs = {}
+    for summary, numbers in ((tuned.first, {0, 1}), (tuned.second, {2, 3})):
+        children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{summary.parent_run_id}'",
+                                      output_format="list")
+        assert {run.info.run_name for run in children} == {f"trial-{n}" for n in numbers}
+        trial_runs.update({int(run.data.tags["optuna.trial_number"]): run for run in children})
+    for trial in tuned.after:
+        run = trial_runs[trial.number]
+        assert trial.user_attrs[RUN_ID_ATTR] == run.info.run_id
+        assert run.data.params["hidden"] in {"8", "16"} and run.data.params["max_len"] == "10"
+        assert run.data.params["epochs"] == "2" and float(run.data.params["lr"]) == pytest.approx(trial.params["lr"])
+        curve = client.get_metric_history(run.info.run_id, "val_sps_at_10")
+        assert "test_sps_at_10" not in run.data.metrics  # tuning never looks at the test users
+        if trial.number == 1:  # pruned after its first epoch
+            assert trial.state == TrialState.PRUNED
+            assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+            assert [m.step for m in curve] == [0]
+        else:
+            assert trial.state == TrialState.COMPLETE and run.info.status == "FINISHED"
+            assert [m.step for m in curve] == [0, 1]
+            assert trial.value == pytest.approx(max(m.value for m in curve))  # best epoch, not last
+            assert run.data.metrics["best_val_sps_at_10"] == pytest.approx(trial.value)
+            assert "best_model.keras" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_parent_run_logs_best_params_value_plots_and_test_metrics(tuned):
+    client = mlflow.MlflowClient()
+    best = max((t for t in tuned.after if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    parent = client.get_run(tuned.second.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["optuna.study_name"] == "tiny"
+    assert "optuna.db" in parent.data.tags["optuna.storage"]
+    assert parent.data.params["best_hidden"] == str(best.params["hidden"])
+    assert float(parent.data.params["best_lr"]) == pytest.approx(best.params["lr"])
+    assert parent.data.metrics["best_val_sps_at_10"] == pytest.approx(best.value) == tuned.second.best_value
+    assert parent.data.metrics["best_trial_number"] == best.number == tuned.second.best_trial
+    assert parent.data.metrics["n_trials_complete"] == 3 and parent.data.metrics["n_trials_pruned"] == 1
+    assert parent.data.metrics["test_sps_at_10"] == pytest.approx(tuned.second.test["sps@10"])
+    assert "test_recall_at_10" in parent.data.metrics
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    suffix = next(iter(plots)).rsplit(".", 1)[1]
+    assert plots == {f"plots/{name}.{suffix}" for name in ("optimization_history", "parallel_coordinate",
+                                                            "param_importances")}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "tuning")} == {"tuning/space.py",
+                                                                                      "tuning/trials.csv"}
+    first_plots = {a.path for a in client.list_artifacts(tuned.first.parent_run_id, "plots")}
+    assert f"plots/param_importances.{suffix}" not in first_plots  # one completed trial: no importances yet
+    assert f"plots/optimization_history.{suffix}" in first_plots
+
+
+def test_resumed_study_adds_trials_and_keeps_the_finished_ones(tuned):
+    assert [t.number for t in tuned.before] == [0, 1] and [t.number for t in tuned.after] == [0, 1, 2, 3]
+    for old, new in zip(tuned.before, tuned.after):
+        assert (new.state, new.value, new.params, new.user_attrs, new.datetime_complete) == \
+               (old.state, old.value, old.params, old.user_attrs, old.datetime_complete)
+    assert tuned.second.n_trials == 4 and tuned.second.states == {"COMPLETE": 3, "PRUNED": 1}
+    assert tuned.after[2].params["lr"] != tuned.after[0].params["lr"]  # the sampler did not replay trial 0
+
+
+def test_champion_is_registered_described_and_exported(tuned):
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("seqrec", "champion")
+    assert champion.run_id == tuned.second.best_run_id and str(champion.version) == tuned.second.model_version
+    assert "Validation sps@10" in champion.description and "recall@10" in champion.description
+    assert f"test sps@10 {100 * tuned.second.test['sps@10']:.2f} %" in champion.description
+    assert champion.tags["optuna.study_name"] == "tiny"
+    versions = client.search_model_versions("name = 'seqrec'")
+    assert len(versions) == (1 if tuned.first.best_run_id == tuned.second.best_run_id else 2)
+    model = load_model(str(tuned.export))
+    assert n_items_of(model) == tuned.split.n_items
+    assert evaluate_users(model, tuned.split.test, 10, tuned.split.item_popularity) == tuned.second.test
+
+
+def test_champion_evaluates_in_a_new_process_like_the_logged_test_metric(tuned):
+    result = subprocess.run([sys.executable, "-m", "seqrec", "evaluate", "--model", "models:/seqrec@champion",
+                             "--data", str(tuned.split_dir), "--json"],
+                            capture_output=True, text=True, env=tuned.env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    logged = mlflow.MlflowClient().get_run(tuned.second.parent_run_id).data.metrics
+    assert metrics["sps@10"] == pytest.approx(logged["test_sps_at_10"])
+    assert metrics["recall@10"] == pytest.approx(logged["test_recall_at_10"])
+
+
+# --- a worker killed mid-trial ----------------------------------------------------------------------------
+
+
+def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
+    except KeyError:  # the worker has not created the study yet
+        return []
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path, synthetic_split_dir,
+                                                                         mlflow_tracking):
+    space = tmp_path / "space.py"
+    space.write_text(TINY_SPACE)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    command = [sys.executable, "-m", "seqrec.tune", "--study-name", "crash", "--storage", url,
+               "--epochs-per-trial", "1", "--timeout", "0", "--data", str(synthetic_split_dir),
+               "--search-space", str(space), "--export", str(tmp_path / "best_model.keras"),
+               "--heartbeat-interval", "1", "--grace-period", "2"]
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen([*command, "--n-trials", "5"], stdout=log, stderr=subprocess.STDOUT, env=env_with_src())
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    deadline = time.monotonic() + 180
+    try:
+        while True:  # wait until trial 0 is finished and trial 1 is training (its MLflow run exists)
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the worker did not reach its second trial"
+            trials = _trials(storage, "crash")
+            if len(trials) == 2 and trials[0].state == TrialState.COMPLETE and RUN_ID_ATTR in trials[1].user_attrs:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.kill()
+        worker.wait()
+        log.close()
+    killed = _trials(storage, "crash")
+    assert [t.state for t in killed] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+    rerun = subprocess.run([*command, "--n-trials", "1"], capture_output=True, text=True, env=env_with_src(),
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _trials(storage, "crash")
+    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert (after[0].value, after[0].params, after[0].user_attrs) == \
+           (killed[0].value, killed[0].params, killed[0].user_attrs)
+    assert after[2].system_attrs["failed_trial"] == 1 and after[2].params == killed[1].params  # retried as is
+    client = mlflow.MlflowClient()
+    lost = client.get_run(killed[1].user_attrs[RUN_ID_ATTR])
+    assert lost.info.status == "KILLED" and lost.data.tags["optuna.state"].startswith("FAIL")
+    assert after[2].user_attrs[RUN_ID_ATTR] != lost.info.run_id
+    assert client.get_model_version_by_alias("seqrec", "champion").run_id in {
+        after[0].user_attrs[RUN_ID_ATTR], after[2].user_attrs[RUN_ID_ATTR]}
