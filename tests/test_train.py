@@ -115,3 +115,17 @@ def test_seeded_fit_is_reproducible(synthetic_split_dir, tmp_path):
     np.testing.assert_allclose(first.history["loss"], second.history["loss"], rtol=1e-6)
     for a, b in zip(first.model.get_weights(), second.model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_redraw_same_second_order_every_epoch():
+    users = Sequences.from_lists([[1, 2, 3, 4, 5, 6]])
+    ties = np.array([0, 1, 1, 1, 1, 2])  # items 2..5 were rated in the same second
+    batches = TrainingBatches(users, TrainConfig(max_len=4, batch_size=4), seed=0, ties=ties)
+    orders = set()
+    for _ in range(10):
+        used = batches.inputs > 0
+        following = dict(zip((batches.inputs[used] - 1).tolist(), batches.targets[used][:, 0].tolist()))
+        assert following[1] in {2, 3, 4, 5} and 6 in following.values() and len(following) == 5
+        orders.add(tuple(sorted(following.items())))
+        batches.on_epoch_end()
+    assert len(orders) > 2

@@ -42,11 +42,11 @@ class TrainConfig:
     max_len: int = 50
     batch_size: int = 64
     lr: float = 2e-3
-    epochs: int = 12
+    epochs: int = 10
     cell: str = "gru"
     projection: int = 0
     regime: str = "all_steps"
-    lookahead: int = 1
+    lookahead: int = 3
     lookahead_decay: float = 0.5
     shuffle_ties: bool = True
     seed: int = 0
@@ -282,8 +282,13 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
     name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
     with mlflow.start_run(run_name=name, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        mlflow.log_params({**asdict(config), "data": str(split.directory), "n_items": split.n_items,
-                           "n_train_users": len(split.train)})
+        params = {**asdict(config), "data": str(split.directory), "data_dir": str(split.directory),
+                  "n_items": split.n_items,
+                  "n_train_users": len(split.train)}
+        # `mlflow run` has already logged the MLproject params as typed ("true", "50.0"): MLflow refuses
+        # to change a param, so only the ones not there yet are added.
+        logged = mlflow.get_run(run.info.run_id).data.params
+        mlflow.log_params({name: value for name, value in params.items() if name not in logged})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
         timestamps = train_timestamps(split) if config.shuffle_ties else None
