@@ -18,7 +18,7 @@ import math
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +91,10 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     shift = rng.integers(0, max_len, size=len(sequences))  # empty leading cells of the first window
     n_windows = np.where(transitions > 0, (transitions + shift - 1) // max_len + 1, 0)
     first_window = np.concatenate([[0], np.cumsum(n_windows)[:-1]])
-    is_source = sequences.positions() < np.repeat(transitions, lengths)  # every item but each user's last
-    source = np.flatnonzero(is_source)
+    positions = sequences.positions()
+    source = np.flatnonzero(positions < np.repeat(transitions, lengths))  # every item but each user's last
     row = sequences.row_of_interaction()[source]
-    shifted = sequences.positions()[source] + shift[row]
+    shifted = positions[source] + shift[row]
     window = first_window[row] + shifted // max_len
     column = shifted % max_len
     inputs = np.zeros((int(n_windows.sum()), max_len), dtype=np.int32)
@@ -215,7 +215,6 @@ class TrainResult:
     best_epoch: int  # 1-based
     train_seconds: float
     tokens_per_second: float
-    extra: dict = field(default_factory=dict)
 
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
