@@ -245,9 +245,6 @@ class ItemCatalogue:
     movie_ids: np.ndarray  # (n_items,) int64
     titles: list[str]
 
-    def index_of(self) -> dict[int, int]:
-        return {int(movie): index for index, movie in enumerate(self.movie_ids)}
-
 
 def read_item_mapping(path: str | Path) -> ItemCatalogue:
     path = Path(path)
