@@ -414,22 +414,18 @@ def format_results(results: dict[str, BaselineRun], title: str = "") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from seqrec.cli import _load
+    from seqrec.cli import _load, exit_status
 
     params = {"knn": {"neighbours": args.knn_neighbours},
               "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
                      "iterations": args.mf_iterations, "seed": args.seed}}
-    try:
+
+    def baselines() -> None:
         split = _load(args.data)
         results = run_baselines(split, args.methods, args.k, params)
-    except DataError as error:
-        print(f"seqrec baselines: error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # invalid baseline parameters
-        print(f"seqrec baselines: error: {error}", file=sys.stderr)
-        return 2
-    print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
-    return 0
+        print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
+
+    return exit_status("baselines", baselines, refused=(DataError, ValueError))  # ValueError: bad parameters
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Callable
 
 from seqrec.data import DataError
 
@@ -139,15 +140,26 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
 
 
+def exit_status(command: str, action: Callable[[], object],
+                refused: tuple[type[Exception], ...] = (DataError,),
+                failed: tuple[type[Exception], ...] = ()) -> int:
+    """Run one command for a CLI: refused input is one line on stderr and status 2, a run that
+    could not produce its result (``failed``) one line and status 1 — never a traceback."""
+    try:
+        action()
+    except refused as error:
+        print(f"seqrec {command}: error: {error}", file=sys.stderr)
+        return 2
+    except failed as error:
+        print(f"seqrec {command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"prepare": _prepare, "train": _train, "evaluate": _evaluate}[args.command]
-    try:
-        handler(args)
-    except DataError as error:
-        print(f"seqrec {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(args.command, lambda: handler(args))
 
 
 if __name__ == "__main__":

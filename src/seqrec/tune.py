@@ -457,9 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from seqrec.cli import _load
+    from seqrec.cli import _load, exit_status
 
-    try:
+    def tune() -> None:
         if args.epochs_per_trial < 1 or args.n_trials < 1:
             raise DataError("seqrec tune", None, "--n-trials and --epochs-per-trial of at least 1",
                             f"{args.n_trials} and {args.epochs_per_trial}")
@@ -468,13 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                   storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
                   search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
                   heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
-    except DataError as error:
-        print(f"seqrec tune: error: {error}", file=sys.stderr)
-        return 2
-    except TuningError as error:
-        print(f"seqrec tune: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status("tune", tune, failed=(TuningError,))
 
 
 if __name__ == "__main__":
