@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SHARED_SPLIT
 from seqrec.data import (DataError, Sequences, load_split, pad_left, read_sequences, read_timestamps,
-                         shuffle_ties, split_half, tie_groups, write_sequences, write_timestamps)
+                         TieOrder, split_half, tie_groups, tie_order, tie_order_name, write_sequences, write_timestamps)
 
 
 def write(path, text):
@@ -107,12 +107,36 @@ def test_tie_groups_and_shuffle_stay_inside_same_second_groups():
     assert len(np.unique(groups)) == 5 and groups[4] != groups[5]  # a group never spans two users
     seen = set()
     for seed in range(20):
-        shuffled = shuffle_ties(users, groups, np.random.default_rng(seed))
+        shuffled = TieOrder(groups).apply(users, np.random.default_rng(seed))
         items = shuffled.items.tolist()
         assert items[0] == 1 and sorted(items[1:4]) == [2, 3, 4] and items[4] == 5
         assert sorted(items[5:7]) == [6, 7] and items[7] == 8
         seen.add(tuple(items))
     assert len(seen) > 3  # the order inside groups really changes
+
+
+def test_movie_tie_order_sorts_each_second_by_movie_id_with_tunable_noise():
+    users = Sequences.from_lists([[0, 3, 1, 2, 4], [5, 6]])
+    stamps = np.array([10, 20, 20, 20, 30, 7, 7])
+    movie_ids = np.array([50, 40, 30, 20, 10, 2, 1])  # MovieID of each item index
+    exact = tie_order("movie", users, stamps, movie_ids, noise=0.0)
+    assert tie_order_name(exact) == "movie"
+    assert exact.ranks.tolist() == [0, 0, 2, 1, 0, 1, 0]
+    ordered = exact.apply(users, np.random.default_rng(0))
+    assert ordered.items.tolist() == [0, 3, 2, 1, 4, 6, 5]  # MovieIDs 50 | 20 30 40 | 10 ; 1 2
+    noisy = tie_order("movie", users, stamps, movie_ids, noise=5.0)
+    draws = {tuple(noisy.apply(users, np.random.default_rng(seed)).items.tolist()) for seed in range(30)}
+    assert len(draws) > 3 and all(d[0] == 0 and d[4] == 4 for d in draws)
+
+
+def test_tie_order_falls_back_when_the_data_cannot_give_it():
+    users = Sequences.from_lists([[0, 1]])
+    stamps = np.array([5, 5])
+    assert tie_order("movie", users, None, np.array([1, 2])) is None
+    assert tie_order_name(tie_order("movie", users, stamps, None)) == "shuffle"
+    assert tie_order("file", users, stamps, np.array([1, 2])) is None
+    with pytest.raises(ValueError, match="tie order must be one of"):
+        tie_order("alphabetical", users, stamps, None)
 
 
 def test_timestamps_file_round_trip_and_misaligned_file(tmp_path):

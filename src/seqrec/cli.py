@@ -25,7 +25,9 @@ _TRAIN_HELP = {
     "regime": "all_steps (loss at every step of max_len windows) or paper (random user and cut, loss on the next item only)",
     "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
     "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
-    "shuffle_ties": "re-draw the order of same-second training ratings every epoch (needs timestamps)",
+    "tie_order": "order of same-second training ratings, re-drawn every epoch: file, shuffle or movie "
+                 "(by MovieID with noise, as in the authors' files; needs timestamps)",
+    "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",
@@ -62,7 +64,7 @@ def _add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from seqrec.train import REGIMES, TrainConfig
+    from seqrec.train import REGIMES, TIE_ORDERS, TrainConfig
 
     parser = argparse.ArgumentParser(prog="seqrec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_argument(train)
     for spec in fields(TrainConfig):
         kind = _argument_type(spec.default)
-        choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES)}.get(spec.name)
+        choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(TIE_ORDERS)}.get(spec.name)
         train.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=spec.default,
                            choices=choices, help=f"{_TRAIN_HELP[spec.name]} (default: {spec.default})")
     train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")

@@ -210,10 +210,61 @@ def tie_groups(sequences: Sequences, timestamps: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate([[True], ~tied]))
 
 
-def shuffle_ties(sequences: Sequences, groups: np.ndarray, rng: np.random.Generator) -> Sequences:
-    """Random order inside every same-second group (the authors' non-stable sort did the same)."""
-    order = np.lexsort((rng.random(len(groups)), groups))
-    return Sequences(sequences.user_ids, sequences.items[order], sequences.ratings[order], sequences.offsets)
+TIE_ORDERS = ("file", "shuffle", "movie")
+
+
+def rank_within_groups(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """0-based rank of every interaction's key inside its tie group (ties of keys keep file order)."""
+    order = np.lexsort((keys, groups))
+    ranks = np.empty(len(groups), dtype=np.float64)
+    ranks[order] = np.arange(len(groups)) - np.searchsorted(groups[order], groups[order])
+    return ranks
+
+
+@dataclass(frozen=True)
+class TieOrder:
+    """A way to re-draw the order inside same-second groups of ratings (``groups`` from :func:`tie_groups`).
+
+    ``ranks=None`` shuffles uniformly. Otherwise each group is sorted by ``ranks + N(0, noise)``: with
+    MovieID ranks and ``noise=0.8`` this mimics the authors' files, where a non-stable quicksort by time
+    of data listed by MovieID left 72-87 % of same-second neighbours in increasing MovieID order.
+    """
+
+    groups: np.ndarray
+    ranks: np.ndarray | None = None
+    noise: float = 0.0
+
+    def apply(self, sequences: Sequences, rng: np.random.Generator) -> Sequences:
+        if self.ranks is None:
+            key = rng.random(len(self.groups))
+        elif self.noise > 0:
+            key = self.ranks + rng.normal(0.0, self.noise, len(self.groups))
+        else:
+            key = self.ranks
+        order = np.lexsort((key, self.groups))  # groups increase along the flat array: users stay in place
+        return Sequences(sequences.user_ids, sequences.items[order], sequences.ratings[order], sequences.offsets)
+
+
+def tie_order(name: str, sequences: Sequences, timestamps: np.ndarray | None, movie_ids: np.ndarray | None,
+              noise: float = 0.0) -> TieOrder | None:
+    """The :class:`TieOrder` called ``name`` (see :data:`TIE_ORDERS`), or None for file order.
+
+    Falls back to ``shuffle`` when ``movie`` is asked for without a MovieID mapping, and to file order
+    without timestamps (the caller logs which order was used).
+    """
+    if name not in TIE_ORDERS:
+        raise ValueError(f"tie order must be one of {TIE_ORDERS}, got {name!r}")
+    if name == "file" or timestamps is None:
+        return None
+    groups = tie_groups(sequences, timestamps)
+    if name == "shuffle" or movie_ids is None:
+        return TieOrder(groups)
+    return TieOrder(groups, rank_within_groups(groups, movie_ids[sequences.items]), noise)
+
+
+def tie_order_name(order: TieOrder | None) -> str:
+    """Which of :data:`TIE_ORDERS` a :class:`TieOrder` (or None) is."""
+    return "file" if order is None else "shuffle" if order.ranks is None else "movie"
 
 
 def _format_rating(rating: float) -> str:

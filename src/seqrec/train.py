@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import Sequences, Split, shuffle_ties, tie_groups
+from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, tie_order, tie_order_name
 from seqrec.evaluate import evaluate_users, format_table
 from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
@@ -48,7 +48,8 @@ class TrainConfig:
     regime: str = "all_steps"
     lookahead: int = 3
     lookahead_decay: float = 0.5
-    shuffle_ties: bool = True
+    tie_order: str = "movie"
+    tie_noise: float = 0.8
     seed: int = 0
     patience: int = 3
     k: int = 10
@@ -65,6 +66,10 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.lookahead_decay <= 1.0:
             raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
+        if self.tie_order not in TIE_ORDERS:
+            raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
+        if self.tie_noise < 0:
+            raise ValueError(f"tie_noise must be >= 0, got {self.tie_noise}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -123,12 +128,11 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
 class TrainingBatches(keras.utils.PyDataset):
     """Examples of one regime, re-sampled and shuffled at the end of every epoch.
 
-    ``ties`` (group ids from :func:`seqrec.data.tie_groups`) re-draws the order of same-second ratings
-    every epoch: MovieLens users rate in bursts, the order inside a second is arbitrary, and the
-    authors' validation/test files have it randomised by a non-stable sort.
+    ``ties`` re-draws the order of same-second ratings every epoch: MovieLens users rate in bursts,
+    the order inside a second is arbitrary, and the authors' files got theirs from a non-stable sort.
     """
 
-    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: np.ndarray | None = None):
+    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None):
         super().__init__()
         self.sequences, self.config, self.ties = sequences, config, ties
         self.rng = np.random.default_rng(seed)
@@ -139,7 +143,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
-        sequences = self.sequences if self.ties is None else shuffle_ties(self.sequences, self.ties, self.rng)
+        sequences = self.sequences if self.ties is None else self.ties.apply(self.sequences, self.rng)
         if self.config.regime == "all_steps":
             inputs, targets = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead)
         else:
@@ -218,13 +222,12 @@ class TrainResult:
 
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
-        verbose: int = 2, timestamps: np.ndarray | None = None) -> TrainResult:
+        verbose: int = 2, ties: TieOrder | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
 
-    ``timestamps`` (of the training interactions, -1 unknown) enable ``config.shuffle_ties``.
+    ``ties`` (see :func:`training_tie_order`) re-orders same-second training ratings every epoch.
     """
     keras.utils.set_random_seed(config.seed)
-    ties = tie_groups(split.train, timestamps) if config.shuffle_ties and timestamps is not None else None
     batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=config.regime == "all_steps")
@@ -253,6 +256,20 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
         train_seconds=seconds,
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
     )
+
+
+def training_tie_order(split: Split, config: TrainConfig) -> TieOrder | None:
+    """``config.tie_order`` for the training users, warning when the data cannot give it."""
+    if config.tie_order == "file":
+        return None
+    timestamps = train_timestamps(split)
+    movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
+    ties = tie_order(config.tie_order, split.train, timestamps, movie_ids, config.tie_noise)
+    if tie_order_name(ties) != config.tie_order:
+        warnings.warn(f"tie_order={config.tie_order}: {split.directory} lacks "
+                      f"{'timestamps (train_set_timestamps, or raw ratings in ../ml-1m/ with the id mappings)' if timestamps is None else 'item_id_mapping.tsv (MovieIDs)'}"
+                      f"; same-second ratings are in {tie_order_name(ties)} order", stacklevel=2)
+    return ties
 
 
 @dataclass
@@ -290,13 +307,10 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         mlflow.log_params({name: value for name, value in params.items() if name not in logged})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
-        timestamps = train_timestamps(split) if config.shuffle_ties else None
-        if config.shuffle_ties and timestamps is None:
-            warnings.warn(f"shuffle_ties: no timestamps for {split.directory} (train_set_timestamps, or raw "
-                          "ratings in ../ml-1m/ with the id mappings); training in file order", stacklevel=2)
-        mlflow.log_param("ties_shuffled", timestamps is not None)
+        ties = training_tie_order(split, config)
+        mlflow.log_param("tie_order_used", tie_order_name(ties))
         result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
-                     verbose=verbose, timestamps=timestamps)
+                     verbose=verbose, ties=ties)
         val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
         test = evaluate_users(result.model, split.test, config.k, split.item_popularity) if evaluate_test else None
