@@ -45,6 +45,10 @@ def test_train_logs_params_curves_artifacts_and_test_metrics(trained):
     assert 0.0 <= run.data.metrics["test_sps_at_10"] <= 1.0 and "test_recall_at_10" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"best_model.keras", "data"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
+        f"plots/{name}.png" for name in ("learning_curves", "sps_recall_at_k", "short_long_term_profile",
+                                         "item_embeddings")}
+    assert 0.0 < run.data.metrics["test_diversity"] <= 1.0 and run.data.metrics["test_novelty"] > 0.0
     assert [a.path for a in client.list_artifacts(run.info.run_id, "data")] == ["data/stats"]
     assert model_file.is_file()
 
@@ -57,6 +61,7 @@ def test_evaluate_in_a_new_process_reproduces_the_logged_metric(trained, synthet
         metrics = json.loads(result.stdout.strip().splitlines()[-1])
         assert metrics["sps@10"] == pytest.approx(run.data.metrics["test_sps_at_10"])
         assert metrics["recall@10"] == pytest.approx(run.data.metrics["test_recall_at_10"])
+        assert metrics["diversity"] == pytest.approx(run.data.metrics["test_diversity"], rel=1e-5)
 
 
 def test_evaluate_refuses_another_catalogue(trained, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from seqrec.data import Sequences
-from seqrec.metrics import hit_matrix, mlflow_name, ranking_metrics, top_k, top_popular
+from seqrec.metrics import (diversity, hit_matrix, item_similarity, mlflow_name, ranking_metrics, top_k,
+                            top_popular)
 
 # Three users, six items, top-3 lists. First goal items 2, 4, 3: users 0 and 1 have it in their top-3.
 RECOMMENDED = np.array([[0, 1, 2], [3, 4, 5], [1, 0, 5]])
@@ -32,7 +33,22 @@ def test_every_metric_by_hand():
         "user_coverage": 2 / 3,
         "item_coverage": 2,  # items 2 and 4
         "blockbuster_share": 1 / 2,  # of the hits {2, 4}, item 2 is a blockbuster
+        # 8 of the 9 recommendations have share 1/11 (popularity 0 counts as 1), item 2 has 10/11
+        "novelty": (8 * np.log2(11) + np.log2(11 / 10)) / 9,
     })
+
+
+def test_item_similarity_and_diversity_by_hand():
+    train = Sequences.from_lists([[0, 1], [0, 1, 2], [2, 2]])  # raters: item 0 {0, 1}, 1 {0, 1}, 2 {1, 2}
+    similarity = item_similarity(train, n_items=4)
+    assert similarity[:3, :3] == pytest.approx(np.array([[1, 1, 0.5], [1, 1, 0.5], [0.5, 0.5, 1]]))
+    assert not similarity[3].any()  # an item nobody rated is similar to nothing
+    # user 0: items 0, 1 (dissimilarity 0); user 1: items 0, 2 (0.5)
+    assert diversity(np.array([[0, 1], [0, 2]]), similarity) == pytest.approx(0.25)
+    assert diversity(np.array([[0, 1, 2]]), similarity) == pytest.approx((0 + 0.5 + 0.5) / 3)
+    assert diversity(np.array([[0], [1]]), similarity) == 0.0
+    metrics = ranking_metrics(np.array([[0, 2]]), Sequences.from_lists([[1]]), 4, similarity=similarity)
+    assert metrics["diversity"] == pytest.approx(0.5) and "novelty" not in metrics
 
 
 def test_perfect_and_empty_rankings():

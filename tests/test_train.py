@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqrec.data import Sequences, load_split
+from seqrec.data import Sequences, TieOrder, load_split
 from seqrec.evaluate import evaluate_users
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
@@ -119,7 +119,7 @@ def test_seeded_fit_is_reproducible(synthetic_split_dir, tmp_path):
 
 def test_batches_redraw_same_second_order_every_epoch():
     users = Sequences.from_lists([[1, 2, 3, 4, 5, 6]])
-    ties = np.array([0, 1, 1, 1, 1, 2])  # items 2..5 were rated in the same second
+    ties = TieOrder(np.array([0, 1, 1, 1, 1, 2]))  # items 2..5 were rated in the same second
     batches = TrainingBatches(users, TrainConfig(max_len=4, batch_size=4), seed=0, ties=ties)
     orders = set()
     for _ in range(10):

@@ -20,13 +20,14 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from seqrec.data import DataError, Sequences, Split, split_half
+from seqrec.data import TIE_ORDERS, DataError, Sequences, Split, split_half, tie_order_name
 from seqrec.metrics import mlflow_name, ranking_metrics, top_k
+from seqrec.prepare import train_tie_order
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -313,7 +314,7 @@ def evaluate_baseline(model: Baseline, split: Split, users: str = "test", k: int
         model.fit(split.train, split.n_items)
     inputs, goals = split_half(split.test if users == "test" else split.val)
     recommended = top_k(model.score(inputs), k, exclude=inputs)
-    return ranking_metrics(recommended, goals, split.n_items, split.item_popularity)
+    return ranking_metrics(recommended, goals, split.n_items, split.item_popularity, split.item_similarity)
 
 
 @dataclass(frozen=True)
@@ -330,31 +331,40 @@ class BaselineRun:
 
 
 def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASELINES), k: int = 10,
-                  params: dict[str, dict[str, object]] | None = None) -> dict[str, BaselineRun]:
-    """Fit and evaluate each named baseline in its own MLflow run (run name = name, tag ``method``)."""
+                  params: dict[str, dict[str, object]] | None = None, tie_order: str = "movie",
+                  seed: int = 0) -> dict[str, BaselineRun]:
+    """Fit and evaluate each named baseline in its own MLflow run (run name = name, tag ``method``).
+
+    ``tie_order`` puts same-second training ratings in the order RNN-CCE trains on (``movie``: by MovieID,
+    as the authors' files mostly have them; drawn once, without noise): it matters to MC.
+    """
     import mlflow
 
     if not 1 <= k <= split.n_items:
         raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(k))
     models = [make_baseline(name, **(params or {}).get(name, {})) for name in names]  # bad params: fail early
+    ties = train_tie_order(split, tie_order)
+    if ties is not None:
+        split = replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))
+    run_params = {"k": k, "tie_order_used": tie_order_name(ties), "data": str(split.directory),
+                  "n_items": split.n_items, "n_train_users": len(split.train)}
     # Under `mlflow run` the entry point's run (MLFLOW_RUN_ID) becomes the parent of one nested run per
     # baseline; otherwise the first baseline would resume it and the others would be unrelated runs.
     parent = mlflow.start_run() if mlflow.active_run() is None and os.environ.get("MLFLOW_RUN_ID") else None
     nested = mlflow.active_run() is not None
     try:
-        return {name: _run_one(model, split, k, nested) for name, model in zip(names, models)}
+        return {name: _run_one(model, split, k, run_params, nested) for name, model in zip(names, models)}
     finally:
         if parent is not None:
             mlflow.end_run()
 
 
-def _run_one(model: Baseline, split: Split, k: int, nested: bool) -> BaselineRun:
+def _run_one(model: Baseline, split: Split, k: int, run_params: dict[str, object], nested: bool) -> BaselineRun:
     import mlflow
 
     with mlflow.start_run(run_name=model.name, nested=nested) as run:
         mlflow.set_tags({"method": model.method, "seqrec.kind": "baseline"})
-        mlflow.log_params({**model.params(), "k": k, "data": str(split.directory), "n_items": split.n_items,
-                           "n_train_users": len(split.train)})
+        mlflow.log_params({**model.params(), **run_params})
         started = time.perf_counter()
         model.fit(split.train, split.n_items)
         fit_seconds = time.perf_counter() - started
@@ -398,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mf-alpha", type=float, default=10.0, help="MF confidence of a seen item is 1 + alpha")
     parser.add_argument("--mf-reg", type=float, default=0.01, help="MF regularisation per unit of confidence weight")
     parser.add_argument("--mf-iterations", type=_integer, default=15, help="MF alternating least-squares sweeps")
-    parser.add_argument("--seed", type=_integer, default=0, help="MF initialisation seed")
+    parser.add_argument("--tie-order", choices=list(TIE_ORDERS), default="movie",
+                        help="order of same-second training ratings (default: movie, as in the authors' files)")
+    parser.add_argument("--seed", type=_integer, default=0, help="MF initialisation and tie-order seed")
     return parser
 
 
@@ -422,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def baselines() -> None:
         split = _load(args.data)
-        results = run_baselines(split, args.methods, args.k, params)
+        results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
         print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
 
     return exit_status("baselines", baselines, refused=(DataError, ValueError))  # ValueError: bad parameters

@@ -135,7 +135,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if not 1 <= args.k <= split.n_items:
         raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(args.k))
     users = split.test if args.users == "test" else split.val
-    metrics = evaluate_users(model, users, args.k, split.item_popularity)
+    metrics = evaluate_users(model, users, args.k, split.item_popularity, similarity=split.item_similarity)
     if args.json:
         print(json.dumps(metrics))
     else:

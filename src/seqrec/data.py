@@ -11,6 +11,7 @@ window sampling and padding are numpy vector operations, never Python loops over
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,6 +328,13 @@ class Split:
     def item_popularity(self) -> np.ndarray:
         """Training interactions per item: POP baseline, blockbuster share."""
         return np.bincount(self.train.items, minlength=self.n_items)
+
+    @functools.cached_property
+    def item_similarity(self) -> np.ndarray:
+        """Items x items cosine of their training raters (diversity); computed once, 4 bytes per pair."""
+        from seqrec.metrics import item_similarity
+
+        return item_similarity(self.train, self.n_items)
 
     @property
     def stats_path(self) -> Path | None:

@@ -45,10 +45,10 @@ def recommend(model: keras.Model, inputs: Sequences, k: int = 10, batch_size: in
 
 
 def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,
-                   batch_size: int = 64) -> dict[str, float]:
+                   batch_size: int = 64, similarity: np.ndarray | None = None) -> dict[str, float]:
     """All ranking metrics at k for the given (validation or test) users under the half split."""
     inputs, goals = split_half(users)
-    return ranking_metrics(recommend(model, inputs, k, batch_size), goals, n_items_of(model), popularity)
+    return ranking_metrics(recommend(model, inputs, k, batch_size), goals, n_items_of(model), popularity, similarity)
 
 
 def check_catalogue(model: keras.Model, split: Split, source: str) -> None:

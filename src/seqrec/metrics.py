@@ -6,6 +6,11 @@ sps@k (short-term prediction success: the *first* goal item is in the top-k), re
 ndcg@k, mrr@k, user coverage (share of users with at least one hit), item coverage (number of
 distinct correctly recommended items) and blockbuster share (share of hits that are among the 1 %
 most popular training items).
+
+Beyond accuracy, as in the Keras dot-product recommender tutorial: diversity (mean pairwise dissimilarity
+of a user's top-k, 1 - cosine of the items' vectors) and novelty (mean self-information -log2 of an
+item's share of the training interactions). The item vectors are the items' training raters
+(:func:`item_similarity`), one space for every method, neural or not.
 """
 
 from __future__ import annotations
@@ -41,9 +46,42 @@ def top_popular(popularity: np.ndarray, share: float = 0.01) -> np.ndarray:
     return np.argsort(-popularity, kind="stable")[:count]
 
 
+def item_similarity(train: Sequences, n_items: int) -> np.ndarray:
+    """Cosine similarity (items x items, float32) of the items' binary vectors of training raters."""
+    import scipy.sparse as sp
+
+    raters = sp.csr_matrix((np.ones(len(train.items), dtype=np.float32), (train.row_of_interaction(), train.items)),
+                           shape=(len(train), n_items))
+    raters.data[:] = 1.0  # a user who rated an item twice still counts once
+    co_rated = (raters.T @ raters).toarray()
+    norms = np.sqrt(np.diag(co_rated))
+    return (co_rated / np.maximum(np.outer(norms, norms), 1e-12)).astype(np.float32)
+
+
+def diversity(recommended: np.ndarray, similarity: np.ndarray) -> float:
+    """Mean over users of the mean pairwise dissimilarity (1 - similarity) of their top-k."""
+    k = recommended.shape[1]
+    if k < 2:
+        return 0.0
+    pairs = similarity[recommended[:, :, None], recommended[:, None, :]]
+    off_diagonal = ~np.eye(k, dtype=bool)
+    return float(np.mean(1.0 - pairs[:, off_diagonal]))
+
+
+def novelty(recommended: np.ndarray, popularity: np.ndarray) -> float:
+    """Mean self-information ``-log2(share of training interactions)`` of the recommended items.
+
+    Unseen items (popularity 0) count as seen once, so the figure stays finite.
+    """
+    share = np.maximum(popularity, 1) / max(float(popularity.sum()), 1.0)
+    return float(np.mean(-np.log2(share[recommended])))
+
+
 def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
-                    popularity: np.ndarray | None = None) -> dict[str, float]:
+                    popularity: np.ndarray | None = None, similarity: np.ndarray | None = None) -> dict[str, float]:
     """All metrics at k = ``recommended.shape[1]`` as fractions in [0, 1] (item coverage is a count).
+
+    ``popularity`` adds blockbuster share and novelty, ``similarity`` (:func:`item_similarity`) diversity.
 
     Users with an empty goal are not allowed: the half split always leaves at least one goal item.
     """
@@ -69,6 +107,9 @@ def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
     if popularity is not None:
         blockbusters = np.isin(recommended[hits], top_popular(popularity))
         metrics["blockbuster_share"] = float(blockbusters.mean()) if blockbusters.size else 0.0
+        metrics["novelty"] = novelty(recommended, popularity)
+    if similarity is not None:
+        metrics["diversity"] = diversity(recommended, similarity)
     return metrics
 
 

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from operator import methodcaller
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences, Split,
-                         read_timestamps, write_sequences, write_timestamps)
+                         TieOrder, read_timestamps, tie_order, tie_order_name, write_sequences, write_timestamps)
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 # Published by GroupLens as ml-1m.zip.md5; the same value is pinned by many independent projects.
@@ -558,3 +559,18 @@ def train_timestamps(split: Split) -> np.ndarray | None:
     keys = movielens_user[train.user_ids[train.row_of_interaction()]] * width + split.catalogue.movie_ids[train.items]
     found = np.minimum(np.searchsorted(raw_keys, keys), len(raw_keys) - 1)
     return np.where(raw_keys[found] == keys, raw_times[found], -1)
+
+
+def train_tie_order(split: Split, name: str, noise: float = 0.0) -> TieOrder | None:
+    """Tie order ``name`` (see :data:`seqrec.data.TIE_ORDERS`) of the training users; warns on a fallback."""
+    if name == "file":
+        return None
+    timestamps = train_timestamps(split)
+    movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
+    ties = tie_order(name, split.train, timestamps, movie_ids, noise)
+    if tie_order_name(ties) != name:
+        missing = ("timestamps (train_set_timestamps, or raw ratings in ../ml-1m/ with the id mappings)"
+                   if timestamps is None else f"{ITEM_MAPPING_FILE} (MovieIDs)")
+        warnings.warn(f"tie order {name}: {split.directory} lacks {missing}; same-second training ratings "
+                      f"are in {tie_order_name(ties)} order", stacklevel=2)
+    return ties

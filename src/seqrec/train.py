@@ -17,17 +17,17 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, tie_order, tie_order_name
+from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, tie_order_name
 from seqrec.evaluate import evaluate_users, format_table
 from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
-from seqrec.prepare import train_timestamps
+from seqrec.plots import log_run_plots
+from seqrec.prepare import train_tie_order
 
 REGIMES = ("all_steps", "paper")
 
@@ -225,7 +225,7 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
         verbose: int = 2, ties: TieOrder | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
 
-    ``ties`` (see :func:`training_tie_order`) re-orders same-second training ratings every epoch.
+    ``ties`` (see :func:`seqrec.prepare.train_tie_order`) re-orders same-second training ratings every epoch.
     """
     keras.utils.set_random_seed(config.seed)
     batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties)
@@ -256,20 +256,6 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
         train_seconds=seconds,
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
     )
-
-
-def training_tie_order(split: Split, config: TrainConfig) -> TieOrder | None:
-    """``config.tie_order`` for the training users, warning when the data cannot give it."""
-    if config.tie_order == "file":
-        return None
-    timestamps = train_timestamps(split)
-    movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
-    ties = tie_order(config.tie_order, split.train, timestamps, movie_ids, config.tie_noise)
-    if tie_order_name(ties) != config.tie_order:
-        warnings.warn(f"tie_order={config.tie_order}: {split.directory} lacks "
-                      f"{'timestamps (train_set_timestamps, or raw ratings in ../ml-1m/ with the id mappings)' if timestamps is None else 'item_id_mapping.tsv (MovieIDs)'}"
-                      f"; same-second ratings are in {tie_order_name(ties)} order", stacklevel=2)
-    return ties
 
 
 @dataclass
@@ -307,18 +293,21 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         mlflow.log_params({name: value for name, value in params.items() if name not in logged})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
-        ties = training_tie_order(split, config)
+        ties = train_tie_order(split, config.tie_order, config.tie_noise)
         mlflow.log_param("tie_order_used", tie_order_name(ties))
         result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
                      verbose=verbose, ties=ties)
         val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
-        test = evaluate_users(result.model, split.test, config.k, split.item_popularity) if evaluate_test else None
+        test = (evaluate_users(result.model, split.test, config.k, split.item_popularity,
+                               similarity=split.item_similarity) if evaluate_test else None)
         if test is not None:
             mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
                             **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})
+        # trials never see the test users: their figures are drawn on the validation users
+        log_run_plots(result.model, result.history, split, "test" if evaluate_test else "val", config.k)
         model_file = workdir / "best_model.keras"
         result.model.save(model_file)
         mlflow.log_artifact(str(model_file))
