@@ -9,14 +9,14 @@ from seqrec.data import Sequences, TieOrder, load_split
 from seqrec.evaluate import evaluate_users
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
-                          window_examples)
+                          rating_weights, window_examples)
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_windows_use_every_transition_once(seed):
-    inputs, targets = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
+    inputs, targets, _ = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
     used = inputs > 0
     assert targets.shape == (*inputs.shape, 1) and np.all((targets[..., 0] >= 0) == used)
     pairs = sorted(zip((inputs[used] - 1).tolist(), targets[used][:, 0].tolist()))
@@ -28,12 +28,12 @@ def test_windows_use_every_transition_once(seed):
 
 
 def test_lookahead_targets_are_the_following_items():
-    inputs, targets = window_examples(USERS, max_len=4, rng=np.random.default_rng(0), lookahead=3)
+    inputs, targets, _ = window_examples(USERS, max_len=4, rng=np.random.default_rng(0), lookahead=3)
     used = inputs > 0
     following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
     assert following[10] == [11, 12, 13] and following[14] == [15, 16, -1] and following[15] == [16, -1, -1]
     assert following[3] == [4, -1, -1]
-    _, cut_targets = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
+    _, cut_targets, _ = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
     assert cut_targets[1].tolist() == [4, -1] and cut_targets[2].tolist() == [-1, -1]
 
 
@@ -49,6 +49,26 @@ def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
     assert float(NextItemsCrossentropy(0.5)(two, logits[0, :2])) == pytest.approx(expected, rel=1e-5)
 
 
+def test_targets_carry_the_rating_of_the_next_item_and_its_weight():
+    rated = Sequences.from_lists([[10, 11, 12], [3, 4]], ratings=[[5, 1, 4], [2, 5]])
+    inputs, targets, ratings = window_examples(rated, max_len=4, rng=np.random.default_rng(0))
+    used = inputs > 0
+    assert dict(zip(targets[used][:, 0].tolist(), ratings[used].tolist())) == {11: 1, 12: 4, 4: 5}
+    assert not ratings[~used].any()
+    cut_inputs, cut_targets, cut_ratings = cut_examples(rated, max_len=3, rng=np.random.default_rng(0))
+    assert cut_ratings[1] == 5 and cut_targets[1, 0] == 4  # user 1 has one cut: 3 -> 4 (5 stars)
+    assert rating_weights(np.array([1, 2, 3, 4, 5]), 0.0).tolist() == [1, 1, 1, 1, 1]
+    assert rating_weights(np.array([1, 2, 3, 4, 5]), 1.0).tolist() == [0, 0.5, 1, 1.5, 2]
+    assert rating_weights(np.array([1, 5]), 3.0).tolist() == [0, 4]  # clipped at 0
+    plain = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2), seed=0)
+    weighted = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2, rating_weight=1.0), seed=0)
+    assert len(plain[0]) == 2 and len(weighted[0]) == 3
+    batch_inputs, batch_targets, batch_weights = weighted[0]
+    used = batch_inputs > 0
+    by_target = {11: 0.0, 12: 1.5, 4: 2.0}  # 1, 4 and 5 stars
+    assert [by_target[t] for t in batch_targets[used][:, 0].tolist()] == batch_weights[used].tolist()
+
+
 def test_window_offsets_change_between_epochs():
     rng = np.random.default_rng(0)
     shapes = {window_examples(USERS, 4, rng)[0].tobytes() for _ in range(10)}
@@ -58,7 +78,7 @@ def test_window_offsets_change_between_epochs():
 def test_paper_cut_predicts_the_item_after_the_input():
     rng = np.random.default_rng(1)
     for _ in range(20):
-        inputs, targets = cut_examples(USERS, max_len=3, rng=rng)
+        inputs, targets, _ = cut_examples(USERS, max_len=3, rng=rng)
         assert inputs.shape == (3, 3)
         last = inputs[0][inputs[0] > 0][-1] - 1
         assert targets[0, 0] == last + 1 and 10 <= last < 16  # user 0 is 10, 11, ... 16
@@ -93,10 +113,11 @@ def test_scoring_model_shares_the_weights():
 SMALL = dict(hidden=32, embedding=16, max_len=10, batch_size=16, epochs=4, lr=0.01, patience=2)
 
 
-@pytest.mark.parametrize("regime", ["all_steps", "paper"])
-def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tmp_path, regime):
+@pytest.mark.parametrize("regime,rating_weight", [("all_steps", 0.0), ("paper", 0.0), ("all_steps", 1.0)])
+def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tmp_path, regime, rating_weight):
     split = load_split(synthetic_split_dir)
-    config = TrainConfig(**{**SMALL, "epochs": 6 if regime == "paper" else 4}, regime=regime)
+    config = TrainConfig(**{**SMALL, "epochs": 6 if regime == "paper" else 4}, regime=regime,
+                         rating_weight=rating_weight)
     result = fit(split, config, tmp_path, verbose=0)
     curve = result.history["val_sps_at_10"]
     assert result.best_epoch == int(np.argmax(curve)) + 1

@@ -28,6 +28,7 @@ _TRAIN_HELP = {
     "tie_order": "order of same-second training ratings, re-drawn every epoch: file, shuffle or movie "
                  "(by MovieID with noise, as in the authors' files; needs timestamps)",
     "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
+    "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",

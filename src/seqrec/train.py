@@ -28,6 +28,8 @@ from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.plots import log_run_plots
 from seqrec.prepare import train_tie_order
+from seqrec.resume import EpochSampling, ResumableTraining, record_run, run_to_continue
+from seqrec.serve import ServingCatalogue, log_recommender
 
 REGIMES = ("all_steps", "paper")
 
@@ -50,6 +52,7 @@ class TrainConfig:
     lookahead_decay: float = 0.5
     tie_order: str = "movie"
     tie_noise: float = 0.8
+    rating_weight: float = 0.0
     seed: int = 0
     patience: int = 3
     k: int = 10
@@ -68,6 +71,8 @@ class TrainConfig:
             raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
         if self.tie_order not in TIE_ORDERS:
             raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
+        if self.rating_weight < 0:
+            raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
         if self.tie_noise < 0:
             raise ValueError(f"tie_noise must be >= 0, got {self.tie_noise}")
         if self.lr <= 0:
@@ -82,10 +87,20 @@ def next_items(sequences: Sequences, source: np.ndarray, lookahead: int) -> np.n
     return np.where(ahead <= remaining[:, None], sequences.items[index], -1).astype(np.int32)
 
 
+def rating_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
+    """Loss weight of a target by its rating: ``1 + rating_weight * (rating - 3) / 2``, at least 0.
+
+    0 treats all ratings alike (the paper); 1 drops 1-star targets and doubles 5-star ones. The item is
+    still read as input either way: a disliked movie is part of the history, not a recommendation.
+    """
+    return np.maximum(1.0 + rating_weight * (np.asarray(ratings, dtype=np.float32) - 3.0) / 2.0, 0.0)
+
+
 def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator,
-                    lookahead: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len) and the next ``lookahead``
-    items as targets (windows x max_len x lookahead, -1 where the sequence has ended).
+                    lookahead: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
+    items as targets (windows x max_len x lookahead, -1 where the sequence has ended) and the rating
+    of the next item (windows x max_len, 0 in unused cells), for :func:`rating_weights`.
 
     Each user's transitions are tiled into consecutive windows starting at a random offset, so
     every transition is used once per epoch and window borders move from epoch to epoch.
@@ -106,13 +121,16 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     targets = np.full((*inputs.shape, lookahead), -1, dtype=np.int32)
     inputs[window, column] = sequences.items[source] + 1
     targets[window, column] = next_items(sequences, source, lookahead)
-    return inputs, targets
+    ratings = np.zeros(inputs.shape, dtype=np.float32)
+    ratings[window, column] = sequences.ratings[source + 1]
+    return inputs, targets, ratings
 
 
 def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
-                 n_examples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 n_examples: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The paper's regime: random (user, cut) examples; the net reads at most ``max_len`` items before
-    the cut and predicts the item at the cut. Inputs (examples x max_len), targets (examples x lookahead).
+    the cut and predicts the item at the cut. Inputs (examples x max_len), targets (examples x lookahead),
+    the rating of the item at the cut (examples).
 
     ``n_examples=None`` draws one cut for every user, in user order; otherwise users are drawn
     uniformly with replacement, as the authors' sampler does.
@@ -122,7 +140,8 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
     cut = rng.integers(1, np.maximum(lengths, 2))  # position of the target; 1-item users get no target
     index = (starts + cut - max_len)[:, None] + np.arange(max_len)
     inputs = np.where(index >= starts[:, None], sequences.items[np.maximum(index, 0)] + 1, 0).astype(np.int32)
-    return inputs, next_items(sequences, starts + cut - 1, lookahead)
+    target = np.minimum(starts + cut, len(sequences.items) - 1)
+    return inputs, next_items(sequences, starts + cut - 1, lookahead), sequences.ratings[target].astype(np.float32)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -135,29 +154,41 @@ class TrainingBatches(keras.utils.PyDataset):
     def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None):
         super().__init__()
         self.sequences, self.config, self.ties = sequences, config, ties
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = seed, None
         # Both regimes draw as many examples per epoch as there are max_len windows of transitions
         # (fewest any window offset gives), so an epoch has a fixed length and comparable cost.
         self.n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
         self.n_batches = max(1, math.ceil(self.n_examples / config.batch_size))
-        self.on_epoch_end()
+        self.set_epoch(0)
 
     def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the examples of ``epoch`` (0-based) unless they are already drawn. They depend only on
+        (seed, epoch), so a fit resumed at epoch ``e`` trains on the batches an uninterrupted one would."""
+        if epoch == self.epoch:
+            return
+        self.epoch, self.rng = epoch, np.random.default_rng([self.seed, epoch])
         sequences = self.sequences if self.ties is None else self.ties.apply(self.sequences, self.rng)
         if self.config.regime == "all_steps":
-            inputs, targets = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead)
+            inputs, targets, ratings = window_examples(sequences, self.config.max_len, self.rng,
+                                                       self.config.lookahead)
         else:
-            inputs, targets = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
-                                           n_examples=self.n_examples)
+            inputs, targets, ratings = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
+                                                    n_examples=self.n_examples)
         order = self.rng.permutation(len(inputs))
         self.inputs, self.targets = inputs[order], targets[order]
+        self.weights = rating_weights(ratings[order], self.config.rating_weight)
 
     def __len__(self) -> int:
         return self.n_batches
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         batch = slice(index * self.config.batch_size, (index + 1) * self.config.batch_size)
-        return self.inputs[batch], self.targets[batch]
+        if self.config.rating_weight == 0:  # all weights 1: leave Keras' unweighted loss as it is
+            return self.inputs[batch], self.targets[batch]
+        return self.inputs[batch], self.targets[batch], self.weights[batch]
 
     @property
     def tokens_per_epoch(self) -> int:
@@ -219,11 +250,15 @@ class TrainResult:
     best_epoch: int  # 1-based
     train_seconds: float
     tokens_per_second: float
+    resumed_epochs: int = 0  # epochs restored from a backup (see seqrec.resume) instead of trained here
 
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
-        verbose: int = 2, ties: TieOrder | None = None) -> TrainResult:
+        verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
+
+    With ``backup_dir`` the fit is resumable (:class:`seqrec.resume.ResumableTraining`): killed, the
+    same call resumes from its last completed epoch and ends as the uninterrupted fit would.
 
     ``ties`` (see :func:`seqrec.prepare.train_tie_order`) re-orders same-second training ratings every epoch.
     """
@@ -238,23 +273,28 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
     monitor = mlflow_name(f"sps@{config.k}", "val_")
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(workdir / "best_epoch.keras", monitor=monitor, mode="max",
+                                                 save_best_only=True)
+    resumable = ResumableTraining(backup_dir, early_stopping, checkpoint) if backup_dir is not None else None
     all_callbacks = [
+        EpochSampling(batches),
         RankingValidation(split.val, config.k, split.item_popularity),
-        keras.callbacks.ModelCheckpoint(workdir / "best_epoch.keras", monitor=monitor, mode="max",
-                                        save_best_only=True),
+        checkpoint,
         early_stopping,
+        *([resumable] if resumable is not None else []),  # after the callbacks whose state it keeps
         *(callbacks or []),
     ]
     started = time.perf_counter()
     history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose)
     seconds = time.perf_counter() - started
-    epochs_run = len(history.history["loss"])
+    epochs_run = len(history.history.get("loss", []))  # by this process
     return TrainResult(
         model=scoring_model(model),
-        history=history.history,
+        history=resumable.history if resumable is not None else history.history,
         best_epoch=early_stopping.best_epoch + 1,
         train_seconds=seconds,
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
+        resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
     )
 
 
@@ -272,18 +312,26 @@ class RunSummary:
 
 def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, nested: bool = False,
               run_name: str | None = None, callbacks: list | None = None, evaluate_test: bool = True,
-              verbose: int = 2) -> RunSummary:
+              verbose: int = 2, backup_dir: Path | None = None) -> RunSummary:
     """One MLflow run: params, per-epoch curves, best-epoch model, (test metrics) and data stats.
 
     ``nested``/``callbacks``/``evaluate_test=False`` serve tuning: a trial is a nested run whose
     pruning callback sees the validation curve and which never touches the test users.
+    ``backup_dir`` makes the run resumable (:mod:`seqrec.resume`): run again after a kill or a crash,
+    it continues the interrupted MLflow run from its last completed epoch.
     """
     import mlflow
     from mlflow.models import infer_signature
 
     name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
-    with mlflow.start_run(run_name=name, nested=nested) as run, tempfile.TemporaryDirectory() as tmp:
+    reopen, interrupted = run_to_continue(backup_dir) if not nested else (None, None)
+    with mlflow.start_run(run_id=reopen, run_name=None if reopen else name, nested=nested) as run, \
+            tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        if backup_dir is not None:
+            record_run(backup_dir, run.info.run_id)
+            if interrupted is not None and interrupted != run.info.run_id:
+                mlflow.set_tag("seqrec.resumed_from_run", interrupted)
         params = {**asdict(config), "data": str(split.directory), "data_dir": str(split.directory),
                   "n_items": split.n_items,
                   "n_train_users": len(split.train)}
@@ -296,7 +344,9 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         ties = train_tie_order(split, config.tie_order, config.tie_noise)
         mlflow.log_param("tie_order_used", tie_order_name(ties))
         result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
-                     verbose=verbose, ties=ties)
+                     verbose=verbose, ties=ties, backup_dir=backup_dir)
+        if result.resumed_epochs:
+            mlflow.log_metric("resumed_from_epoch", result.resumed_epochs)
         val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
         test = (evaluate_users(result.model, split.test, config.k, split.item_popularity,
@@ -315,6 +365,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         signature = infer_signature(example, np.asarray(result.model(example)))
         # no input_example: mlflow 3.17's Keras flavour fails writing it (the serving pyfunc logs one)
         mlflow.keras.log_model(result.model, name="model", signature=signature)
+        log_recommender(model_file, ServingCatalogue.build(split.catalogue, split.item_popularity))
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             result.model.save(output)
