@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from seqrec.data import TIE_ORDERS, DataError, Sequences, Split, split_half, tie_order_name
-from seqrec.metrics import mlflow_name, ranking_metrics, top_k
+from seqrec.metrics import format_metric, mlflow_name, ranking_metrics, top_k
 from seqrec.prepare import train_tie_order
 
 
@@ -415,10 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def format_results(results: dict[str, BaselineRun], title: str = "") -> str:
-    """One line per baseline: rates in percent, item coverage as a count."""
+    """One line per baseline (see :func:`seqrec.metrics.format_metric`)."""
     lines = [title] if title else []
     for result in results.values():
-        shown = "  ".join(f"{metric}={value:.0f}" if metric == "item_coverage" else f"{metric}={100 * value:.2f}"
+        shown = "  ".join(f"{metric}={format_metric(metric, value).removesuffix(' %')}"
                           for metric, value in result.test.items())
         lines.append(f"{result.method:<4} {shown}  (fit {result.fit_seconds:.1f} s, run {result.run_id})")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.data import DataError, Sequences, Split, pad_left, split_half
-from seqrec.metrics import ranking_metrics, top_k
+from seqrec.metrics import format_metric, ranking_metrics, top_k
 from seqrec.model import keras, n_items_of
 
 
@@ -51,31 +51,55 @@ def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity
     return ranking_metrics(recommend(model, inputs, k, batch_size), goals, n_items_of(model), popularity, similarity)
 
 
-def check_catalogue(model: keras.Model, split: Split, source: str) -> None:
-    """Refuse to score a split whose item catalogue differs from the model's output layer."""
+def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np.ndarray | None = None) -> None:
+    """Refuse to score a split whose item catalogue differs from the model's: its size (the output layer)
+    and, when both the model (``movie_ids``, from a served recommender) and the split know them, the
+    MovieID of every item index."""
     if n_items_of(model) != split.n_items:
         raise DataError(split.directory, None,
                         f"a split with the {n_items_of(model)}-item catalogue that model {source} was trained on",
                         f"{split.n_items} items")
+    if movie_ids is None or split.catalogue is None:
+        return
+    differ = np.flatnonzero(np.asarray(movie_ids) != split.catalogue.movie_ids)
+    if len(differ):
+        first = int(differ[0])
+        raise DataError(split.directory, None, f"the item -> MovieID mapping that model {source} was trained on",
+                        f"{len(differ)} items mapped to other MovieIDs (item {first}: MovieID "
+                        f"{int(split.catalogue.movie_ids[first])}, the model's {int(movie_ids[first])})")
 
 
-def load_model(uri: str) -> keras.Model:
-    """A saved scoring model from a ``.keras`` file, a run/registry URI (``models:/seqrec@champion``)."""
+def load_scorer(uri: str) -> tuple[keras.Model, object | None]:
+    """A saved scoring model and, when it carries one, its :class:`seqrec.serve.ServingCatalogue`
+    (MovieIDs, titles, popularity of its items).
+
+    ``uri``: a ``.keras`` file, or an MLflow model URI (``runs:/<id>/model``, ``runs:/<id>/recommender``,
+    ``models:/seqrec@champion``) of the Keras flavour or of the serving pyfunc (:mod:`seqrec.serve`).
+    """
     path = Path(uri)
     if path.suffix == ".keras":
         if not path.is_file():
             raise DataError(path, None, "a saved .keras model file", "no such file")
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False), None
     import mlflow.keras  # an edge: only model URIs need MLflow
 
-    return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False})
+    if "keras" in mlflow.models.get_model_info(uri).flavors:
+        return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False}), None
+    from seqrec.serve import load_recommender
+
+    recommender = load_recommender(uri)
+    return recommender.model, recommender.catalogue
+
+
+def load_model(uri: str) -> keras.Model:
+    """The scoring model of :func:`load_scorer` (a ``.keras`` file, a Keras or recommender model URI)."""
+    return load_scorer(uri)[0]
 
 
 def format_table(metrics: dict[str, float], title: str = "") -> str:
-    """Two-column text table; rates in percent, item coverage as a count."""
+    """Two-column text table (see :func:`seqrec.metrics.format_metric`)."""
     lines = [title] if title else []
     width = max(len(name) for name in metrics)
     for name, value in metrics.items():
-        shown = f"{value:.0f}" if name == "item_coverage" else f"{100 * value:6.2f} %"
-        lines.append(f"{name:<{width}}  {shown:>9}")
+        lines.append(f"{name:<{width}}  {format_metric(name, value):>10}")
     return "\n".join(lines)

@@ -113,6 +113,15 @@ def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
     return metrics
 
 
+def format_metric(name: str, value: float) -> str:
+    """A metric for people: rates in percent, item coverage as a count, novelty in bits."""
+    if name == "item_coverage":
+        return f"{value:.0f}"
+    if name == "novelty":
+        return f"{value:.2f} bits"
+    return f"{100 * value:.2f} %"
+
+
 def mlflow_name(metric: str, prefix: str = "") -> str:
     """MLflow refuses '@' in metric keys: ``sps@10`` is logged as ``sps_at_10``."""
     return prefix + metric.replace("@", "_at_")

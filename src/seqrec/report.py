@@ -30,7 +30,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("item coverage", "item_coverage", "count"),
     ("blockbuster share (%)", "blockbuster_share", "rate"),
     ("diversity", "diversity", "value"),
-    ("novelty", "novelty", "value"),
+    ("novelty (bits)", "novelty", "value"),
 ]
 
 # Row order of the table and the name of the same method in the paper.
