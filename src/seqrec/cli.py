@@ -1,4 +1,4 @@
-"""``seqrec prepare | train | evaluate``: thin command line over the library; MLproject calls it."""
+"""``seqrec prepare | train | evaluate | recommend``: thin command line over the library; MLproject calls it."""
 
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=spec.default,
                            choices=choices, help=f"{_TRAIN_HELP[spec.name]} (default: {spec.default})")
     train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")
+    train.add_argument("--backup-dir", default="auto",
+                       help="back up the training state every epoch and resume from it when run again after a kill "
+                            "or crash: 'auto' = .seqrec-backup/<hash of the parameters and data>, 'none' = no backup")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test (or validation) users")
     evaluate.add_argument("--model", required=True, help="a .keras file or an MLflow model URI (models:/seqrec@champion)")
@@ -93,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--users", choices=["test", "val"], default="test")
     evaluate.add_argument("--k", type=_integer, default=10)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    recommend = commands.add_parser("recommend", help="top-k movies for a (new) user's history of MovieIDs")
+    recommend.add_argument("--items", required=True,
+                           help="the user's MovieLens MovieIDs, oldest first, comma-separated (e.g. 1193,661,914; "
+                                "'' for none: the most popular movies)")
+    recommend.add_argument("--model", default="models:/seqrec@champion",
+                           help="the serving model (models:/seqrec@champion, runs:/<id>/recommender), or a Keras model "
+                                "(a .keras file, runs:/<id>/model) whose MovieIDs, titles and popularity then come from "
+                                "--data (default: models:/seqrec@champion)")
+    recommend.add_argument("--k", type=_integer, default=10, help="number of movies (default: 10)")
+    _add_data_argument(recommend)
+    recommend.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 
@@ -118,21 +133,26 @@ def _train(args: argparse.Namespace) -> None:
         config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
     except ValueError as error:
         raise DataError("seqrec train", None, "valid training parameters", str(error)) from None
-    train_run(config, _load(args.data), output=args.output)
+    from seqrec.resume import default_backup_dir
+
+    split = _load(args.data)
+    backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
+                                                                                      Path(args.backup_dir))
+    train_run(config, split, output=args.output, backup_dir=backup)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from seqrec.evaluate import check_catalogue, evaluate_users, format_table, load_model
+    from seqrec.evaluate import check_catalogue, evaluate_users, format_table, load_scorer
 
     from mlflow.exceptions import MlflowException
 
     try:
-        model = load_model(args.model)
+        model, catalogue = load_scorer(args.model)
     except MlflowException as error:
         raise DataError(args.model, None, "a saved model (a .keras file, runs:/ or models:/ URI)",
                         error.message) from None
     split = _load(args.data)
-    check_catalogue(model, split, args.model)
+    check_catalogue(model, split, args.model, catalogue.movie_ids if catalogue is not None else None)
     if not 1 <= args.k <= split.n_items:
         raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(args.k))
     users = split.test if args.users == "test" else split.val
@@ -141,6 +161,51 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(json.dumps(metrics))
     else:
         print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
+
+
+def _movie_ids(text: str) -> list[int]:
+    """``--items``: comma-separated integer MovieIDs (spaces allowed); empty means no history."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not all(part.lstrip("-").isdigit() for part in parts):
+        raise DataError("--items", None, "comma-separated integer MovieIDs, oldest first (e.g. 1193,661,914)", text)
+    return [int(part) for part in parts]
+
+
+def _recommender(model: str, data: str):
+    """The serving model: the pyfunc carries its catalogue; a Keras model (file or URI) takes the split's."""
+    from mlflow.exceptions import MlflowException
+
+    from seqrec.evaluate import check_catalogue, load_scorer
+    from seqrec.serve import Recommender, ServingCatalogue
+
+    try:
+        network, catalogue = load_scorer(model)
+    except MlflowException as error:
+        raise DataError(model, None, "a seqrec model (models:/seqrec@champion, runs:/<id>/recommender, a .keras "
+                        "file)", error.message.splitlines()[0] if error.message else "") from None
+    if catalogue is None:
+        split = _load(data)
+        check_catalogue(network, split, model)
+        catalogue = ServingCatalogue.build(split.catalogue, split.item_popularity)
+    return Recommender(network, catalogue)
+
+
+def _recommend(args: argparse.Namespace) -> None:
+    history = _movie_ids(args.items)
+    recommender = _recommender(args.model, args.data)
+    n_items = recommender.catalogue.n_items
+    if not 1 <= args.k <= n_items:
+        raise DataError("--k", None, f"a number of movies between 1 and {n_items} (the catalogue size)", str(args.k))
+    row = recommender.recommend({"items": [history], "k": [args.k]}).to_dict("records")[0]
+    if args.json:
+        print(json.dumps(row))
+        return
+    print(f"top {len(row['movie_ids'])} for a history of {len(history)} movies ({args.model}"
+          f"{', popularity fallback' if row['popularity_fallback'] else ''}):")
+    for rank, (movie, score, title) in enumerate(zip(row["movie_ids"], row["scores"], row["titles"]), start=1):
+        print(f"{rank:>3}  {movie:>7}  {score:8.5f}  {title}")
+    if row["warning"]:
+        print(f"seqrec recommend: warning: {row['warning']}", file=sys.stderr)
 
 
 def exit_status(command: str, action: Callable[[], object],
@@ -161,7 +226,11 @@ def exit_status(command: str, action: Callable[[], object],
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"prepare": _prepare, "train": _train, "evaluate": _evaluate}[args.command]
+    handler = {"prepare": _prepare, "train": _train, "evaluate": _evaluate, "recommend": _recommend}[args.command]
+    if args.command == "recommend":
+        from seqrec.serve import RequestError
+
+        return exit_status(args.command, lambda: handler(args), refused=(DataError, RequestError))
     return exit_status(args.command, lambda: handler(args))
 
 

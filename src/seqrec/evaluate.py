@@ -15,17 +15,23 @@ from seqrec.metrics import format_metric, ranking_metrics, top_k
 from seqrec.model import keras, n_items_of
 
 
-def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64) -> np.ndarray:
+def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max_len: int | None = None,
+                compiled: bool = False) -> np.ndarray:
     """Next-item logits (users x items) after each user's full input history.
 
     Users are batched by similar length so that short histories are not padded to the longest one.
+    ``max_len`` feeds only each user's latest ``max_len`` items (serving bounds its latency so).
+    ``compiled`` runs Keras' compiled predict step (``predict_on_batch``: a traced graph, several times
+    faster than eager calls on long histories; it traces twice, then any batch shape reuses the graph).
     """
+    forward = model.predict_on_batch if compiled else (lambda x: model(x, training=False))
     order = np.argsort(inputs.lengths, kind="stable")
     scores = np.empty((len(inputs), n_items_of(model)), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch = Sequences(inputs.user_ids[rows], *_gather(inputs, rows))
-        scores[rows] = np.asarray(model(pad_left(batch), training=False))
+        width = int(batch.lengths.max(initial=1))
+        scores[rows] = np.asarray(forward(pad_left(batch, width if max_len is None else min(width, max_len))))
     return scores
 
 

@@ -74,13 +74,13 @@ def embedding_map(model: keras.Model, popularity: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- figures
 
 
-def _figure(title: str):
+def _figure(title: str, size: tuple[float, float] = (7, 4.5)):
     import matplotlib
 
     matplotlib.use("Agg")  # headless: runs, CI
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=size)
     axis.set_title(title)
     axis.grid(alpha=0.3)
     return figure, axis
@@ -127,14 +127,14 @@ def horizon_figure(profile: dict[str, np.ndarray], k: int, users: str):
 
 
 def embedding_figure(coordinates: np.ndarray, popularity: np.ndarray, titles: list[str] | None, n_labels: int = 30):
-    figure, axis = _figure("Item embeddings (PCA)")
+    figure, axis = _figure("Item embeddings (PCA)", size=(12, 9))  # room for 30 titles
     rated = np.flatnonzero(popularity > 0)
     points = axis.scatter(coordinates[rated, 0], coordinates[rated, 1], c=np.log10(popularity[rated]), s=4,
                           cmap="viridis", alpha=0.6)
     figure.colorbar(points, ax=axis, label="log10 training ratings")
     for item in np.argsort(-popularity, kind="stable")[:n_labels]:
         label = titles[item] if titles else str(item)
-        axis.annotate(label, coordinates[item], fontsize=6, alpha=0.9)
+        axis.annotate(label, coordinates[item], fontsize=7, alpha=0.9)
     axis.set_xlabel("PC 1")
     axis.set_ylabel("PC 2")
     return figure

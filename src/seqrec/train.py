@@ -28,8 +28,7 @@ from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.plots import log_run_plots
 from seqrec.prepare import train_tie_order
-from seqrec.resume import EpochSampling, ResumableTraining, record_run, run_to_continue
-from seqrec.serve import ServingCatalogue, log_recommender
+from seqrec.resume import EpochSampling, ResumableTraining, log_missing_epochs, record_run, run_to_continue
 
 REGIMES = ("all_steps", "paper")
 
@@ -285,7 +284,9 @@ def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None
         *(callbacks or []),
     ]
     started = time.perf_counter()
-    history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose)
+    # shuffle=False: the batches shuffle their own examples from (seed, epoch); Keras' batch-order shuffle
+    # draws from Python's global random state, which a resumed fit would not continue
+    history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))  # by this process
     return TrainResult(
@@ -323,6 +324,8 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
     import mlflow
     from mlflow.models import infer_signature
 
+    from seqrec.serve import ServingCatalogue, log_recommender  # an MLflow edge, as this function
+
     name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
     reopen, interrupted = run_to_continue(backup_dir) if not nested else (None, None)
     with mlflow.start_run(run_id=reopen, run_name=None if reopen else name, nested=nested) as run, \
@@ -347,6 +350,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
                      verbose=verbose, ties=ties, backup_dir=backup_dir)
         if result.resumed_epochs:
             mlflow.log_metric("resumed_from_epoch", result.resumed_epochs)
+            log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)
         val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
         test = (evaluate_users(result.model, split.test, config.k, split.item_popularity,

@@ -12,8 +12,10 @@
   mid-trial stops sending heartbeats; its trial is marked failed and re-queued with the same params.
 * Each invocation is one parent MLflow run; each trial is a nested run (params, per-epoch validation
   curve, best-epoch metrics, its model). After the study the parent gets the best params and value,
-  plots of the study, and the best trial's test metrics; the best trial's model is registered as
-  ``seqrec`` with the alias ``champion`` and exported as ``best_model.keras``.
+  plots of the study, and the best trial's test metrics; the best trial's serving model (the pyfunc
+  ``recommender`` of :mod:`seqrec.serve`) is registered as ``seqrec`` with the alias ``champion``, so
+  ``mlflow models serve -m models:/seqrec@champion`` serves it, and its Keras model is exported as
+  ``best_model.keras``.
 """
 
 from __future__ import annotations
@@ -281,12 +283,15 @@ def _export(run_id: str, export_path: Path) -> keras.Model:
 
 
 def _model_uri(run_id: str) -> str:
-    """The trial's logged model: ``models:/<model id>`` in MLflow 3 (what ``runs:/<run>/model`` resolves to)."""
+    """The trial's serving pyfunc (:mod:`seqrec.serve`): ``models:/<model id>`` in MLflow 3 (what
+    ``runs:/<run>/recommender`` resolves to). Registered, it is what ``mlflow models serve`` answers with."""
     import mlflow
 
+    from seqrec.serve import MODEL_NAME
+
     logged = [model for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'",
-                                                             output_format="list") if model.name == "model"]
-    return logged[0].model_uri if logged else f"runs:/{run_id}/model"
+                                                             output_format="list") if model.name == MODEL_NAME]
+    return logged[0].model_uri if logged else f"runs:/{run_id}/{MODEL_NAME}"
 
 
 def _register(run_id: str, name: str, description: str, tags: dict[str, str]) -> str:

@@ -1,0 +1,137 @@
+"""Interrupted training: a crashed run is FAILED with its metrics; killed or crashed, it resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import write_synthetic_split
+from seqrec.data import load_split
+from seqrec.model import keras
+from seqrec.resume import default_backup_dir
+from seqrec.train import TrainConfig, TrainingBatches, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = TrainConfig(hidden=16, embedding=8, max_len=10, batch_size=16, lr=0.01, epochs=4, patience=50,
+                     tie_order="file")
+CLI_ARGS = ["--hidden", "16", "--embedding", "8", "--max-len", "10", "--batch-size", "16", "--lr", "0.01",
+            "--patience", "50", "--tie-order", "file"]
+
+
+class CrashAt(keras.callbacks.Callback):
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("power cut")
+
+
+def steps(run_id: str, metric: str) -> list[int]:
+    return sorted(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, metric))
+
+
+def test_batches_depend_only_on_seed_and_epoch(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    stepped = TrainingBatches(split.train, CONFIG, seed=3)
+    for _ in range(3):
+        stepped.on_epoch_end()
+    jumped = TrainingBatches(split.train, CONFIG, seed=3)
+    jumped.set_epoch(3)
+    assert stepped.epoch == jumped.epoch == 3
+    np.testing.assert_array_equal(stepped.inputs, jumped.inputs)
+    np.testing.assert_array_equal(stepped.targets, jumped.targets)
+    other = TrainingBatches(split.train, CONFIG, seed=3)
+    other.set_epoch(2)
+    assert not np.array_equal(other.inputs, jumped.inputs)
+
+
+def test_default_backup_dir_is_keyed_by_config_and_data(tmp_path):
+    first = default_backup_dir(CONFIG, tmp_path / "a")
+    assert first == default_backup_dir(CONFIG, tmp_path / "a") and first.parent == Path(".seqrec-backup")
+    assert first != default_backup_dir(replace(CONFIG, seed=1), tmp_path / "a")
+    assert first != default_backup_dir(CONFIG, tmp_path / "b")
+
+
+def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(synthetic_split_dir, tmp_path,
+                                                                               mlflow_tracking):
+    split = load_split(synthetic_split_dir)
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_run(CONFIG, split, callbacks=[CrashAt(2)], backup_dir=backup, verbose=0)
+    (crashed,) = mlflow.search_runs(output_format="list")
+    assert crashed.info.status == "FAILED"
+    assert steps(crashed.info.run_id, "val_sps_at_10") == steps(crashed.info.run_id, "loss") == [0, 1]
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    keras.backend.clear_session()
+
+    resumed = train_run(CONFIG, split, backup_dir=backup, verbose=0)
+    run = mlflow.get_run(resumed.run_id)
+    assert resumed.run_id == crashed.info.run_id  # the interrupted MLflow run is continued, not a new one
+    assert run.info.status == "FINISHED" and run.data.metrics["resumed_from_epoch"] == 2
+    assert steps(resumed.run_id, "val_sps_at_10") == steps(resumed.run_id, "loss") == [0, 1, 2, 3]
+    assert not backup.exists()  # deleted once the fit is complete
+    keras.backend.clear_session()
+
+    reference = train_run(CONFIG, split, verbose=0)  # never interrupted
+    client = mlflow.MlflowClient()
+    for metric in ("loss", "val_sps_at_10", "val_recall_at_10"):
+        curve = [m.value for m in sorted(client.get_metric_history(resumed.run_id, metric), key=lambda m: m.step)]
+        expected = [m.value for m in sorted(client.get_metric_history(reference.run_id, metric), key=lambda m: m.step)]
+        assert curve == pytest.approx(expected, rel=1e-6)
+    assert resumed.best_epoch == reference.best_epoch and resumed.val == pytest.approx(reference.val)
+    assert resumed.test == pytest.approx(reference.test)
+
+
+@pytest.mark.slow
+def test_killed_training_subprocess_resumes_from_its_last_completed_epoch(tmp_path, mlflow_tracking):
+    split_dir = write_synthetic_split(tmp_path / "split", n_train=400)  # epochs of a few tenths of a second
+    backup, epochs = tmp_path / "backup", 6
+    command = [sys.executable, "-m", "seqrec", "train", "--data", str(split_dir), *CLI_ARGS, "--epochs", str(epochs),
+               "--backup-dir", str(backup)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    metadata = backup / "training_metadata.json"
+    with (tmp_path / "first.log").open("w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline, done = time.monotonic() + 180, 0
+        while not done:  # until the first epoch is backed up
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch was backed up in 180 s"
+            try:
+                done = json.loads(metadata.read_text())["epoch"]
+            except (OSError, ValueError):  # not there yet, or being written
+                time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert first.returncode == -signal.SIGKILL and 1 <= done < epochs
+    (killed,) = mlflow.search_runs(output_format="list")
+    assert killed.info.status == "RUNNING"  # a killed process cannot end its run
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    (run,) = mlflow.search_runs(output_format="list")  # the killed run, continued
+    resumed_from = int(run.data.metrics["resumed_from_epoch"])
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    assert done <= resumed_from < epochs
+    trained = second.stdout + second.stderr
+    assert f"Epoch {resumed_from + 1}/{epochs}" in trained and "Epoch 1/" not in trained
+    assert steps(run.info.run_id, "val_sps_at_10") == list(range(epochs)) and not backup.exists()
+    logged = {model.name for model in mlflow.search_logged_models(output_format="list")}
+    assert {"model", "recommender"} <= logged
+
+    reference = train_run(replace(CONFIG, epochs=epochs), load_split(split_dir), verbose=0)
+    assert run.data.metrics["test_sps_at_10"] == pytest.approx(reference.test["sps@10"], abs=0.005)
+    assert run.data.metrics["best_val_sps_at_10"] == pytest.approx(reference.val["sps@10"], abs=0.005)
