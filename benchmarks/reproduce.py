@@ -42,7 +42,8 @@ def table(label: str, runs: list[dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_integer, default=3, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--seeds", type=_integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
+    parser.add_argument("--first-seed", type=_integer, default=0, help="the first seed (default: 0)")
     parser.add_argument("--data", default="auto")
     for spec in fields(TrainConfig):
         if spec.name != "seed":
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = replace(TrainConfig(), **overrides)
     split = _load(args.data)
-    summaries = [train_run(replace(base, seed=seed), split) for seed in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    summaries = [train_run(replace(base, seed=seed), split) for seed in seeds]
     runs = [{**s.test, "train_seconds": s.train_seconds, "train_tokens_per_second": s.tokens_per_second}
             for s in summaries]
     label = f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)"
