@@ -53,8 +53,14 @@ def recommend(model: keras.Model, inputs: Sequences, k: int = 10, batch_size: in
 def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,
                    batch_size: int = 64, similarity: np.ndarray | None = None) -> dict[str, float]:
     """All ranking metrics at k for the given (validation or test) users under the half split."""
+    return evaluate_scores(score_users(model, split_half(users)[0], batch_size), users, k, popularity, similarity)
+
+
+def evaluate_scores(scores: np.ndarray, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,
+                    similarity: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`evaluate_users` from already computed scores of the users' input halves (scored once, used twice)."""
     inputs, goals = split_half(users)
-    return ranking_metrics(recommend(model, inputs, k, batch_size), goals, n_items_of(model), popularity, similarity)
+    return ranking_metrics(top_k(scores, k, exclude=inputs), goals, scores.shape[1], popularity, similarity)
 
 
 def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np.ndarray | None = None) -> None:

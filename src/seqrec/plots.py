@@ -140,13 +140,15 @@ def embedding_figure(coordinates: np.ndarray, popularity: np.ndarray, titles: li
     return figure
 
 
-def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Split, users: str, k: int) -> None:
-    """Compute and log the four figures (``plots/*.png``) to the active MLflow run."""
+def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Split, users: str, k: int,
+                  scores: np.ndarray | None = None) -> None:
+    """Compute and log the four figures (``plots/*.png``) to the active MLflow run; ``scores`` of the users'
+    input halves when the caller already has them."""
     import matplotlib.pyplot as plt
     import mlflow
 
     inputs, goals = split_half(split.test if users == "test" else split.val)
-    scores = score_users(model, inputs)
+    scores = score_users(model, inputs) if scores is None else scores
     recommended = top_k(scores, min(MAX_CUTOFF, split.n_items), exclude=inputs)
     popularity = split.item_popularity
     titles = split.catalogue.titles if split.catalogue is not None else None

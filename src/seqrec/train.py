@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, tie_order_name
-from seqrec.evaluate import evaluate_users, format_table
+from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, split_half, tie_order_name
+from seqrec.evaluate import evaluate_scores, evaluate_users, format_table, score_users
 from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.plots import log_run_plots
@@ -353,15 +353,17 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
             log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)
         val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
-        test = (evaluate_users(result.model, split.test, config.k, split.item_popularity,
-                               similarity=split.item_similarity) if evaluate_test else None)
+        # trials never see the test users: their figures are drawn on the validation users
+        plotted = "test" if evaluate_test else "val"
+        scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
+        test = (evaluate_scores(scores, split.test, config.k, split.item_popularity, split.item_similarity)
+                if evaluate_test else None)
         if test is not None:
             mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
                             **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})
-        # trials never see the test users: their figures are drawn on the validation users
-        log_run_plots(result.model, result.history, split, "test" if evaluate_test else "val", config.k)
+        log_run_plots(result.model, result.history, split, plotted, config.k, scores)
         model_file = workdir / "best_model.keras"
         result.model.save(model_file)
         mlflow.log_artifact(str(model_file))
