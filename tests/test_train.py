@@ -9,7 +9,7 @@ from seqrec.data import Sequences, TieOrder, load_split
 from seqrec.evaluate import evaluate_users
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
-                          rating_weights, window_examples)
+                          imputed_target_mask, rating_weights, window_examples)
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -148,5 +148,42 @@ def test_batches_redraw_same_second_order_every_epoch():
         following = dict(zip((batches.inputs[used] - 1).tolist(), batches.targets[used][:, 0].tolist()))
         assert following[1] in {2, 3, 4, 5} and 6 in following.values() and len(following) == 5
         orders.add(tuple(sorted(following.items())))
+        batches.on_epoch_end()
+    assert len(orders) > 2
+
+
+def test_imputed_interactions_stay_inputs_but_are_never_targets():
+    users = Sequences.from_lists([[10, 11, 12, 13], [3, 4]])
+    timestamps = np.array([5, -1, 7, 7, 2, 3])  # item 11 has an unknown time: its position was imputed
+    target_ok = imputed_target_mask(timestamps, "mask")
+    assert target_ok.tolist() == [True, False, True, True, True, True]
+    assert imputed_target_mask(timestamps, "keep") is None
+    assert imputed_target_mask(np.array([1, 2]), "mask") is None and imputed_target_mask(None, "mask") is None
+    with pytest.raises(ValueError, match="imputed_targets"):
+        imputed_target_mask(timestamps, "drop")
+    inputs, targets, _ = window_examples(users, max_len=5, rng=np.random.default_rng(0), lookahead=2,
+                                         target_ok=target_ok)
+    used = inputs > 0
+    following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
+    assert following == {10: [-1, 12], 11: [12, 13], 12: [13, -1], 3: [4, -1]}  # 11 is read, never predicted
+    rng = np.random.default_rng(0)
+    cut_targets = np.concatenate([cut_examples(users, 3, rng, target_ok=target_ok)[1][:, 0] for _ in range(50)])
+    assert 11 not in cut_targets and {12, 13, 4} <= set(cut_targets.tolist())
+
+
+def test_target_mask_moves_with_the_same_second_order():
+    users = Sequences.from_lists([[1, 2, 3, 4, 5]])
+    ties = TieOrder(np.array([0, 1, 1, 1, 2]))  # items 2, 3 and 4 share a second
+    target_ok = np.array([True, True, False, True, True])  # item 3 may not be a target
+    batches = TrainingBatches(users, TrainConfig(max_len=5, batch_size=4, lookahead=1), seed=0, ties=ties,
+                              target_ok=target_ok)
+    orders = set()
+    for _ in range(12):
+        inputs, targets = batches[0]
+        used = inputs > 0
+        read, predicted = (inputs[used] - 1).tolist(), targets[used][:, 0].tolist()
+        assert sorted(read) == [1, 2, 3, 4] and 3 not in predicted and predicted.count(-1) == 1
+        before_three = read[predicted.index(-1)]  # the item read just before 3 this epoch
+        orders.add(before_three)
         batches.on_epoch_end()
     assert len(orders) > 2

@@ -68,7 +68,7 @@ def test_project_search_space_gives_valid_train_configs():
         config = trial_config(suggest(trial), epochs=6, seed=3)
         assert config.epochs == 6 and config.seed == 3 and config.k == 10
         assert 64 <= config.hidden <= 512 and config.max_len in {20, 30, 50, 100}
-        assert config.batch_size in {32, 64, 128} and 0 <= config.dropout <= 0.5 and 3e-4 <= config.lr <= 5e-3
+        assert config.batch_size in {32, 64, 128} and 0 <= config.dropout <= 0.5 and 5e-4 <= config.lr <= 8e-3
         assert config.cell in {"gru", "lstm"} and config.lookahead in {1, 2, 3}
         study.tell(trial, 0.0)
     assert {"hidden", "embedding", "dropout", "max_len", "batch_size", "lr", "cell", "lookahead"} == set(
@@ -185,7 +185,8 @@ def test_resumed_study_adds_trials_and_keeps_the_finished_ones(tuned):
 def test_champion_is_registered_described_and_exported(tuned):
     client = mlflow.MlflowClient()
     champion = client.get_model_version_by_alias("seqrec", "champion")
-    assert champion.run_id == tuned.second.best_run_id and str(champion.version) == tuned.second.model_version
+    assert champion.run_id == tuned.second.best_run_id == tuned.second.model_run_id  # no refit asked for
+    assert str(champion.version) == tuned.second.model_version
     assert "Validation sps@10" in champion.description and "recall@10" in champion.description
     assert f"test sps@10 {100 * tuned.second.test['sps@10']:.2f} %" in champion.description
     assert champion.tags["optuna.study_name"] == "tiny"
@@ -205,6 +206,32 @@ def test_champion_evaluates_in_a_new_process_like_the_logged_test_metric(tuned):
     logged = mlflow.MlflowClient().get_run(tuned.second.parent_run_id).data.metrics
     assert metrics["sps@10"] == pytest.approx(logged["test_sps_at_10"])
     assert metrics["recall@10"] == pytest.approx(logged["test_recall_at_10"])
+
+
+def test_refit_retrains_the_best_configuration_and_publishes_that_model(tmp_path, synthetic_split_dir,
+                                                                         mlflow_tracking):
+    space = tmp_path / "space.py"
+    space.write_text(TINY_SPACE)
+    split = load_split(synthetic_split_dir)
+    summary = run_study(split, n_trials=2, timeout=None, study_name="refit", storage=f"sqlite:///{tmp_path / 'o.db'}",
+                        epochs_per_trial=1, seed=0, search_space_path=space, export_path=tmp_path / "best.keras",
+                        final_epochs=3)
+    client = mlflow.MlflowClient()
+    refit = client.get_run(summary.model_run_id)
+    assert summary.model_run_id != summary.best_run_id
+    assert refit.data.tags["mlflow.parentRunId"] == summary.parent_run_id
+    assert refit.info.run_name == f"refit-trial-{summary.best_trial}"
+    assert refit.data.params["epochs"] == "3" and refit.data.params["hidden"] == str(summary.best_params["hidden"])
+    assert float(refit.data.params["lr"]) == pytest.approx(summary.best_params["lr"])
+    assert len(client.get_metric_history(refit.info.run_id, "val_sps_at_10")) == 3
+    assert summary.val["sps@10"] == pytest.approx(refit.data.metrics["best_val_sps_at_10"])
+    champion = client.get_model_version_by_alias("seqrec", "champion")
+    assert champion.run_id == summary.model_run_id and "retrained for 3 epochs" in champion.description
+    parent = client.get_run(summary.parent_run_id)
+    assert parent.data.tags["refit_run_id"] == summary.model_run_id and parent.data.metrics["study_seconds"] > 0
+    assert parent.data.metrics["test_sps_at_10"] == pytest.approx(refit.data.metrics["test_sps_at_10"])
+    model = load_model(str(tmp_path / "best.keras"))
+    assert evaluate_users(model, split.test, 10, split.item_popularity) == summary.test
 
 
 # --- a worker killed mid-trial ----------------------------------------------------------------------------

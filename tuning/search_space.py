@@ -18,7 +18,7 @@ def suggest(trial) -> dict:
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "max_len": trial.suggest_categorical("max_len", [20, 30, 50, 100]),
         "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
-        "lr": trial.suggest_float("lr", 3e-4, 5e-3, log=True),
+        "lr": trial.suggest_float("lr", 5e-4, 8e-3, log=True),
         "cell": trial.suggest_categorical("cell", ["gru", "lstm"]),
         "lookahead": trial.suggest_int("lookahead", 1, 3),  # 1 = the paper's next-item CCE
     }

@@ -29,6 +29,8 @@ _TRAIN_HELP = {
                  "(by MovieID with noise, as in the authors' files; needs timestamps)",
     "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
     "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
+    "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "
+                       "targets; keep: train on them like the others",
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",
@@ -65,7 +67,7 @@ def _add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from seqrec.train import REGIMES, TIE_ORDERS, TrainConfig
+    from seqrec.train import IMPUTED_TARGETS, REGIMES, TIE_ORDERS, TrainConfig
 
     parser = argparse.ArgumentParser(prog="seqrec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_argument(train)
     for spec in fields(TrainConfig):
         kind = _argument_type(spec.default)
-        choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(TIE_ORDERS)}.get(spec.name)
+        choices = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(TIE_ORDERS),
+                   "imputed_targets": list(IMPUTED_TARGETS)}.get(spec.name)
         train.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=kind, default=spec.default,
                            choices=choices, help=f"{_TRAIN_HELP[spec.name]} (default: {spec.default})")
     train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")

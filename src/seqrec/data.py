@@ -80,6 +80,10 @@ class Sequences:
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         )
 
+    def reordered(self, order: np.ndarray) -> Sequences:
+        """The interactions in flat ``order``, a permutation that keeps every user's items in their row."""
+        return Sequences(self.user_ids, self.items[order], self.ratings[order], self.offsets)
+
     @classmethod
     def from_lists(cls, sequences: list[list[int]], user_ids: list[int] | None = None,
                    ratings: list[list[float]] | None = None) -> Sequences:
@@ -235,15 +239,18 @@ class TieOrder:
     ranks: np.ndarray | None = None
     noise: float = 0.0
 
-    def apply(self, sequences: Sequences, rng: np.random.Generator) -> Sequences:
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        """A draw of the flat interaction order (a permutation that stays inside each group)."""
         if self.ranks is None:
             key = rng.random(len(self.groups))
         elif self.noise > 0:
             key = self.ranks + rng.normal(0.0, self.noise, len(self.groups))
         else:
             key = self.ranks
-        order = np.lexsort((key, self.groups))  # groups increase along the flat array: users stay in place
-        return Sequences(sequences.user_ids, sequences.items[order], sequences.ratings[order], sequences.offsets)
+        return np.lexsort((key, self.groups))  # groups increase along the flat array: users stay in place
+
+    def apply(self, sequences: Sequences, rng: np.random.Generator) -> Sequences:
+        return sequences.reordered(self.order(rng))
 
 
 def tie_order(name: str, sequences: Sequences, timestamps: np.ndarray | None, movie_ids: np.ndarray | None,

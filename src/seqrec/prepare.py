@@ -561,11 +561,15 @@ def train_timestamps(split: Split) -> np.ndarray | None:
     return np.where(raw_keys[found] == keys, raw_times[found], -1)
 
 
-def train_tie_order(split: Split, name: str, noise: float = 0.0) -> TieOrder | None:
-    """Tie order ``name`` (see :data:`seqrec.data.TIE_ORDERS`) of the training users; warns on a fallback."""
+def train_tie_order(split: Split, name: str, noise: float = 0.0,
+                    timestamps: np.ndarray | None = None) -> TieOrder | None:
+    """Tie order ``name`` (see :data:`seqrec.data.TIE_ORDERS`) of the training users; warns on a fallback.
+
+    ``timestamps`` saves reading them again when the caller has :func:`train_timestamps` already.
+    """
     if name == "file":
         return None
-    timestamps = train_timestamps(split)
+    timestamps = train_timestamps(split) if timestamps is None else timestamps
     movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
     ties = tie_order(name, split.train, timestamps, movie_ids, noise)
     if tie_order_name(ties) != name:

@@ -27,10 +27,11 @@ from seqrec.evaluate import evaluate_scores, evaluate_users, format_table, score
 from seqrec.metrics import mlflow_name
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.plots import log_run_plots
-from seqrec.prepare import train_tie_order
+from seqrec.prepare import train_tie_order, train_timestamps
 from seqrec.resume import EpochSampling, ResumableTraining, log_missing_epochs, record_run, run_to_continue
 
 REGIMES = ("all_steps", "paper")
+IMPUTED_TARGETS = ("mask", "keep")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class TrainConfig:
     dropout: float = 0.2
     max_len: int = 50
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     epochs: int = 10
     cell: str = "gru"
     projection: int = 0
@@ -52,6 +53,7 @@ class TrainConfig:
     tie_order: str = "movie"
     tie_noise: float = 0.8
     rating_weight: float = 0.0
+    imputed_targets: str = "keep"
     seed: int = 0
     patience: int = 3
     k: int = 10
@@ -70,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
         if self.tie_order not in TIE_ORDERS:
             raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
+        if self.imputed_targets not in IMPUTED_TARGETS:
+            raise ValueError(f"imputed_targets must be one of {IMPUTED_TARGETS}, got {self.imputed_targets!r}")
         if self.rating_weight < 0:
             raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
         if self.tie_noise < 0:
@@ -78,12 +82,32 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
 
-def next_items(sequences: Sequences, source: np.ndarray, lookahead: int) -> np.ndarray:
-    """The ``lookahead`` items following each flat position in ``source`` (-1 past the user's end)."""
+def next_items(sequences: Sequences, source: np.ndarray, lookahead: int,
+               target_ok: np.ndarray | None = None) -> np.ndarray:
+    """The ``lookahead`` items following each flat position in ``source``: -1 past the user's end and,
+    with the boolean ``target_ok`` (per flat interaction), -1 where an interaction may not be a target."""
     remaining = np.repeat(sequences.offsets[1:], sequences.lengths)[source] - source - 1
     ahead = np.arange(1, lookahead + 1)
     index = np.minimum(source[:, None] + ahead, len(sequences.items) - 1)
-    return np.where(ahead <= remaining[:, None], sequences.items[index], -1).astype(np.int32)
+    valid = ahead <= remaining[:, None]
+    if target_ok is not None:
+        valid &= target_ok[index]
+    return np.where(valid, sequences.items[index], -1).astype(np.int32)
+
+
+def imputed_target_mask(timestamps: np.ndarray | None, policy: str) -> np.ndarray | None:
+    """Which training interactions may be targets under ``policy`` (see :data:`IMPUTED_TARGETS`).
+
+    An interaction of unknown time (timestamp -1) sits at an imputed position: in the authors' split
+    13.6 % of the training rows do (see its README). ``mask`` keeps them in the input the net reads
+    but never asks it to predict them from a guessed position; ``keep`` trains on them as on any other.
+    None (nothing masked) without timestamps or when every time is known.
+    """
+    if policy not in IMPUTED_TARGETS:
+        raise ValueError(f"imputed_targets must be one of {IMPUTED_TARGETS}, got {policy!r}")
+    if policy == "keep" or timestamps is None or np.all(timestamps >= 0):
+        return None
+    return np.asarray(timestamps) >= 0
 
 
 def rating_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
@@ -95,8 +119,8 @@ def rating_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
     return np.maximum(1.0 + rating_weight * (np.asarray(ratings, dtype=np.float32) - 3.0) / 2.0, 0.0)
 
 
-def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator,
-                    lookahead: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
+                    target_ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
     items as targets (windows x max_len x lookahead, -1 where the sequence has ended) and the rating
     of the next item (windows x max_len, 0 in unused cells), for :func:`rating_weights`.
@@ -104,6 +128,7 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     Each user's transitions are tiled into consecutive windows starting at a random offset, so
     every transition is used once per epoch and window borders move from epoch to epoch.
     Unused cells are 0 in the inputs (masked by the embedding, hence ignored by the loss).
+    ``target_ok`` (see :func:`next_items`) turns some targets into -1 (no loss), never inputs.
     """
     lengths = sequences.lengths
     transitions = np.maximum(lengths - 1, 0)
@@ -119,14 +144,15 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     inputs = np.zeros((int(n_windows.sum()), max_len), dtype=np.int32)
     targets = np.full((*inputs.shape, lookahead), -1, dtype=np.int32)
     inputs[window, column] = sequences.items[source] + 1
-    targets[window, column] = next_items(sequences, source, lookahead)
+    targets[window, column] = next_items(sequences, source, lookahead, target_ok)
     ratings = np.zeros(inputs.shape, dtype=np.float32)
     ratings[window, column] = sequences.ratings[source + 1]
     return inputs, targets, ratings
 
 
 def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
-                 n_examples: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 n_examples: int | None = None,
+                 target_ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The paper's regime: random (user, cut) examples; the net reads at most ``max_len`` items before
     the cut and predicts the item at the cut. Inputs (examples x max_len), targets (examples x lookahead),
     the rating of the item at the cut (examples).
@@ -140,7 +166,8 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
     index = (starts + cut - max_len)[:, None] + np.arange(max_len)
     inputs = np.where(index >= starts[:, None], sequences.items[np.maximum(index, 0)] + 1, 0).astype(np.int32)
     target = np.minimum(starts + cut, len(sequences.items) - 1)
-    return inputs, next_items(sequences, starts + cut - 1, lookahead), sequences.ratings[target].astype(np.float32)
+    targets = next_items(sequences, starts + cut - 1, lookahead, target_ok)
+    return inputs, targets, sequences.ratings[target].astype(np.float32)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -148,11 +175,13 @@ class TrainingBatches(keras.utils.PyDataset):
 
     ``ties`` re-draws the order of same-second ratings every epoch: MovieLens users rate in bursts,
     the order inside a second is arbitrary, and the authors' files got theirs from a non-stable sort.
+    ``target_ok`` (per interaction of ``sequences``, see :func:`imputed_target_mask`) moves with them.
     """
 
-    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None):
+    def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None,
+                 target_ok: np.ndarray | None = None):
         super().__init__()
-        self.sequences, self.config, self.ties = sequences, config, ties
+        self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
         self.seed, self.epoch = seed, None
         # Both regimes draw as many examples per epoch as there are max_len windows of transitions
         # (fewest any window offset gives), so an epoch has a fixed length and comparable cost.
@@ -169,13 +198,17 @@ class TrainingBatches(keras.utils.PyDataset):
         if epoch == self.epoch:
             return
         self.epoch, self.rng = epoch, np.random.default_rng([self.seed, epoch])
-        sequences = self.sequences if self.ties is None else self.ties.apply(self.sequences, self.rng)
+        sequences, target_ok = self.sequences, self.target_ok
+        if self.ties is not None:
+            tie_order = self.ties.order(self.rng)
+            sequences = sequences.reordered(tie_order)
+            target_ok = None if target_ok is None else target_ok[tie_order]
         if self.config.regime == "all_steps":
             inputs, targets, ratings = window_examples(sequences, self.config.max_len, self.rng,
-                                                       self.config.lookahead)
+                                                       self.config.lookahead, target_ok)
         else:
             inputs, targets, ratings = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
-                                                    n_examples=self.n_examples)
+                                                    n_examples=self.n_examples, target_ok=target_ok)
         order = self.rng.permutation(len(inputs))
         self.inputs, self.targets = inputs[order], targets[order]
         self.weights = rating_weights(ratings[order], self.config.rating_weight)
@@ -253,16 +286,18 @@ class TrainResult:
 
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
-        verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None) -> TrainResult:
+        verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None,
+        target_ok: np.ndarray | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
 
     With ``backup_dir`` the fit is resumable (:class:`seqrec.resume.ResumableTraining`): killed, the
     same call resumes from its last completed epoch and ends as the uninterrupted fit would.
 
-    ``ties`` (see :func:`seqrec.prepare.train_tie_order`) re-orders same-second training ratings every epoch.
+    ``ties`` (see :func:`seqrec.prepare.train_tie_order`) re-orders same-second training ratings every epoch;
+    ``target_ok`` (see :func:`imputed_target_mask`) says which training interactions may be targets.
     """
     keras.utils.set_random_seed(config.seed)
-    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties)
+    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=config.regime == "all_steps")
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
@@ -344,10 +379,13 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         mlflow.log_params({name: value for name, value in params.items() if name not in logged})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
-        ties = train_tie_order(split, config.tie_order, config.tie_noise)
-        mlflow.log_param("tie_order_used", tie_order_name(ties))
+        timestamps = train_timestamps(split)
+        ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
+        target_ok = imputed_target_mask(timestamps, config.imputed_targets)
+        mlflow.log_params({"tie_order_used": tie_order_name(ties),
+                           "imputed_targets_masked": 0 if target_ok is None else int(np.sum(~target_ok))})
         result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
-                     verbose=verbose, ties=ties, backup_dir=backup_dir)
+                     verbose=verbose, ties=ties, backup_dir=backup_dir, target_ok=target_ok)
         if result.resumed_epochs:
             mlflow.log_metric("resumed_from_epoch", result.resumed_epochs)
             log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)

@@ -25,6 +25,7 @@ import importlib.util
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, fields, replace
@@ -65,10 +66,12 @@ class TuneSummary:
     best_value: float  # best-epoch validation sps@10 of the best trial
     best_params: dict
     best_run_id: str  # MLflow run of the best trial
+    model_run_id: str  # MLflow run of the registered, exported model: the best trial's, or its refit's
     model_version: str  # registered version that the ``champion`` alias points to
     export_path: Path
     val: dict[str, float]  # the best trial's validation metrics at its best epoch
     test: dict[str, float]  # the exported model on the test users
+    study_seconds: float  # wall time of this invocation's trials (the refit and the export excluded)
 
 
 # --- Keras callbacks --------------------------------------------------------------------------------------
@@ -351,10 +354,17 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
               search_space_path: Path = DEFAULT_SEARCH_SPACE, export_path: Path = Path("best_model.keras"),
               register_name: str = "seqrec", suggest: Callable[[optuna.Trial], dict] | None = None,
               pruner: optuna.pruners.BasePruner | None = None, heartbeat_interval: int = 60,
-              grace_period: int | None = None, max_retry: int | None = 3) -> TuneSummary:
+              grace_period: int | None = None, max_retry: int | None = 3, final_epochs: int = 0,
+              warmup_epochs: int = 2) -> TuneSummary:
     """Add up to ``n_trials`` trials (or ``timeout`` seconds of them) to the study, then publish its winner.
 
-    ``suggest`` replaces the search-space file (tests); ``pruner`` defaults to a median pruner. The
+    The winner is the best trial's own model, or with ``final_epochs > 0`` its configuration retrained for
+    that many epochs (same seed) in a nested ``refit-trial-<n>`` run: short trials rank configurations
+    cheaply, and the refit gives the chosen one the full training budget. The refit too selects its epoch
+    on the validation users only.
+
+    ``suggest`` replaces the search-space file (tests); ``pruner`` defaults to a median pruner that may stop a
+    trial once it has run more than ``warmup_epochs`` epochs (set it below the epochs per trial). The
     sampler is TPE seeded with ``seed`` plus the number of trials already in the study, so a resumed
     study does not replay its first random trials; give concurrent workers different seeds.
     """
@@ -367,8 +377,9 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
         space_file, source = None, getattr(suggest, "__name__", "suggest")
     export_path = Path(export_path)
     rdb = open_storage(storage, heartbeat_interval, grace_period, max_retry)
+    pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
     study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True,
-                                pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
+                                pruner=pruner)
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
                                                n_startup_trials=STARTUP_TRIALS)
     study.set_user_attr("data", study.user_attrs.get("data", str(split.directory)))
@@ -380,8 +391,11 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
                            "tune_data": str(split.directory)})
         if space_file is not None:
             mlflow.log_artifact(str(space_file), artifact_path="tuning")
+        started = time.perf_counter()
         study.optimize(_objective(split, suggest, epochs_per_trial, seed, study_name, source),
                        n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+        study_seconds = time.perf_counter() - started
+        mlflow.log_metric("study_seconds", study_seconds)
 
         trials = study.get_trials(deepcopy=False)
         states = dict(Counter(trial.state.name for trial in trials))
@@ -402,15 +416,26 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
                                if name != f"sps@{K}"}})
         mlflow.set_tags({"best_trial_run_id": best_run_id})
 
-        model = _export(best_run_id, export_path)
+        model_run_id, origin = best_run_id, f"Best trial {best.number}"
+        if final_epochs > 0:
+            config = trial_config(suggest(optuna.trial.FixedTrial(best.params, best.number)), final_epochs, seed,
+                                  source)
+            refit = train_run(config, split, nested=True, run_name=f"refit-trial-{best.number}", verbose=0)
+            keras.backend.clear_session()
+            model_run_id, val = refit.run_id, refit.val
+            origin = f"Best trial {best.number} retrained for {final_epochs} epochs (run {refit.run_id})"
+            mlflow.log_metrics({mlflow_name(name, "refit_val_"): value for name, value in val.items()})
+            mlflow.set_tags({"refit_run_id": refit.run_id})
+
+        model = _export(model_run_id, export_path)
         check_catalogue(model, split, str(export_path))
         test = evaluate_users(model, split.test, K, split.item_popularity)
         mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
-        description = (f"Best trial {best.number} of Optuna study '{study_name}' (MLflow run {best_run_id}). "
+        description = (f"{origin} of Optuna study '{study_name}' (trial run {best_run_id}). "
                        f"Validation sps@{K} {_percent(val, f'sps@{K}')}, recall@{K} {_percent(val, f'recall@{K}')}; "
                        f"test sps@{K} {_percent(test, f'sps@{K}')}, recall@{K} {_percent(test, f'recall@{K}')} "
                        f"({len(split.test)} test users of {split.directory}).")
-        version = _register(best_run_id, register_name, description, {
+        version = _register(model_run_id, register_name, description, {
             "optuna.study_name": study_name, "optuna.trial_number": str(best.number),
             mlflow_name(f"sps@{K}", "val_"): f"{val.get(f'sps@{K}', best.value):.6f}",
             mlflow_name(f"sps@{K}", "test_"): f"{test[f'sps@{K}']:.6f}"})
@@ -419,10 +444,12 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
     print(f"study {study_name!r} ({shown_url(storage)}): {len(trials)} trials "
           f"({', '.join(f'{count} {state.lower()}' for state, count in states.items())})")
     print(f"best trial {best.number}: validation sps@{K} {100 * best.value:.2f} %, params {best.params}")
-    print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}), exported to {export_path}")
-    print(format_table(test, title=f"best trial on the test users ({len(split.test)}):"))
+    print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}, run {model_run_id}), "
+          f"exported to {export_path}")
+    print(format_table(test, title=f"{origin.lower()} on the test users ({len(split.test)}):"))
     return TuneSummary(study_name, shown_url(storage), parent.info.run_id, len(trials), states, best.number,
-                       best.value, dict(best.params), best_run_id, version, export_path, val, test)
+                       best.value, dict(best.params), best_run_id, model_run_id, version, export_path, val, test,
+                       study_seconds)
 
 
 # --- command line -----------------------------------------------------------------------------------------
@@ -444,6 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
                         help=f"SQLAlchemy URL of the Optuna storage shared by all workers (default: {DEFAULT_STORAGE})")
     parser.add_argument("--epochs-per-trial", type=_integer, default=6, help="epochs of each trial (default: 6)")
+    parser.add_argument("--warmup-epochs", type=_integer, default=2,
+                        help="epochs a trial always runs before the median pruner may stop it (default: 2)")
+    parser.add_argument("--final-epochs", type=_integer, default=0,
+                        help="retrain the best trial's configuration for this many epochs and publish that model "
+                             "(default: 0 = publish the best trial's own model)")
     parser.add_argument("--seed", type=_integer, default=0,
                         help="training seed of every trial and sampler seed; give parallel workers different seeds")
     _add_data_argument(parser)
@@ -465,14 +497,15 @@ def main(argv: list[str] | None = None) -> int:
     from seqrec.cli import _load, exit_status
 
     def tune() -> None:
-        if args.epochs_per_trial < 1 or args.n_trials < 1:
-            raise DataError("seqrec tune", None, "--n-trials and --epochs-per-trial of at least 1",
-                            f"{args.n_trials} and {args.epochs_per_trial}")
+        if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
+            raise DataError("seqrec tune", None, "--n-trials and --epochs-per-trial of at least 1, --final-epochs >= 0",
+                            f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
         load_search_space(args.search_space)  # before the data: "auto" may have to download it
         run_study(_load(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
                   storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
                   search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
-                  heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
+                  heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                  final_epochs=args.final_epochs, warmup_epochs=args.warmup_epochs)
 
     return exit_status("tune", tune, failed=(TuningError,))
 
