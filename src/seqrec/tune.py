@@ -358,10 +358,10 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
               warmup_epochs: int = 2) -> TuneSummary:
     """Add up to ``n_trials`` trials (or ``timeout`` seconds of them) to the study, then publish its winner.
 
-    The winner is the best trial's own model, or with ``final_epochs > 0`` its configuration retrained for
-    that many epochs (same seed) in a nested ``refit-trial-<n>`` run: short trials rank configurations
-    cheaply, and the refit gives the chosen one the full training budget. The refit too selects its epoch
-    on the validation users only.
+    The winner is the best trial's own model. With ``final_epochs > 0`` its configuration is also retrained
+    for that many epochs (same seed) in a nested ``refit-trial-<n>`` run, since short trials rank
+    configurations cheaply but may not give the chosen one its full budget; the refit replaces the trial's
+    model only if its best validation sps@k is at least as high. The test users never take part in the choice.
 
     ``suggest`` replaces the search-space file (tests); ``pruner`` defaults to a median pruner that may stop a
     trial once it has run more than ``warmup_epochs`` epochs (set it below the epochs per trial). The
@@ -420,12 +420,19 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
         if final_epochs > 0:
             config = trial_config(suggest(optuna.trial.FixedTrial(best.params, best.number)), final_epochs, seed,
                                   source)
-            refit = train_run(config, split, nested=True, run_name=f"refit-trial-{best.number}", verbose=0)
+            refit = train_run(config, split, nested=True, run_name=f"refit-trial-{best.number}",
+                              evaluate_test=False, verbose=0)
             keras.backend.clear_session()
-            model_run_id, val = refit.run_id, refit.val
-            origin = f"Best trial {best.number} retrained for {final_epochs} epochs (run {refit.run_id})"
-            mlflow.log_metrics({mlflow_name(name, "refit_val_"): value for name, value in val.items()})
+            mlflow.log_metrics({mlflow_name(name, "refit_val_"): value for name, value in refit.val.items()})
             mlflow.set_tags({"refit_run_id": refit.run_id})
+            refit_sps = refit.val[f"sps@{K}"]
+            if refit_sps >= best.value:  # validation decides, as for the trials
+                model_run_id, val = refit.run_id, refit.val
+                origin = f"Best trial {best.number} retrained for {final_epochs} epochs (run {refit.run_id})"
+            else:
+                origin = (f"Best trial {best.number} (its {final_epochs}-epoch refit, run {refit.run_id}, scored "
+                          f"lower on validation: sps@{K} {100 * refit_sps:.2f} %)")
+        mlflow.set_tags({"published_run_id": model_run_id})
 
         model = _export(model_run_id, export_path)
         check_catalogue(model, split, str(export_path))
