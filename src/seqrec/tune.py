@@ -69,7 +69,7 @@ class TuneSummary:
     model_run_id: str  # MLflow run of the registered, exported model: the best trial's, or its refit's
     model_version: str  # registered version that the ``champion`` alias points to
     export_path: Path
-    val: dict[str, float]  # the best trial's validation metrics at its best epoch
+    val: dict[str, float]  # the published model's validation metrics at its best epoch
     test: dict[str, float]  # the exported model on the test users
     study_seconds: float  # wall time of this invocation's trials (the refit and the export excluded)
 
