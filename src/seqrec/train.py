@@ -379,7 +379,9 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         mlflow.log_params({name: value for name, value in params.items() if name not in logged})
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
-        timestamps = train_timestamps(split)
+        # read once, and only when needed: for the authors' split they are joined from the raw MovieLens files
+        needs_times = config.tie_order != "file" or config.imputed_targets != "keep"
+        timestamps = train_timestamps(split) if needs_times else None
         ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
         target_ok = imputed_target_mask(timestamps, config.imputed_targets)
         mlflow.log_params({"tie_order_used": tie_order_name(ties),
