@@ -16,22 +16,10 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
-from seqrec.baselines import MarkovChain, evaluate_baseline
+from seqrec.baselines import MarkovChain, evaluate_baseline, transition_counts
 from seqrec.cli import _integer, _load
 from seqrec.data import Sequences, Split
 from seqrec.prepare import train_tie_order, train_timestamps
-
-
-def transition_counts(train: Sequences, n_items: int, pair_ok: np.ndarray | None = None) -> sp.csr_matrix:
-    """Counts of ``item[i] -> item[i + 1]`` inside a user, only where ``pair_ok[i]`` when given."""
-    rows = train.row_of_interaction()
-    keep = rows[:-1] == rows[1:]
-    if pair_ok is not None:
-        keep &= pair_ok
-    counts = sp.csr_matrix((np.ones(int(keep.sum())), (train.items[:-1][keep], train.items[1:][keep])),
-                           shape=(n_items, n_items))
-    counts.sum_duplicates()
-    return counts
 
 
 def evaluate(split: Split, train: Sequences, transitions: sp.csr_matrix | None = None) -> list[float]:

@@ -67,6 +67,18 @@ def last_items(inputs: Sequences) -> tuple[np.ndarray, np.ndarray]:
     return rows, inputs.items[inputs.offsets[rows + 1] - 1]
 
 
+def transition_counts(train: Sequences, n_items: int, pair_ok: np.ndarray | None = None) -> sp.csr_matrix:
+    """Counts of ``item[i] -> item[i + 1]`` inside a user (items x items), only where ``pair_ok[i]`` if given."""
+    rows = train.row_of_interaction()
+    keep = rows[:-1] == rows[1:]
+    if pair_ok is not None:
+        keep &= pair_ok
+    source, target = train.items[:-1][keep], train.items[1:][keep]
+    counts = sp.csr_matrix((np.ones(len(source), dtype=np.float64), (source, target)), shape=(n_items, n_items))
+    counts.sum_duplicates()
+    return counts
+
+
 class Baseline:
     """Shared part: the name, the training popularity (tie-break) and the fitted flag."""
 
@@ -133,13 +145,7 @@ class MarkovChain(Baseline):
 
     def fit(self, train: Sequences, n_items: int) -> MarkovChain:
         super().fit(train, n_items)
-        rows = train.row_of_interaction()
-        same_user = rows[:-1] == rows[1:]
-        source, target = train.items[:-1][same_user], train.items[1:][same_user]
-        self.transitions = sp.csr_matrix(
-            (np.ones(len(source), dtype=np.float64), (source, target)), shape=(self.n_items, self.n_items)
-        )
-        self.transitions.sum_duplicates()
+        self.transitions = transition_counts(train, self.n_items)
         return self
 
     def score(self, inputs: Sequences) -> np.ndarray:
