@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
 from conftest import write_synthetic_split
@@ -62,6 +63,23 @@ def test_evaluate_in_a_new_process_reproduces_the_logged_metric(trained, synthet
         assert metrics["sps@10"] == pytest.approx(run.data.metrics["test_sps_at_10"])
         assert metrics["recall@10"] == pytest.approx(run.data.metrics["test_recall_at_10"])
         assert metrics["diversity"] == pytest.approx(run.data.metrics["test_diversity"], rel=1e-5)
+
+
+def test_a_rating_input_model_is_logged_served_and_evaluated_with_the_ratings(synthetic_split_dir, tmp_path,
+                                                                              mlflow_tracking, capsys):
+    assert main(["train", "--data", str(synthetic_split_dir), *TINY, "--rating-input", "true"]) == 0
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.data.params["rating_input"] == "True" and run.data.params["unknown_rating_inputs"] == "0"
+    inputs = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model").signature.inputs.input_names()
+    assert sorted(inputs) == ["items", "ratings"]
+    result = run_seqrec("evaluate", "--model", f"runs:/{run.info.run_id}/model", "--data", str(synthetic_split_dir),
+                        "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["sps@10"] == pytest.approx(
+        run.data.metrics["test_sps_at_10"])
+    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/recommender")  # histories without ratings
+    answer = served.predict(pd.DataFrame({"items": [[1000, 1001, 1002]], "k": [5]}))
+    assert len(answer["movie_ids"][0]) == 5 and not answer["popularity_fallback"][0]
 
 
 def test_evaluate_refuses_another_catalogue(trained, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,7 @@ USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 t
 
 @pytest.mark.parametrize("seed", range(5))
 def test_windows_use_every_transition_once(seed):
-    inputs, targets, _ = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
+    inputs, targets, *_ = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
     used = inputs > 0
     assert targets.shape == (*inputs.shape, 1) and np.all((targets[..., 0] >= 0) == used)
     pairs = sorted(zip((inputs[used] - 1).tolist(), targets[used][:, 0].tolist()))
@@ -28,12 +30,12 @@ def test_windows_use_every_transition_once(seed):
 
 
 def test_lookahead_targets_are_the_following_items():
-    inputs, targets, _ = window_examples(USERS, max_len=4, rng=np.random.default_rng(0), lookahead=3)
+    inputs, targets, *_ = window_examples(USERS, max_len=4, rng=np.random.default_rng(0), lookahead=3)
     used = inputs > 0
     following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
     assert following[10] == [11, 12, 13] and following[14] == [15, 16, -1] and following[15] == [16, -1, -1]
     assert following[3] == [4, -1, -1]
-    _, cut_targets, _ = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
+    _, cut_targets, *_ = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
     assert cut_targets[1].tolist() == [4, -1] and cut_targets[2].tolist() == [-1, -1]
 
 
@@ -51,11 +53,11 @@ def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
 
 def test_targets_carry_the_rating_of_the_next_item_and_its_weight():
     rated = Sequences.from_lists([[10, 11, 12], [3, 4]], ratings=[[5, 1, 4], [2, 5]])
-    inputs, targets, ratings = window_examples(rated, max_len=4, rng=np.random.default_rng(0))
+    inputs, targets, ratings, _ = window_examples(rated, max_len=4, rng=np.random.default_rng(0))
     used = inputs > 0
     assert dict(zip(targets[used][:, 0].tolist(), ratings[used].tolist())) == {11: 1, 12: 4, 4: 5}
     assert not ratings[~used].any()
-    cut_inputs, cut_targets, cut_ratings = cut_examples(rated, max_len=3, rng=np.random.default_rng(0))
+    cut_inputs, cut_targets, cut_ratings, _ = cut_examples(rated, max_len=3, rng=np.random.default_rng(0))
     assert cut_ratings[1] == 5 and cut_targets[1, 0] == 4  # user 1 has one cut: 3 -> 4 (5 stars)
     assert rating_weights(np.array([1, 2, 3, 4, 5]), 0.0).tolist() == [1, 1, 1, 1, 1]
     assert rating_weights(np.array([1, 2, 3, 4, 5]), 1.0).tolist() == [0, 0.5, 1, 1.5, 2]
@@ -78,7 +80,7 @@ def test_window_offsets_change_between_epochs():
 def test_paper_cut_predicts_the_item_after_the_input():
     rng = np.random.default_rng(1)
     for _ in range(20):
-        inputs, targets, _ = cut_examples(USERS, max_len=3, rng=rng)
+        inputs, targets, *_ = cut_examples(USERS, max_len=3, rng=rng)
         assert inputs.shape == (3, 3)
         last = inputs[0][inputs[0] > 0][-1] - 1
         assert targets[0, 0] == last + 1 and 10 <= last < 16  # user 0 is 10, 11, ... 16
@@ -161,7 +163,7 @@ def test_imputed_interactions_stay_inputs_but_are_never_targets():
     assert imputed_target_mask(np.array([1, 2]), "mask") is None and imputed_target_mask(None, "mask") is None
     with pytest.raises(ValueError, match="imputed_targets"):
         imputed_target_mask(timestamps, "drop")
-    inputs, targets, _ = window_examples(users, max_len=5, rng=np.random.default_rng(0), lookahead=2,
+    inputs, targets, *_ = window_examples(users, max_len=5, rng=np.random.default_rng(0), lookahead=2,
                                          target_ok=target_ok)
     used = inputs > 0
     following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
@@ -187,3 +189,55 @@ def test_target_mask_moves_with_the_same_second_order():
         orders.add(before_three)
         batches.on_epoch_end()
     assert len(orders) > 2
+
+
+def test_rating_inputs_follow_their_items_through_windows_cuts_and_ties():
+    items = [list(range(1, 13)), [20, 21, 22]]
+    rated = Sequences.from_lists(items, ratings=[[i % 5 + 1 for i in seq] for seq in items])
+    known = np.ones(len(rated.items), dtype=bool)
+    known[3] = False  # item 4's rating is unknown (imputed in the authors' training file)
+    ties = TieOrder(np.array([0, 1, 1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2]))
+    for regime in ("all_steps", "paper"):
+        config = TrainConfig(max_len=4, batch_size=64, regime=regime, rating_input=True)
+        batches = TrainingBatches(rated, config, seed=0, ties=ties, rating_known=known)
+        for _ in range(5):
+            inputs, _ = batches[0]
+            items_in, ratings_in = inputs["items"], inputs["ratings"]
+            assert items_in.shape == ratings_in.shape
+            expected = np.where(items_in > 0, (items_in - 1) % 5 + 1, 0)
+            expected[items_in == 4 + 1] = 0  # unknown rating: token 0
+            np.testing.assert_array_equal(ratings_in, expected)
+            batches.on_epoch_end()
+    plain, _ = TrainingBatches(rated, TrainConfig(max_len=4), seed=0)[0]
+    assert isinstance(plain, np.ndarray)  # a model without the rating input gets the item matrix alone
+
+
+def test_rating_input_model_learns_what_only_the_ratings_tell(tmp_path):
+    """The next item is +1 after a liked (5) item and +5 after a disliked (1) one: without the rating
+    the net can only guess between the two, with it it knows."""
+    from seqrec.data import Split
+
+    rng = np.random.default_rng(0)
+
+    def users(n):
+        sequences, ratings = [], []
+        for _ in range(n):
+            liked = rng.random(15) < 0.5
+            steps = np.where(liked, 1, 5)
+            sequences.append(((rng.integers(0, 30) + np.concatenate([[0], np.cumsum(steps[:-1])])) % 30).tolist())
+            ratings.append(np.where(liked, 5, 1).tolist())
+        return Sequences.from_lists(sequences, ratings=ratings)
+
+    split = Split(tmp_path, users(300), users(100), users(100), 30, None)
+    config = TrainConfig(hidden=32, embedding=16, max_len=8, batch_size=32, epochs=8, lr=0.01, patience=8,
+                         lookahead=1, k=1, tie_order="file")
+    with_ratings = fit(split, replace(config, rating_input=True), tmp_path / "with", verbose=0)
+    without = fit(split, config, tmp_path / "without", verbose=0)
+    assert with_ratings.model.input_shape != without.model.input_shape
+    assert max(with_ratings.history["val_sps_at_1"]) > 0.8
+    assert max(without.history["val_sps_at_1"]) < 0.65  # a coin flip between +1 and +5, at best
+    saved = tmp_path / "rated.keras"
+    with_ratings.model.save(saved)
+    reloaded = keras.models.load_model(saved, compile=False)
+    assert evaluate_users(reloaded, split.test, 1)["sps@1"] == pytest.approx(
+        evaluate_users(with_ratings.model, split.test, 1)["sps@1"])

@@ -29,6 +29,8 @@ _TRAIN_HELP = {
                  "(by MovieID with noise, as in the authors' files; needs timestamps)",
     "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
     "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
+    "rating_input": "also feed the rating of every history item to the network (a second model input; unknown "
+                    "training ratings, imputed in the authors' file, are fed as unknown)",
     "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "
                        "targets; keep: train on them like the others",
     "seed": "random seed (numpy, Python, TensorFlow)",

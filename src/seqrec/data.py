@@ -388,11 +388,23 @@ def split_half(sequences: Sequences) -> tuple[Sequences, Sequences]:
     return sequences.select(positions < cut), sequences.select(positions >= cut)
 
 
-def pad_left(sequences: Sequences, max_len: int | None = None) -> np.ndarray:
+def rating_tokens(ratings: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Rating input ids: 1..5 for the (rounded, clipped) stars, 0 where unknown.
+
+    Unknown: a rating of 0 or less (what a history given without ratings holds) or, with the boolean
+    ``known``, where it is false (the authors' rebuilt training file sets unknown ratings to 3).
+    """
+    ratings = np.asarray(ratings, dtype=np.float32)
+    tokens = np.where(ratings > 0, np.clip(np.rint(ratings), 1, 5), 0).astype(np.int32)
+    return tokens if known is None else np.where(known, tokens, 0).astype(np.int32)
+
+
+def pad_left(sequences: Sequences, max_len: int | None = None, values: np.ndarray | None = None) -> np.ndarray:
     """Model input matrix: the last ``max_len`` items of each user as ``item + 1``, left-padded with 0.
 
     Left padding puts every user's latest item in the last column, so the recurrent state at the end
-    of the row is the state after the user's full (or truncated) history.
+    of the row is the state after the user's full (or truncated) history. ``values`` (one per interaction,
+    e.g. :func:`rating_tokens`) are placed in those cells instead of the item ids.
     """
     lengths = sequences.lengths
     width = int(lengths.max()) if max_len is None else max_len
@@ -401,5 +413,6 @@ def pad_left(sequences: Sequences, max_len: int | None = None) -> np.ndarray:
     from_end = np.repeat(lengths, lengths) - positions  # 1 for the latest item
     keep = from_end <= width
     matrix = np.full((len(sequences), width), PADDING_ID, dtype=np.int32)
-    matrix[sequences.row_of_interaction()[keep], width - from_end[keep]] = sequences.items[keep] + 1
+    placed = sequences.items + 1 if values is None else values
+    matrix[sequences.row_of_interaction()[keep], width - from_end[keep]] = placed[keep]
     return matrix

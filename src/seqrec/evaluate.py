@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import DataError, Sequences, Split, pad_left, split_half
+from seqrec.data import DataError, Sequences, Split, pad_left, rating_tokens, split_half
 from seqrec.metrics import format_metric, ranking_metrics, top_k
-from seqrec.model import keras, n_items_of
+from seqrec.model import keras, model_inputs, n_items_of, reads_ratings
 
 
 def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max_len: int | None = None,
                 compiled: bool = False) -> np.ndarray:
-    """Next-item logits (users x items) after each user's full input history.
+    """Next-item logits (users x items) after each user's full input history (and its ratings, for a
+    model that reads them: see :func:`seqrec.data.rating_tokens`).
 
     Users are batched by similar length so that short histories are not padded to the longest one.
     ``max_len`` feeds only each user's latest ``max_len`` items (serving bounds its latency so).
@@ -25,13 +26,16 @@ def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max
     faster than eager calls on long histories; it traces twice, then any batch shape reuses the graph).
     """
     forward = model.predict_on_batch if compiled else (lambda x: model(x, training=False))
+    with_ratings = reads_ratings(model)
     order = np.argsort(inputs.lengths, kind="stable")
     scores = np.empty((len(inputs), n_items_of(model)), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         batch = Sequences(inputs.user_ids[rows], *_gather(inputs, rows))
         width = int(batch.lengths.max(initial=1))
-        scores[rows] = np.asarray(forward(pad_left(batch, width if max_len is None else min(width, max_len))))
+        width = width if max_len is None else min(width, max_len)
+        ratings = pad_left(batch, width, rating_tokens(batch.ratings)) if with_ratings else None
+        scores[rows] = np.asarray(forward(model_inputs(model, pad_left(batch, width), ratings)))
     return scores
 
 

@@ -4,6 +4,10 @@ Inputs are ``item + 1`` (0 is padding and is masked), left-padded so the last ti
 user's latest item. The training model of the ``all_steps`` regime returns logits at every step;
 the saved *scoring* model returns only the last step's logits, which is what recommendation needs.
 Both share the same weights (:func:`scoring_model`).
+
+With ``rating_input`` the net also reads the rating the user gave each item of the history: a second
+input ``ratings`` of :data:`RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars), embedded and added to
+the item embedding. Such a model takes ``{"items": ..., "ratings": ...}`` (see :func:`model_inputs`).
 """
 
 from __future__ import annotations
@@ -14,28 +18,38 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
+RATING_TOKENS = 6  # 0: unknown (or padding), 1..5: stars
 
 
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
-                cell: str = "gru", projection: int = 0, return_sequences: bool = False) -> keras.Model:
+                cell: str = "gru", projection: int = 0, return_sequences: bool = False,
+                rating_input: bool = False) -> keras.Model:
     """The RNN-CCE network; ``n_items`` output logits (the catalogue), ``n_items + 1`` input ids.
 
     ``projection > 0`` inserts a linear bottleneck before the logits: the softmax layer dominates
     the cost (hidden x n_items per step), so a bottleneck buys a wider recurrent layer for free.
+    ``rating_input`` adds the ``ratings`` input (see the module docstring); padding stays masked by the items.
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
     items = keras.Input(shape=(None,), dtype="int32", name="items")
     x = keras.layers.Embedding(n_items + 1, embedding, mask_zero=True, name="item_embedding")(items)
+    inputs = items
+    if rating_input:
+        ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
+        rated = keras.layers.Embedding(RATING_TOKENS, embedding, name="rating_embedding")(ratings)
+        x = keras.layers.Add(name="item_and_rating")([x, rated])
+        inputs = {"items": items, "ratings": ratings}
     x = CELLS[cell](hidden, return_sequences=return_sequences, name="rnn")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     if projection > 0:
         x = keras.layers.Dense(projection, name="projection")(x)
     logits = keras.layers.Dense(n_items, name="logits")(x)
     name = "rnn_cce_steps" if return_sequences else "rnn_cce"
-    return keras.Model(items, logits, name=name)
+    return keras.Model(inputs, logits, name=name)
 
 
 def model_config(model: keras.Model) -> dict:
@@ -49,7 +63,22 @@ def model_config(model: keras.Model) -> dict:
         "dropout": model.get_layer("dropout").rate,
         "cell": "lstm" if isinstance(rnn, keras.layers.LSTM) else "gru",
         "projection": model.get_layer("projection").units if "projection" in names else 0,
+        "rating_input": "rating_embedding" in names,
     }
+
+
+def reads_ratings(model: keras.Model) -> bool:
+    """Whether ``model`` takes the ratings of the history as a second input."""
+    return any(layer.name == "rating_embedding" for layer in model.layers)
+
+
+def model_inputs(model: keras.Model, items: np.ndarray,
+                 ratings: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """What ``model`` is called with: the ``item + 1`` matrix, plus the rating tokens (same shape; None:
+    all unknown) if it reads them."""
+    if not reads_ratings(model):
+        return items
+    return {"items": items, "ratings": np.zeros_like(items) if ratings is None else ratings}
 
 
 def scoring_model(model: keras.Model) -> keras.Model:

@@ -41,7 +41,7 @@ from mlflow.types.schema import Array
 from seqrec.data import ITEM_MAPPING_FILE, DataError, ItemCatalogue, Sequences, read_item_mapping
 from seqrec.evaluate import score_users
 from seqrec.metrics import top_k
-from seqrec.model import keras, n_items_of
+from seqrec.model import keras, model_inputs, n_items_of
 
 DEFAULT_K = 10
 MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
@@ -246,7 +246,7 @@ class Recommender(mlflow.pyfunc.PythonModel):
             raise MlflowException(f"the model scores {n_items_of(self.model)} items but its catalogue lists "
                                   f"{self.catalogue.n_items}")
         for shape in ((1, 1), (2, 3)):  # trace the compiled predict step now, not on the first requests
-            self.model.predict_on_batch(np.ones(shape, dtype=np.int32))
+            self.model.predict_on_batch(model_inputs(self.model, np.ones(shape, dtype=np.int32)))
 
     def recommend(self, model_input: object) -> pd.DataFrame:
         """:func:`parse_requests` then :func:`recommend_movies`; raises :class:`RequestError`."""

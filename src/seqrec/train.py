@@ -19,13 +19,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, split_half, tie_order_name
+from seqrec.data import TIE_ORDERS, Sequences, Split, TieOrder, rating_tokens, split_half, tie_order_name
 from seqrec.evaluate import evaluate_scores, evaluate_users, format_table, score_users
 from seqrec.metrics import mlflow_name
-from seqrec.model import build_model, keras, scoring_model
+from seqrec.model import build_model, keras, model_inputs, scoring_model
 from seqrec.plots import log_run_plots
 from seqrec.prepare import train_tie_order, train_timestamps
 from seqrec.resume import EpochSampling, ResumableTraining, log_missing_epochs, record_run, run_to_continue
@@ -53,6 +54,7 @@ class TrainConfig:
     tie_order: str = "movie"
     tie_noise: float = 0.8
     rating_weight: float = 0.0
+    rating_input: bool = False
     imputed_targets: str = "keep"
     seed: int = 0
     patience: int = 3
@@ -119,8 +121,17 @@ def rating_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
     return np.maximum(1.0 + rating_weight * (np.asarray(ratings, dtype=np.float32) - 3.0) / 2.0, 0.0)
 
 
+class Examples(NamedTuple):
+    """Training examples of one epoch, one row each (the batches slice these rows)."""
+
+    inputs: np.ndarray  # item + 1 of every input cell, 0 = padding
+    targets: np.ndarray  # the next ``lookahead`` items of every trained position, -1 = none
+    target_ratings: np.ndarray  # rating of the next item, for rating_weights (0 in unused cells)
+    sources: np.ndarray  # flat interaction index of every input cell, -1 = padding (to gather per-item features)
+
+
 def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
-                    target_ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    target_ok: np.ndarray | None = None) -> Examples:
     """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
     items as targets (windows x max_len x lookahead, -1 where the sequence has ended) and the rating
     of the next item (windows x max_len, 0 in unused cells), for :func:`rating_weights`.
@@ -141,18 +152,23 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     shifted = positions[source] + shift[row]
     window = first_window[row] + shifted // max_len
     column = shifted % max_len
-    inputs = np.zeros((int(n_windows.sum()), max_len), dtype=np.int32)
-    targets = np.full((*inputs.shape, lookahead), -1, dtype=np.int32)
-    inputs[window, column] = sequences.items[source] + 1
+    sources = np.full((int(n_windows.sum()), max_len), -1, dtype=np.int64)
+    sources[window, column] = source
+    targets = np.full((*sources.shape, lookahead), -1, dtype=np.int32)
     targets[window, column] = next_items(sequences, source, lookahead, target_ok)
-    ratings = np.zeros(inputs.shape, dtype=np.float32)
+    ratings = np.zeros(sources.shape, dtype=np.float32)
     ratings[window, column] = sequences.ratings[source + 1]
-    return inputs, targets, ratings
+    return Examples(_item_inputs(sequences, sources), targets, ratings, sources)
+
+
+def _item_inputs(sequences: Sequences, sources: np.ndarray) -> np.ndarray:
+    """``item + 1`` at every input cell of ``sources`` (see :class:`Examples`), 0 in padding."""
+    return np.where(sources >= 0, sequences.items[np.maximum(sources, 0)] + 1, 0).astype(np.int32)
 
 
 def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
                  n_examples: int | None = None,
-                 target_ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 target_ok: np.ndarray | None = None) -> Examples:
     """The paper's regime: random (user, cut) examples; the net reads at most ``max_len`` items before
     the cut and predicts the item at the cut. Inputs (examples x max_len), targets (examples x lookahead),
     the rating of the item at the cut (examples).
@@ -164,10 +180,10 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
     starts, lengths = sequences.offsets[users], sequences.lengths[users]
     cut = rng.integers(1, np.maximum(lengths, 2))  # position of the target; 1-item users get no target
     index = (starts + cut - max_len)[:, None] + np.arange(max_len)
-    inputs = np.where(index >= starts[:, None], sequences.items[np.maximum(index, 0)] + 1, 0).astype(np.int32)
+    sources = np.where(index >= starts[:, None], index, -1)
     target = np.minimum(starts + cut, len(sequences.items) - 1)
     targets = next_items(sequences, starts + cut - 1, lookahead, target_ok)
-    return inputs, targets, sequences.ratings[target].astype(np.float32)
+    return Examples(_item_inputs(sequences, sources), targets, sequences.ratings[target].astype(np.float32), sources)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -175,13 +191,15 @@ class TrainingBatches(keras.utils.PyDataset):
 
     ``ties`` re-draws the order of same-second ratings every epoch: MovieLens users rate in bursts,
     the order inside a second is arbitrary, and the authors' files got theirs from a non-stable sort.
-    ``target_ok`` (per interaction of ``sequences``, see :func:`imputed_target_mask`) moves with them.
+    ``target_ok`` (per interaction of ``sequences``, see :func:`imputed_target_mask`) moves with them, and
+    so do the rating input tokens with ``config.rating_input`` (unknown where ``rating_known`` is false).
     """
 
     def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None,
-                 target_ok: np.ndarray | None = None):
+                 target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None):
         super().__init__()
         self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
+        self.tokens = rating_tokens(sequences.ratings, rating_known) if config.rating_input else None
         self.seed, self.epoch = seed, None
         # Both regimes draw as many examples per epoch as there are max_len windows of transitions
         # (fewest any window offset gives), so an epoch has a fixed length and comparable cost.
@@ -198,29 +216,33 @@ class TrainingBatches(keras.utils.PyDataset):
         if epoch == self.epoch:
             return
         self.epoch, self.rng = epoch, np.random.default_rng([self.seed, epoch])
-        sequences, target_ok = self.sequences, self.target_ok
+        sequences, target_ok, tokens = self.sequences, self.target_ok, self.tokens
         if self.ties is not None:
             tie_order = self.ties.order(self.rng)
             sequences = sequences.reordered(tie_order)
             target_ok = None if target_ok is None else target_ok[tie_order]
+            tokens = None if tokens is None else tokens[tie_order]
         if self.config.regime == "all_steps":
-            inputs, targets, ratings = window_examples(sequences, self.config.max_len, self.rng,
-                                                       self.config.lookahead, target_ok)
+            examples = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead, target_ok)
         else:
-            inputs, targets, ratings = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
-                                                    n_examples=self.n_examples, target_ok=target_ok)
-        order = self.rng.permutation(len(inputs))
-        self.inputs, self.targets = inputs[order], targets[order]
-        self.weights = rating_weights(ratings[order], self.config.rating_weight)
+            examples = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
+                                    n_examples=self.n_examples, target_ok=target_ok)
+        order = self.rng.permutation(len(examples.inputs))
+        self.inputs, self.targets = examples.inputs[order], examples.targets[order]
+        self.weights = rating_weights(examples.target_ratings[order], self.config.rating_weight)
+        sources = examples.sources[order]
+        self.ratings = None if tokens is None else np.where(sources >= 0, tokens[np.maximum(sources, 0)], 0)
 
     def __len__(self) -> int:
         return self.n_batches
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         batch = slice(index * self.config.batch_size, (index + 1) * self.config.batch_size)
+        inputs = (self.inputs[batch] if self.ratings is None
+                  else {"items": self.inputs[batch], "ratings": self.ratings[batch]})
         if self.config.rating_weight == 0:  # all weights 1: leave Keras' unweighted loss as it is
-            return self.inputs[batch], self.targets[batch]
-        return self.inputs[batch], self.targets[batch], self.weights[batch]
+            return inputs, self.targets[batch]
+        return inputs, self.targets[batch], self.weights[batch]
 
     @property
     def tokens_per_epoch(self) -> int:
@@ -287,19 +309,22 @@ class TrainResult:
 
 def fit(split: Split, config: TrainConfig, workdir: Path, callbacks: list | None = None,
         verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None,
-        target_ok: np.ndarray | None = None) -> TrainResult:
+        target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
 
     With ``backup_dir`` the fit is resumable (:class:`seqrec.resume.ResumableTraining`): killed, the
     same call resumes from its last completed epoch and ends as the uninterrupted fit would.
 
     ``ties`` (see :func:`seqrec.prepare.train_tie_order`) re-orders same-second training ratings every epoch;
-    ``target_ok`` (see :func:`imputed_target_mask`) says which training interactions may be targets.
+    ``target_ok`` (see :func:`imputed_target_mask`) says which training interactions may be targets;
+    ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``).
     """
     keras.utils.set_random_seed(config.seed)
-    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok)
+    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok,
+                              rating_known=rating_known)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
-                        config.projection, return_sequences=config.regime == "all_steps")
+                        config.projection, return_sequences=config.regime == "all_steps",
+                        rating_input=config.rating_input)
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
                                                       alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -380,14 +405,18 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         if split.stats_path is not None:
             mlflow.log_artifact(str(split.stats_path), artifact_path="data")
         # read once, and only when needed: for the authors' split they are joined from the raw MovieLens files
-        needs_times = config.tie_order != "file" or config.imputed_targets != "keep"
+        needs_times = config.tie_order != "file" or config.imputed_targets != "keep" or config.rating_input
         timestamps = train_timestamps(split) if needs_times else None
         ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
         target_ok = imputed_target_mask(timestamps, config.imputed_targets)
+        # a training row of unknown time also has an imputed rating (3 stars) in the authors' rebuilt file
+        rating_known = timestamps >= 0 if config.rating_input and timestamps is not None else None
         mlflow.log_params({"tie_order_used": tie_order_name(ties),
-                           "imputed_targets_masked": 0 if target_ok is None else int(np.sum(~target_ok))})
+                           "imputed_targets_masked": 0 if target_ok is None else int(np.sum(~target_ok)),
+                           "unknown_rating_inputs": 0 if rating_known is None else int(np.sum(~rating_known))})
         result = fit(split, config, workdir, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
-                     verbose=verbose, ties=ties, backup_dir=backup_dir, target_ok=target_ok)
+                     verbose=verbose, ties=ties, backup_dir=backup_dir, target_ok=target_ok,
+                     rating_known=rating_known)
         if result.resumed_epochs:
             mlflow.log_metric("resumed_from_epoch", result.resumed_epochs)
             log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)
@@ -407,7 +436,8 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         model_file = workdir / "best_model.keras"
         result.model.save(model_file)
         mlflow.log_artifact(str(model_file))
-        example = np.array([[0, 0, 1, 2, 3]], dtype=np.int32)
+        example = model_inputs(result.model, np.array([[0, 0, 1, 2, 3]], dtype=np.int32),
+                               np.array([[0, 0, 4, 5, 2]], dtype=np.int32))
         signature = infer_signature(example, np.asarray(result.model(example)))
         # no input_example: mlflow 3.17's Keras flavour fails writing it (the serving pyfunc logs one)
         mlflow.keras.log_model(result.model, name="model", signature=signature)
