@@ -77,9 +77,20 @@ def test_a_rating_input_model_is_logged_served_and_evaluated_with_the_ratings(sy
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1])["sps@10"] == pytest.approx(
         run.data.metrics["test_sps_at_10"])
-    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/recommender")  # histories without ratings
-    answer = served.predict(pd.DataFrame({"items": [[1000, 1001, 1002]], "k": [5]}))
-    assert len(answer["movie_ids"][0]) == 5 and not answer["popularity_fallback"][0]
+    served = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/recommender")
+    history = [1000, 1001, 1002]
+    unrated = served.predict(pd.DataFrame({"items": [history], "k": [5]}))  # ratings unknown
+    rated = served.predict(pd.DataFrame({"items": [history, history], "ratings": [[5, 4, 5], [1, 1, 2]], "k": [5, 5]}))
+    assert len(unrated["movie_ids"][0]) == 5 and not unrated["popularity_fallback"][0]
+    assert len({tuple(scores) for scores in [*rated["scores"], *unrated["scores"]]}) == 3  # the ratings are read
+    with pytest.raises(mlflow.exceptions.MlflowException, match="'ratings' must be a list of 3 numbers"):
+        served.predict(pd.DataFrame({"items": [history], "ratings": [[5, 4]]}))
+    uri = f"runs:/{run.info.run_id}/recommender"
+    assert main(["recommend", "--items", "1000,1001,1002", "--ratings", "5,4,5", "--k", "5", "--model", uri,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["scores"] == rated["scores"][0]
+    assert main(["recommend", "--items", "1000,1001,1002", "--ratings", "5,4", "--model", uri]) == 2
+    assert "'ratings' must be a list of 3 numbers" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_another_catalogue(trained, tmp_path):

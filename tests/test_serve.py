@@ -27,7 +27,7 @@ from seqrec.cli import main
 from seqrec.data import Sequences, load_split
 from seqrec.evaluate import load_model, load_scorer, recommend
 from seqrec.serve import (MAX_HISTORY, OUTPUT_COLUMNS, Recommender, RequestError, ServingCatalogue, log_recommender, parse_items,
-                          parse_k, parse_requests)
+                          parse_k, parse_ratings, parse_requests)
 from seqrec.train import TrainConfig, fit
 
 N_ITEMS = 40  # the synthetic catalogue: item i is MovieID 1000 + i, titled "Movie i (2000)"
@@ -70,7 +70,7 @@ def movie(*items: int) -> list[int]:
 
 def test_signature_and_input_example_are_logged(served):
     info = mlflow.models.get_model_info(served.info.model_uri)
-    assert {spec.name: spec.required for spec in info.signature.inputs.inputs} == {"items": True, "k": False}
+    assert {spec.name: spec.required for spec in info.signature.inputs.inputs} == {"items": True, "ratings": False, "k": False}
     assert [spec.name for spec in info.signature.outputs.inputs] == list(OUTPUT_COLUMNS)
     assert info.saved_input_example_info is not None
     assert "python_function" in info.flavors
@@ -224,13 +224,34 @@ def test_predict_answers_every_request_or_refuses_it_cleanly(served, rows):
         return
     assert valid is not None and len(out) == len(rows)
     catalogue = set(range(1000, 1000 + N_ITEMS))
-    for row, history, k in zip(out.itertuples(), *valid):
+    for row, history, _, k in zip(out.itertuples(), *valid):
         seen = set(history.tolist()) & catalogue
         assert row.unknown_movie_ids == [m for m in history.tolist() if m not in catalogue]
         assert row.popularity_fallback == (not seen)
         assert len(row.movie_ids) == min(k, N_ITEMS - len(seen)) == len(set(row.movie_ids))
         assert set(row.movie_ids) <= catalogue - seen
         assert row.scores == sorted(row.scores, reverse=True)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, [0, 0, 0]), (float("nan"), [0, 0, 0]), ([5, 1, 3.5], [5, 1, 3.5]), ((0, 2, 4), [0, 2, 4]),
+    ([5, 1], None), ([5, 1, 6], None), ([5, -1, 3], None), ([5, float("nan"), 3], None), ("5,4,3", None),
+    ([[5], [4], [3]], None), (["a", "b", "c"], None), ({"a": 1}, None),
+])
+def test_parse_ratings_returns_one_star_value_per_movie_or_refuses(value, expected):
+    if expected is None:
+        with pytest.raises(RequestError, match="row 2: 'ratings' must be a list of 3 numbers from 0"):
+            parse_ratings(value, 2, 3)
+    else:
+        assert parse_ratings(value, 2, 3).tolist() == expected
+
+
+def test_ratings_column_is_accepted_and_checked_against_the_history(served):
+    frame = pd.DataFrame({"items": [movie(1, 2, 3), movie(4)], "ratings": [[5, 4, 5], None], "k": [3, 3]})
+    out = served.pyfunc.predict(frame)  # a model without rating input recommends as before
+    assert out["movie_ids"].tolist() == served.pyfunc.predict(frame[["items", "k"]])["movie_ids"].tolist()
+    with pytest.raises(MlflowException, match="row 0: 'ratings' must be a list of 3 numbers"):
+        served.pyfunc.predict(pd.DataFrame({"items": [movie(1, 2, 3)], "ratings": [[5, 9, 5]]}))
 
 
 # --- CLI -------------------------------------------------------------------------------------------------------

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the serving model (models:/seqrec@champion, runs:/<id>/recommender), or a Keras model "
                                 "(a .keras file, runs:/<id>/model) whose MovieIDs, titles and popularity then come from "
                                 "--data (default: models:/seqrec@champion)")
+    recommend.add_argument("--ratings", default=None,
+                           help="the stars (1-5) given to those movies, comma-separated in the same order; read only "
+                                "by a model trained with --rating-input (default: 'unknown')")
     recommend.add_argument("--k", type=_integer, default=10, help="number of movies (default: 10)")
     _add_data_argument(recommend)
     recommend.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -168,12 +171,17 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
 
 
-def _movie_ids(text: str) -> list[int]:
-    """``--items``: comma-separated integer MovieIDs (spaces allowed); empty means no history."""
+def _integers(option: str, text: str, expected: str) -> list[int]:
+    """A comma-separated list of integers (spaces allowed); empty means none."""
     parts = [part.strip() for part in text.split(",")] if text.strip() else []
     if not all(part.lstrip("-").isdigit() for part in parts):
-        raise DataError("--items", None, "comma-separated integer MovieIDs, oldest first (e.g. 1193,661,914)", text)
+        raise DataError(option, None, expected, text)
     return [int(part) for part in parts]
+
+
+def _movie_ids(text: str) -> list[int]:
+    """``--items``: comma-separated integer MovieIDs; empty means no history."""
+    return _integers("--items", text, "comma-separated integer MovieIDs, oldest first (e.g. 1193,661,914)")
 
 
 def _recommender(model: str, data: str):
@@ -201,7 +209,9 @@ def _recommend(args: argparse.Namespace) -> None:
     n_items = recommender.catalogue.n_items
     if not 1 <= args.k <= n_items:
         raise DataError("--k", None, f"a number of movies between 1 and {n_items} (the catalogue size)", str(args.k))
-    row = recommender.recommend({"items": [history], "k": [args.k]}).to_dict("records")[0]
+    ratings = None if args.ratings in (None, "unknown") else _integers(
+        "--ratings", args.ratings, "comma-separated stars 1-5, one per movie of --items (e.g. 5,3,4), or 'unknown'")
+    row = recommender.recommend({"items": [history], "ratings": [ratings], "k": [args.k]}).to_dict("records")[0]
     if args.json:
         print(json.dumps(row))
         return

@@ -5,9 +5,11 @@ user's few ratings are enough to recommend. The logged model (``recommender``) w
 scoring model, the item catalogue (item index <-> MovieLens MovieID and title) and the training
 popularity, and is what ``mlflow models serve`` answers ``POST /invocations`` with.
 
-Input: a table with a column ``items`` (a list of MovieIDs, oldest first) and an optional column ``k``
-(default 10). Output: one row per input row with ``movie_ids``, ``scores`` and ``titles`` (best first,
-the history's movies never recommended), ``popularity_fallback``, ``unknown_movie_ids`` and ``warning``.
+Input: a table with a column ``items`` (a list of MovieIDs, oldest first), an optional column ``ratings``
+(the stars given to those movies, integers 1-5, in the same order; read by a model trained with
+``rating_input``, missing or 0 means unknown) and an optional column ``k`` (default 10). Output: one row
+per input row with ``movie_ids``, ``scores`` and ``titles`` (best first, the history's movies never
+recommended), ``popularity_fallback``, ``unknown_movie_ids`` and ``warning``.
 
 Bad-input policy (one request is never a crash of the server):
 
@@ -15,6 +17,7 @@ Bad-input policy (one request is never a crash of the server):
 * an empty history (also after dropping unknown ids) gets the most popular training movies, flagged by
   ``popularity_fallback`` and ``warning``;
 * a history that is not a list of integers, a ``k`` that is not an integer in 1..catalogue size, a
+  ``ratings`` list that is not as long as ``items`` or holds a value outside 0..5, a
   missing ``items`` column or an unexpected column is refused as a whole request:
   :class:`RequestError` in Python, ``MlflowException(INVALID_PARAMETER_VALUE)`` (HTTP 400) from the pyfunc.
 """
@@ -45,7 +48,7 @@ from seqrec.model import keras, model_inputs, n_items_of
 
 DEFAULT_K = 10
 MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
-INPUT_COLUMNS = ("items", "k")
+INPUT_COLUMNS = ("items", "ratings", "k")
 OUTPUT_COLUMNS = ("movie_ids", "scores", "titles", "popularity_fallback", "unknown_movie_ids", "warning")
 ARTIFACTS = {"model": "scoring_model.keras", "items": ITEM_MAPPING_FILE, "popularity": "popularity.npy"}
 SCORING_BATCH = 64  # users per forward pass (length-sorted, so short histories are not padded to long ones)
@@ -53,7 +56,8 @@ MAX_HISTORY = 200  # latest movies the network reads (all of them are still excl
 _INT64_MAX = np.iinfo(np.int64).max
 
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(Array(DataType.long), "items"), ColSpec(DataType.long, "k", required=False)]),
+    inputs=Schema([ColSpec(Array(DataType.long), "items"), ColSpec(Array(DataType.long), "ratings", required=False),
+                   ColSpec(DataType.long, "k", required=False)]),
     outputs=Schema([ColSpec(Array(DataType.long), "movie_ids"), ColSpec(Array(DataType.double), "scores"),
                     ColSpec(Array(DataType.string), "titles"), ColSpec(DataType.boolean, "popularity_fallback"),
                     ColSpec(Array(DataType.long), "unknown_movie_ids"), ColSpec(DataType.string, "warning")]),
@@ -131,9 +135,30 @@ def parse_items(value: object, row: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def _missing(value: object) -> bool:
+    """None or NaN: a cell the request left empty."""
+    return value is None or (np.ndim(value) == 0 and not isinstance(value, (str, bytes)) and pd.isna(value))
+
+
+def parse_ratings(value: object, row: int, n_movies: int) -> np.ndarray:
+    """One row's stars (float32, one per history movie); missing means all unknown (0)."""
+    if _missing(value):
+        return np.zeros(n_movies, dtype=np.float32)
+    expected = f"row {row}: 'ratings' must be a list of {n_movies} numbers from 0 (unknown) to 5, one per movie of 'items'"
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        raise RequestError(f"{expected}, got {_shown(value)}")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise RequestError(f"{expected}, got {_shown(value)}") from None
+    if array.ndim != 1 or len(array) != n_movies or not np.all((array >= 0) & (array <= 5)):
+        raise RequestError(f"{expected}, got {_shown(value)}")
+    return array.astype(np.float32)
+
+
 def parse_k(value: object, row: int, n_items: int) -> int:
     """One row's cut-off: missing (None/NaN) means :data:`DEFAULT_K`; else an integer in 1..``n_items``."""
-    if value is None or (np.ndim(value) == 0 and not isinstance(value, (str, bytes)) and pd.isna(value)):
+    if _missing(value):
         return min(DEFAULT_K, n_items)
     expected = f"row {row}: 'k' must be an integer between 1 and {n_items} (the catalogue size)"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -144,8 +169,9 @@ def parse_k(value: object, row: int, n_items: int) -> int:
     return int(value)
 
 
-def parse_requests(model_input: object, n_items: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Histories (MovieIDs) and cut-offs of every row of a request table (DataFrame, dict or list of dicts)."""
+def parse_requests(model_input: object, n_items: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Histories (MovieIDs), their ratings and the cut-offs of every row of a request table (DataFrame, dict or
+    list of dicts)."""
     if isinstance(model_input, (dict, list)):
         try:
             model_input = pd.DataFrame(model_input)
@@ -162,8 +188,11 @@ def parse_requests(model_input: object, n_items: int) -> tuple[list[np.ndarray],
     if unexpected or len(columns) != len(set(columns)):
         raise RequestError(f"expected only the columns {INPUT_COLUMNS}, got {columns}")
     histories = [parse_items(value, row) for row, value in enumerate(model_input["items"].tolist())]
+    stars = model_input["ratings"].tolist() if "ratings" in columns else [None] * len(histories)
+    ratings = [parse_ratings(value, row, len(history)) for row, (value, history) in enumerate(zip(stars, histories))]
     k_values = model_input["k"].tolist() if "k" in columns else [None] * len(histories)
-    return histories, np.array([parse_k(value, row, n_items) for row, value in enumerate(k_values)], dtype=np.int64)
+    ks = np.array([parse_k(value, row, n_items) for row, value in enumerate(k_values)], dtype=np.int64)
+    return histories, ratings, ks
 
 
 # --- recommendation ------------------------------------------------------------------------------------------
@@ -175,13 +204,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def recommend_movies(model: keras.Model, catalogue: ServingCatalogue, histories: list[np.ndarray],
-                     ks: np.ndarray, batch_size: int = SCORING_BATCH, max_len: int = MAX_HISTORY) -> pd.DataFrame:
+                     ks: np.ndarray, batch_size: int = SCORING_BATCH, max_len: int = MAX_HISTORY,
+                     ratings: list[np.ndarray] | None = None) -> pd.DataFrame:
     """Top-k MovieIDs per history, all rows scored together; the history's own movies are never returned.
 
     Scores are the network's next-item probabilities (softmax over the catalogue); rows whose history is
     empty once unknown MovieIDs are dropped get the training popularity shares instead (flagged). The
     network reads the latest ``max_len`` movies of a history: on the test users the last 50, 100 or 200
     items score the same sps@10 as the whole input half, and it bounds the cost of a long history.
+    ``ratings`` (per history, 0 = unknown; None: all unknown) reach only a model trained with ``rating_input``.
     """
     n_rows = len(histories)
     if n_rows == 0:
@@ -191,7 +222,8 @@ def recommend_movies(model: keras.Model, catalogue: ServingCatalogue, histories:
     rows = np.repeat(np.arange(n_rows), lengths)
     index, known = catalogue.lookup(flat)
     known_counts = np.bincount(rows[known], minlength=n_rows)
-    seen = Sequences(np.arange(n_rows), index[known].astype(np.int32), np.zeros(int(known.sum()), np.float32),
+    stars = np.concatenate(ratings) if ratings is not None and len(flat) else np.zeros(len(flat))
+    seen = Sequences(np.arange(n_rows), index[known].astype(np.int32), stars[known].astype(np.float32),
                      np.concatenate([[0], np.cumsum(known_counts)]).astype(np.int64))
     unknown = np.split(flat[~known], np.cumsum(np.bincount(rows[~known], minlength=n_rows))[:-1])
 
@@ -250,8 +282,8 @@ class Recommender(mlflow.pyfunc.PythonModel):
 
     def recommend(self, model_input: object) -> pd.DataFrame:
         """:func:`parse_requests` then :func:`recommend_movies`; raises :class:`RequestError`."""
-        histories, ks = parse_requests(model_input, self.catalogue.n_items)
-        return recommend_movies(self.model, self.catalogue, histories, ks)
+        histories, ratings, ks = parse_requests(model_input, self.catalogue.n_items)
+        return recommend_movies(self.model, self.catalogue, histories, ks, ratings=ratings)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
