@@ -528,8 +528,10 @@ def test_train_timestamps_joined_from_raw_ratings_next_to_the_authors_split(tmp_
     split = load_split(split_dir)
     assert prepare.train_timestamps(split) is None  # no raw ratings yet
     (tmp_path / "ml-1m").mkdir()
-    write_dat(tmp_path / "ml-1m" / "ratings.partial.dat", [(6040, 858, 5, 100), (6040, 2384, 4, 100)])
+    write_dat(tmp_path / "ml-1m" / "ratings.partial.dat", [(6040, 858, 5, 100), (6040, 2384, 4, 100), (5, 858, 5, 50)])
     assert prepare.train_timestamps(split).tolist() == [100, 100, -1]  # user 17's rating has no known time
+    assert prepare.raw_timestamps(split, split.val).tolist() == [50]  # any users of the split
+    assert prepare.raw_timestamps(split, split.test).tolist() == [-1]
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "ml1m-split").is_dir() or not REAL_RATINGS.is_file(),

@@ -538,6 +538,12 @@ def train_timestamps(split: Split) -> np.ndarray | None:
     own = split.directory / TIMESTAMPS_FILE
     if own.is_file():
         return read_timestamps(own, split.train)
+    return raw_timestamps(split, split.train)
+
+
+def raw_timestamps(split: Split, sequences: Sequences) -> np.ndarray | None:
+    """Unix time of every interaction of ``sequences`` (users of ``split``; -1 where unknown), joined from
+    the raw MovieLens ratings next to the authors' split; None when they or the id mappings are missing."""
     users_file = split.directory / USER_MAPPING_FILE
     raw = next((path for path in (split.directory.parent / "ml-1m" / name for name in RAW_RATINGS_NEXT_TO_SPLIT)
                 if path.is_file()), None)
@@ -555,8 +561,8 @@ def train_timestamps(split: Split) -> np.ndarray | None:
     raw_keys = table.user * width + table.movie
     by_key = np.argsort(raw_keys, kind="stable")
     raw_keys, raw_times = raw_keys[by_key], table.timestamp[by_key]
-    train = split.train
-    keys = movielens_user[train.user_ids[train.row_of_interaction()]] * width + split.catalogue.movie_ids[train.items]
+    keys = (movielens_user[sequences.user_ids[sequences.row_of_interaction()]] * width
+            + split.catalogue.movie_ids[sequences.items])
     found = np.minimum(np.searchsorted(raw_keys, keys), len(raw_keys) - 1)
     return np.where(raw_keys[found] == keys, raw_times[found], -1)
 
