@@ -158,12 +158,13 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     targets[window, column] = next_items(sequences, source, lookahead, target_ok)
     ratings = np.zeros(sources.shape, dtype=np.float32)
     ratings[window, column] = sequences.ratings[source + 1]
-    return Examples(_item_inputs(sequences, sources), targets, ratings, sources)
+    return Examples(cell_values(sequences.items + 1, sources), targets, ratings, sources)
 
 
-def _item_inputs(sequences: Sequences, sources: np.ndarray) -> np.ndarray:
-    """``item + 1`` at every input cell of ``sources`` (see :class:`Examples`), 0 in padding."""
-    return np.where(sources >= 0, sequences.items[np.maximum(sources, 0)] + 1, 0).astype(np.int32)
+def cell_values(values: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Per-interaction ``values`` placed at every input cell of ``sources`` (see :class:`Examples`), 0 in
+    padding: ``item + 1`` for the item input, rating tokens for the rating input."""
+    return np.where(sources >= 0, values[np.maximum(sources, 0)], 0).astype(np.int32)
 
 
 def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
@@ -183,7 +184,8 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
     sources = np.where(index >= starts[:, None], index, -1)
     target = np.minimum(starts + cut, len(sequences.items) - 1)
     targets = next_items(sequences, starts + cut - 1, lookahead, target_ok)
-    return Examples(_item_inputs(sequences, sources), targets, sequences.ratings[target].astype(np.float32), sources)
+    return Examples(cell_values(sequences.items + 1, sources), targets, sequences.ratings[target].astype(np.float32),
+                    sources)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -230,8 +232,7 @@ class TrainingBatches(keras.utils.PyDataset):
         order = self.rng.permutation(len(examples.inputs))
         self.inputs, self.targets = examples.inputs[order], examples.targets[order]
         self.weights = rating_weights(examples.target_ratings[order], self.config.rating_weight)
-        sources = examples.sources[order]
-        self.ratings = None if tokens is None else np.where(sources >= 0, tokens[np.maximum(sources, 0)], 0)
+        self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])
 
     def __len__(self) -> int:
         return self.n_batches
@@ -409,7 +410,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         timestamps = train_timestamps(split) if needs_times else None
         ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
         target_ok = imputed_target_mask(timestamps, config.imputed_targets)
-        # a training row of unknown time also has an imputed rating (3 stars) in the authors' rebuilt file
+        # in the authors' rebuilt file, 109,591 of the 113,043 rows of unknown time have an imputed rating (3)
         rating_known = timestamps >= 0 if config.rating_input and timestamps is not None else None
         mlflow.log_params({"tie_order_used": tie_order_name(ties),
                            "imputed_targets_masked": 0 if target_ok is None else int(np.sum(~target_ok)),
