@@ -236,7 +236,7 @@ def test_predict_answers_every_request_or_refuses_it_cleanly(served, rows):
 @pytest.mark.parametrize("value,expected", [
     (None, [0, 0, 0]), (float("nan"), [0, 0, 0]), ([5, 1, 3.5], [5, 1, 3.5]), ((0, 2, 4), [0, 2, 4]),
     ([5, 1], None), ([5, 1, 6], None), ([5, -1, 3], None), ([5, float("nan"), 3], None), ("5,4,3", None),
-    ([[5], [4], [3]], None), (["a", "b", "c"], None), ({"a": 1}, None),
+    ([[5], [4], [3]], None), (["a", "b", "c"], None), ({"a": 1}, None), ([True, False, True], None),
 ])
 def test_parse_ratings_returns_one_star_value_per_movie_or_refuses(value, expected):
     if expected is None:

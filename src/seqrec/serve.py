@@ -147,6 +147,8 @@ def parse_ratings(value: object, row: int, n_movies: int) -> np.ndarray:
     expected = f"row {row}: 'ratings' must be a list of {n_movies} numbers from 0 (unknown) to 5, one per movie of 'items'"
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple, np.ndarray, pd.Series)):
         raise RequestError(f"{expected}, got {_shown(value)}")
+    if any(isinstance(star, (bool, np.bool_)) for star in value):
+        raise RequestError(f"{expected}, got a boolean in {_shown(value)}")
     try:
         array = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
