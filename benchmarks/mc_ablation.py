@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from seqrec.baselines import MarkovChain, evaluate_baseline, transition_counts
 from seqrec.cli import _integer, _load
-from seqrec.data import Sequences, Split, tie_order
+from seqrec.data import Sequences, Split, TieOrder, tie_order
 from seqrec.prepare import raw_timestamps, train_tie_order, train_timestamps
 
 
@@ -34,6 +34,12 @@ def evaluate(split: Split, train: Sequences, transitions: sp.csr_matrix | None =
     shown = replace(split, train=train)
     val, test = evaluate_baseline(model, shown, "val"), evaluate_baseline(model, shown, "test")
     return [100 * val["sps@10"], 100 * test["sps@10"], 100 * test["recall@10"]]
+
+
+def summed_draws(ties: TieOrder, sequences: Sequences, n_items: int, draws: int) -> tuple[Sequences, sp.csr_matrix]:
+    """The first of ``draws`` tie-order draws and the transition counts summed over all of them."""
+    drawn = [ties.apply(sequences, np.random.default_rng(seed)) for seed in range(draws)]
+    return drawn[0], sum(transition_counts(draw, n_items) for draw in drawn)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for noise in (0.4, 0.8):
         ties = train_tie_order(split, "movie", noise, timestamps)
-        draws = [ties.apply(split.train, np.random.default_rng(seed)) for seed in range(args.draws)]
-        summed = sum(transition_counts(draw, split.n_items) for draw in draws)
-        rows.append((f"MovieID + N(0, {noise}) noise, {args.draws} draws summed", evaluate(split, draws[0], summed)))
+        rows.append((f"MovieID + N(0, {noise}) noise, {args.draws} draws summed",
+                     evaluate(split, *summed_draws(ties, split.train, split.n_items, args.draws))))
     print(f"MC (first-order Markov chain), {len(split.val)} validation / {len(split.test)} test users, k = 10")
     print("| training order | val sps@10 (%) | test sps@10 (%) | test recall@10 (%) |")
     print("|---|---|---|---|")
@@ -85,13 +90,12 @@ def print_exact_order_comparison(split: Split, draws: int) -> None:
     movie_ids = split.catalogue.movie_ids
     shuffle, movie = tie_order("shuffle", fitted, times, movie_ids), tie_order("movie", fitted, times, movie_ids)
     noisy = tie_order("movie", fitted, times, movie_ids, 0.8)
-    noisy_draws = [noisy.apply(fitted, np.random.default_rng(seed)) for seed in range(draws)]
     rows = [
         ("the authors' exact order (the validation file)", evaluate(split, fitted)),
         ("same-second ratings shuffled (seed 0)", evaluate(split, shuffle.apply(fitted, np.random.default_rng(0)))),
         ("by MovieID inside a second", evaluate(split, movie.apply(fitted, np.random.default_rng(0)))),
         (f"MovieID + N(0, 0.8) noise, {draws} draws summed",
-         evaluate(split, noisy_draws[0], sum(transition_counts(draw, split.n_items) for draw in noisy_draws))),
+         evaluate(split, *summed_draws(noisy, fitted, split.n_items, draws))),
     ]
     print(f"MC fitted on the {len(fitted)} validation users' whole sequences ({len(fitted.items)} ratings, "
           f"{np.mean(times >= 0):.1%} of known time), scored on the {len(split.test)} test users")
