@@ -12,7 +12,7 @@ import numpy as np
 
 from seqrec.data import DataError, Sequences, Split, pad_left, rating_tokens, split_half
 from seqrec.metrics import format_metric, ranking_metrics, top_k
-from seqrec.model import keras, model_inputs, n_items_of, reads_ratings
+from seqrec.model import keras, n_items_of, reads_ratings
 
 
 def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max_len: int | None = None,
@@ -34,8 +34,10 @@ def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max
         batch = Sequences(inputs.user_ids[rows], *_gather(inputs, rows))
         width = int(batch.lengths.max(initial=1))
         width = width if max_len is None else min(width, max_len)
-        ratings = pad_left(batch, width, rating_tokens(batch.ratings)) if with_ratings else None
-        scores[rows] = np.asarray(forward(model_inputs(model, pad_left(batch, width), ratings)))
+        fed = pad_left(batch, width)
+        if with_ratings:  # checked once above, not per batch
+            fed = {"items": fed, "ratings": pad_left(batch, width, rating_tokens(batch.ratings))}
+        scores[rows] = np.asarray(forward(fed))
     return scores
 
 
