@@ -1,7 +1,8 @@
 """Reproduction benchmark: train RNN-CCE with several seeds and print test metrics beside the paper's row.
 
     python benchmarks/reproduce.py --seeds 3                  # the default configuration
-    python benchmarks/reproduce.py --seeds 3 --regime paper   # the authors' training regime
+    python benchmarks/reproduce.py --seeds 3 --regime paper --lookahead 1 --cuts-per-user 16 --max-len 30 \
+        --epochs 15 --patience 15 --imputed-targets mask    # the authors' training regime and sampler
 
 Each seed is an ordinary MLflow run (experiment ``seqrec-benchmark``), so the runs also show in ``mlflow ui``.
 Slow (minutes per seed on 2 CPU cores): this is a benchmark, not a test.

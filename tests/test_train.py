@@ -11,7 +11,7 @@ from seqrec.data import Sequences, TieOrder, load_split
 from seqrec.evaluate import evaluate_users
 from seqrec.model import build_model, keras, scoring_model
 from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
-                          imputed_target_mask, rating_weights, window_examples)
+                          imputed_target_mask, rating_weights, user_cut_examples, window_examples)
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -87,6 +87,41 @@ def test_paper_cut_predicts_the_item_after_the_input():
         assert inputs[1].tolist() == [0, 0, 4] and targets[1, 0] == 4
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_authors_sampler_draws_distinct_cuts_of_every_user(seed):
+    users = Sequences.from_lists([list(range(10, 20)), [3, 4, 5], [6, 7], [8]])  # 8, 1, 0 and 0 cuts allowed
+    inputs, targets, _, sources = user_cut_examples(users, max_len=4, rng=np.random.default_rng(seed),
+                                                    cuts_per_user=3)
+    assert inputs.shape == (4, 4) and targets.shape == (4, 1)
+    by_target = {}
+    for row_inputs, (target,) in zip(inputs.tolist(), targets.tolist()):
+        history = [item - 1 for item in row_inputs if item > 0]
+        assert len(history) >= 2 and history == list(range(target - len(history), target))  # the items just before
+        by_target[target] = history
+    assert len(by_target) == 4 and 5 in by_target  # 3 distinct cuts of user 0, the only one of user 1
+    assert sum(12 <= t <= 19 for t in by_target) == 3 and by_target[5] == [3, 4]
+    # a masked target is never drawn: user 0 keeps only the cuts at items 15 and 19
+    ok = np.ones(len(users.items), dtype=bool)
+    ok[[2, 3, 4, 6, 7, 8, 12]] = False  # items 12, 13, 14, 16, 17, 18 of user 0 and item 5 of user 1
+    _, masked_targets, *_ = user_cut_examples(users, 4, np.random.default_rng(seed), 3, target_ok=ok)
+    assert sorted(masked_targets[:, 0].tolist()) == [15, 19]
+
+
+def test_authors_sampler_batches_cover_every_user(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    config = TrainConfig(max_len=8, batch_size=16, regime="paper", cuts_per_user=4)
+    batches = TrainingBatches(split.train, config, seed=0)
+    assert batches.n_examples == int(np.minimum(np.maximum(split.train.lengths - 2, 0), 4).sum())
+    assert len(batches) == batches.n_examples // 16
+    for _ in range(3):
+        assert all(len(batches[i][0]) == 16 for i in range(len(batches)))
+        batches.on_epoch_end()
+    with pytest.raises(ValueError, match="cuts_per_user"):
+        TrainConfig(regime="paper", cuts_per_user=-1)
+    with pytest.raises(ValueError, match="cuts_per_user is for regime=paper only"):
+        TrainConfig(cuts_per_user=16)
+
+
 def test_batches_have_a_fixed_epoch_length(synthetic_split_dir):
     split = load_split(synthetic_split_dir)
     batches = TrainingBatches(split.train, TrainConfig(max_len=8, batch_size=16), seed=0)
@@ -115,11 +150,13 @@ def test_scoring_model_shares_the_weights():
 SMALL = dict(hidden=32, embedding=16, max_len=10, batch_size=16, epochs=4, lr=0.01, patience=2)
 
 
-@pytest.mark.parametrize("regime,rating_weight", [("all_steps", 0.0), ("paper", 0.0), ("all_steps", 1.0)])
-def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tmp_path, regime, rating_weight):
+@pytest.mark.parametrize("regime,rating_weight,cuts_per_user",
+                         [("all_steps", 0.0, 0), ("paper", 0.0, 0), ("paper", 0.0, 4), ("all_steps", 1.0, 0)])
+def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tmp_path, regime, rating_weight,
+                                                        cuts_per_user):
     split = load_split(synthetic_split_dir)
     config = TrainConfig(**{**SMALL, "epochs": 6 if regime == "paper" else 4}, regime=regime,
-                         rating_weight=rating_weight)
+                         rating_weight=rating_weight, cuts_per_user=cuts_per_user)
     result = fit(split, config, tmp_path, verbose=0)
     curve = result.history["val_sps_at_10"]
     assert result.best_epoch == int(np.argmax(curve)) + 1

@@ -31,6 +31,8 @@ _TRAIN_HELP = {
     "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
     "rating_input": "also feed the rating of every history item to the network (a second model input; unknown "
                     "training ratings, imputed in the authors' file, are fed as unknown)",
+    "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
+                     "N > 0 is the authors' sampler: every user each epoch, N distinct cuts each",
     "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "
                        "targets; keep: train on them like the others",
     "seed": "random seed (numpy, Python, TensorFlow)",

@@ -6,7 +6,8 @@ Two regimes:
   transitions at a fresh random offset, and the loss is taken at every step (teacher forcing),
   so each transition is seen exactly once per epoch.
 * ``paper``: as the authors' code, random (user, cut) examples; the net predicts the item right
-  after the cut from (at most ``max_len``) items before it, from its last state only.
+  after the cut from (at most ``max_len``) items before it, from its last state only. With
+  ``cuts_per_user=N`` an epoch is the authors' sampler's: every user, N distinct cuts each.
 
 The epoch kept is the one with the best validation sps@k (Keras ``EarlyStopping`` with
 ``restore_best_weights`` plus a ``ModelCheckpoint`` of it on disk).
@@ -55,6 +56,7 @@ class TrainConfig:
     tie_noise: float = 0.8
     rating_weight: float = 0.0
     rating_input: bool = False
+    cuts_per_user: int = 0
     imputed_targets: str = "keep"
     seed: int = 0
     patience: int = 3
@@ -66,6 +68,11 @@ class TrainConfig:
         for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.cuts_per_user < 0:
+            raise ValueError(f"cuts_per_user must be 0 (users drawn with replacement) or positive, got {self.cuts_per_user}")
+        if self.cuts_per_user and self.regime != "paper":
+            # all_steps trains on every transition: a cut count would be silently ignored
+            raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
         if self.projection < 0:
             raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
         if not 0.0 <= self.dropout < 1.0:
@@ -175,17 +182,41 @@ def cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, l
     the rating of the item at the cut (examples).
 
     ``n_examples=None`` draws one cut for every user, in user order; otherwise users are drawn
-    uniformly with replacement, as the authors' sampler does.
+    uniformly with replacement.
     """
     users = np.arange(len(sequences)) if n_examples is None else rng.integers(0, len(sequences), n_examples)
     starts, lengths = sequences.offsets[users], sequences.lengths[users]
     cut = rng.integers(1, np.maximum(lengths, 2))  # position of the target; 1-item users get no target
-    index = (starts + cut - max_len)[:, None] + np.arange(max_len)
+    return examples_at(sequences, starts, starts + cut, max_len, lookahead, target_ok)
+
+
+def user_cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, cuts_per_user: int,
+                      lookahead: int = 1, target_ok: np.ndarray | None = None) -> Examples:
+    """The authors' sampler: every user, ``cuts_per_user`` distinct cuts each (fewer if the user has fewer),
+    each with at least 2 items before it, in user order. Only cuts whose target may be trained on
+    (``target_ok``) are drawn, so no example is wasted on a masked target."""
+    positions = sequences.positions()
+    allowed = positions >= 2
+    if target_ok is not None:
+        allowed &= target_ok
+    candidates = np.flatnonzero(allowed)
+    row = sequences.row_of_interaction()[candidates]
+    shuffled = np.lexsort((rng.random(len(candidates)), row))  # random order inside each user
+    first = np.searchsorted(row[shuffled], row[shuffled], side="left")
+    chosen = np.sort(candidates[shuffled[np.arange(len(shuffled)) - first < cuts_per_user]])
+    starts = sequences.offsets[sequences.row_of_interaction()[chosen]]
+    return examples_at(sequences, starts, chosen, max_len, lookahead, target_ok)
+
+
+def examples_at(sequences: Sequences, starts: np.ndarray, targets: np.ndarray, max_len: int, lookahead: int,
+                target_ok: np.ndarray | None) -> Examples:
+    """Examples predicting the flat interactions ``targets`` from at most ``max_len`` items before them,
+    never reaching before their user's first item ``starts``."""
+    index = (targets - max_len)[:, None] + np.arange(max_len)
     sources = np.where(index >= starts[:, None], index, -1)
-    target = np.minimum(starts + cut, len(sequences.items) - 1)
-    targets = next_items(sequences, starts + cut - 1, lookahead, target_ok)
-    return Examples(cell_values(sequences.items + 1, sources), targets, sequences.ratings[target].astype(np.float32),
-                    sources)
+    target = np.minimum(targets, len(sequences.items) - 1)
+    return Examples(cell_values(sequences.items + 1, sources), next_items(sequences, targets - 1, lookahead, target_ok),
+                    sequences.ratings[target].astype(np.float32), sources)
 
 
 class TrainingBatches(keras.utils.PyDataset):
@@ -203,10 +234,17 @@ class TrainingBatches(keras.utils.PyDataset):
         self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
         self.tokens = rating_tokens(sequences.ratings, rating_known) if config.rating_input else None
         self.seed, self.epoch = seed, None
-        # Both regimes draw as many examples per epoch as there are max_len windows of transitions
-        # (fewest any window offset gives), so an epoch has a fixed length and comparable cost.
-        self.n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
-        self.n_batches = max(1, math.ceil(self.n_examples / config.batch_size))
+        if config.cuts_per_user:
+            # the authors' sampler: every user, cuts_per_user cuts each. The count can move by a few between
+            # epochs (tie orders move masked targets), so the last partial batch is dropped: a fixed epoch length
+            self.n_examples = len(user_cut_examples(sequences, config.max_len, np.random.default_rng(seed),
+                                                    config.cuts_per_user, 1, target_ok).inputs)
+            self.n_batches = max(1, self.n_examples // config.batch_size)
+        else:
+            # as many examples per epoch as there are max_len windows of transitions (the fewest any window
+            # offset gives), so an epoch has a fixed length and comparable cost in both regimes
+            self.n_examples = int(np.ceil(np.maximum(sequences.lengths - 1, 0) / config.max_len).sum())
+            self.n_batches = max(1, math.ceil(self.n_examples / config.batch_size))
         self.set_epoch(0)
 
     def on_epoch_end(self) -> None:
@@ -226,6 +264,9 @@ class TrainingBatches(keras.utils.PyDataset):
             tokens = None if tokens is None else tokens[tie_order]
         if self.config.regime == "all_steps":
             examples = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead, target_ok)
+        elif self.config.cuts_per_user:
+            examples = user_cut_examples(sequences, self.config.max_len, self.rng, self.config.cuts_per_user,
+                                         self.config.lookahead, target_ok)
         else:
             examples = cut_examples(sequences, self.config.max_len, self.rng, self.config.lookahead,
                                     n_examples=self.n_examples, target_ok=target_ok)
