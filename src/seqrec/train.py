@@ -195,28 +195,27 @@ def user_cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generat
     """The authors' sampler: every user, ``cuts_per_user`` distinct cuts each (fewer if the user has fewer),
     each with at least 2 items before it, in user order. Only cuts whose target may be trained on
     (``target_ok``) are drawn, so no example is wasted on a masked target."""
-    positions = sequences.positions()
-    allowed = positions >= 2
+    rows = sequences.row_of_interaction()
+    allowed = sequences.positions() >= 2
     if target_ok is not None:
         allowed &= target_ok
     candidates = np.flatnonzero(allowed)
-    row = sequences.row_of_interaction()[candidates]
-    shuffled = np.lexsort((rng.random(len(candidates)), row))  # random order inside each user
-    first = np.searchsorted(row[shuffled], row[shuffled], side="left")
-    chosen = np.sort(candidates[shuffled[np.arange(len(shuffled)) - first < cuts_per_user]])
-    starts = sequences.offsets[sequences.row_of_interaction()[chosen]]
-    return examples_at(sequences, starts, chosen, max_len, lookahead, target_ok)
+    order = np.lexsort((rng.random(len(candidates)), rows[candidates]))  # users in turn, shuffled inside each
+    grouped = rows[candidates][order]
+    rank = np.arange(len(order)) - np.searchsorted(grouped, grouped)  # 0, 1, 2, ... inside each user
+    cuts = np.sort(candidates[order[rank < cuts_per_user]])
+    return examples_at(sequences, sequences.offsets[rows[cuts]], cuts, max_len, lookahead, target_ok)
 
 
-def examples_at(sequences: Sequences, starts: np.ndarray, targets: np.ndarray, max_len: int, lookahead: int,
+def examples_at(sequences: Sequences, starts: np.ndarray, cuts: np.ndarray, max_len: int, lookahead: int,
                 target_ok: np.ndarray | None) -> Examples:
-    """Examples predicting the flat interactions ``targets`` from at most ``max_len`` items before them,
-    never reaching before their user's first item ``starts``."""
-    index = (targets - max_len)[:, None] + np.arange(max_len)
+    """Examples predicting the flat interactions ``cuts`` from at most ``max_len`` items before them, never
+    reaching before their user's first item ``starts``."""
+    index = (cuts - max_len)[:, None] + np.arange(max_len)
     sources = np.where(index >= starts[:, None], index, -1)
-    target = np.minimum(targets, len(sequences.items) - 1)
-    return Examples(cell_values(sequences.items + 1, sources), next_items(sequences, targets - 1, lookahead, target_ok),
-                    sequences.ratings[target].astype(np.float32), sources)
+    rated = np.minimum(cuts, len(sequences.items) - 1)  # in bounds for a last 1-item user (no target: -1)
+    return Examples(cell_values(sequences.items + 1, sources), next_items(sequences, cuts - 1, lookahead, target_ok),
+                    sequences.ratings[rated].astype(np.float32), sources)
 
 
 class TrainingBatches(keras.utils.PyDataset):
