@@ -69,7 +69,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.cuts_per_user < 0:
-            raise ValueError(f"cuts_per_user must be 0 (users drawn with replacement) or positive, got {self.cuts_per_user}")
+            raise ValueError(f"cuts_per_user must be 0 (users drawn with replacement) or positive, "
+                             f"got {self.cuts_per_user}")
         if self.cuts_per_user and self.regime != "paper":
             # all_steps trains on every transition: a cut count would be silently ignored
             raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
