@@ -197,15 +197,20 @@ def user_cut_examples(sequences: Sequences, max_len: int, rng: np.random.Generat
     each with at least 2 items before it, in user order. Only cuts whose target may be trained on
     (``target_ok``) are drawn, so no example is wasted on a masked target."""
     rows = sequences.row_of_interaction()
-    allowed = sequences.positions() >= 2
-    if target_ok is not None:
-        allowed &= target_ok
-    candidates = np.flatnonzero(allowed)
+    candidates = allowed_cuts(sequences, target_ok)
     order = np.lexsort((rng.random(len(candidates)), rows[candidates]))  # users in turn, shuffled inside each
     grouped = rows[candidates][order]
     rank = np.arange(len(order)) - np.searchsorted(grouped, grouped)  # 0, 1, 2, ... inside each user
     cuts = np.sort(candidates[order[rank < cuts_per_user]])
     return examples_at(sequences, sequences.offsets[rows[cuts]], cuts, max_len, lookahead, target_ok)
+
+
+def allowed_cuts(sequences: Sequences, target_ok: np.ndarray | None) -> np.ndarray:
+    """Flat interactions the authors' sampler may cut at: at least 2 items before, a target that may be trained on."""
+    allowed = sequences.positions() >= 2
+    if target_ok is not None:
+        allowed &= target_ok
+    return np.flatnonzero(allowed)
 
 
 def examples_at(sequences: Sequences, starts: np.ndarray, cuts: np.ndarray, max_len: int, lookahead: int,
@@ -237,8 +242,9 @@ class TrainingBatches(keras.utils.PyDataset):
         if config.cuts_per_user:
             # the authors' sampler: every user, cuts_per_user cuts each. The count can move by a few between
             # epochs (tie orders move masked targets), so the last partial batch is dropped: a fixed epoch length
-            self.n_examples = len(user_cut_examples(sequences, config.max_len, np.random.default_rng(seed),
-                                                    config.cuts_per_user, 1, target_ok).inputs)
+            per_user = np.bincount(sequences.row_of_interaction()[allowed_cuts(sequences, target_ok)],
+                                   minlength=len(sequences))
+            self.n_examples = int(np.minimum(per_user, config.cuts_per_user).sum())
             self.n_batches = max(1, self.n_examples // config.batch_size)
         else:
             # as many examples per epoch as there are max_len windows of transitions (the fewest any window
