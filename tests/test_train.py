@@ -90,8 +90,8 @@ def test_paper_cut_predicts_the_item_after_the_input():
 @pytest.mark.parametrize("seed", range(5))
 def test_authors_sampler_draws_distinct_cuts_of_every_user(seed):
     users = Sequences.from_lists([list(range(10, 20)), [3, 4, 5], [6, 7], [8]])  # 8, 1, 0 and 0 cuts allowed
-    inputs, targets, _, sources = user_cut_examples(users, max_len=4, rng=np.random.default_rng(seed),
-                                                    cuts_per_user=3)
+    inputs, targets, *_ = user_cut_examples(users, max_len=4, rng=np.random.default_rng(seed),
+                                            cuts_per_user=3)
     assert inputs.shape == (4, 4) and targets.shape == (4, 1)
     by_target = {}
     for row_inputs, (target,) in zip(inputs.tolist(), targets.tolist()):
