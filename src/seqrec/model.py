@@ -63,7 +63,7 @@ def model_config(model: keras.Model) -> dict:
         "dropout": model.get_layer("dropout").rate,
         "cell": "lstm" if isinstance(rnn, keras.layers.LSTM) else "gru",
         "projection": model.get_layer("projection").units if "projection" in names else 0,
-        "rating_input": "rating_embedding" in names,
+        "rating_input": reads_ratings(model),
     }
 
 
