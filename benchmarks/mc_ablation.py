@@ -19,10 +19,11 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
-from seqrec.baselines import MarkovChain, evaluate_baseline, transition_counts
-from seqrec.cli import _integer, _load
-from seqrec.data import Sequences, Split, TieOrder, tie_order
-from seqrec.prepare import raw_timestamps, train_tie_order, train_timestamps
+from seqrec.core.baselines import MarkovChain, evaluate_baseline, transition_counts
+from seqrec.core.data import Sequences, Split
+from seqrec.core.sources import load_data
+from seqrec.core.ties import TieOrder, raw_timestamps, tie_order, train_tie_order, train_timestamps
+from seqrec.experiment.cli import integer
 
 
 def evaluate(split: Split, train: Sequences, transitions: sp.csr_matrix | None = None) -> list[float]:
@@ -45,9 +46,9 @@ def summed_draws(ties: TieOrder, sequences: Sequences, n_items: int, draws: int)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="auto")
-    parser.add_argument("--draws", type=_integer, default=8, help="tie-order draws summed for the noisy rows")
+    parser.add_argument("--draws", type=integer, default=8, help="tie-order draws summed for the noisy rows")
     args = parser.parse_args(argv)
-    split = _load(args.data)
+    split = load_data(args.data)
     timestamps = train_timestamps(split)
     if timestamps is None:
         raise SystemExit(f"{split.directory}: no training timestamps (train_set_timestamps or ../ml-1m/), "

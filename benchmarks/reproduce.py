@@ -16,8 +16,10 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from seqrec.cli import _argument_type, _integer, _load
-from seqrec.train import TrainConfig, train_run
+from seqrec.core.sources import load_data
+from seqrec.experiment.cli import argument_type, integer
+from seqrec.core.config import TrainConfig
+from seqrec.experiment.tracking import train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
 PAPER = {"sps@10": (33.45, 1.17), "recall@10": (7.52, None), "user_coverage": (87.73, None),
@@ -43,13 +45,13 @@ def table(label: str, runs: list[dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
-    parser.add_argument("--first-seed", type=_integer, default=0, help="the first seed (default: 0)")
+    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
+    parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
     parser.add_argument("--data", default="auto")
     for spec in fields(TrainConfig):
         if spec.name != "seed":
             parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name,
-                                type=_argument_type(spec.default), default=None)
+                                type=argument_type(spec.default), default=None)
     args = parser.parse_args(argv)
 
     import mlflow
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = replace(TrainConfig(), **overrides)
-    split = _load(args.data)
+    split = load_data(args.data)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     summaries = [train_run(replace(base, seed=seed), split) for seed in seeds]
     runs = [{**s.test, "train_seconds": s.train_seconds, "train_tokens_per_second": s.tokens_per_second}

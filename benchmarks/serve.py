@@ -39,10 +39,10 @@ def _histories(args: argparse.Namespace, movie_ids: np.ndarray,
                rng: np.random.Generator) -> tuple[list[list[int]], str]:
     """Test users' input halves as MovieIDs (a split of the model's catalogue size), else random histories."""
     if args.data != "none":
-        from seqrec.cli import _load
-        from seqrec.data import split_half
+        from seqrec.core.sources import load_data
+        from seqrec.core.data import split_half
 
-        split = _load(args.data)
+        split = load_data(args.data)
         if len(split.catalogue.movie_ids if split.catalogue is not None else []) == len(movie_ids):
             inputs, _ = split_half(split.test)
             return [movie_ids[inputs.sequence(row)].tolist() for row in range(len(inputs))], "test users' input halves"
@@ -52,11 +52,11 @@ def _histories(args: argparse.Namespace, movie_ids: np.ndarray,
 
 def _keras_model(args: argparse.Namespace, tmp: Path):
     """(scoring model file, ServingCatalogue) of ``--model`` (a Keras model) or of an untrained network."""
-    from seqrec.serve import ServingCatalogue
+    from seqrec.core.recommend import ServingCatalogue
 
     if args.model is None:
-        from seqrec.data import ItemCatalogue
-        from seqrec.model import build_model
+        from seqrec.core.data import ItemCatalogue
+        from seqrec.core.model import build_model
 
         network = build_model(args.n_items, args.hidden, args.embedding)
         path = tmp / "untrained.keras"
@@ -64,15 +64,16 @@ def _keras_model(args: argparse.Namespace, tmp: Path):
         rng = np.random.default_rng(0)
         catalogue = ItemCatalogue(np.arange(1, args.n_items + 1), [f"Movie {i}" for i in range(1, args.n_items + 1)])
         return path, ServingCatalogue.build(catalogue, rng.integers(1, 1000, args.n_items))
-    from seqrec.cli import _load
-    from seqrec.evaluate import check_catalogue, load_model
+    from seqrec.core.sources import load_data
+    from seqrec.core.scoring import check_catalogue
+    from seqrec.experiment.serve import load_model
 
     path = Path(args.model)
     if not path.is_file():
         import mlflow
 
         path = Path(mlflow.artifacts.download_artifacts(args.model, dst_path=str(tmp)))
-    split = _load(args.data)
+    split = load_data(args.data)
     check_catalogue(load_model(str(path)), split, args.model)
     return path, ServingCatalogue.build(split.catalogue, split.item_popularity)
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from seqrec.serve import MODEL_NAME, log_recommender
+    from seqrec.experiment.serve import log_recommender, MODEL_NAME
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from seqrec.cli import _integer, _load
-from seqrec.tune import DEFAULT_SEARCH_SPACE
+from seqrec.core.sources import load_data
+from seqrec.experiment.cli import integer
+from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE
 
 
 def _default_from_run(run_id: str) -> dict[str, float]:
@@ -44,13 +45,13 @@ def table(rows: list[tuple[str, float, float, float, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-trials", type=_integer, default=20)
+    parser.add_argument("--n-trials", type=integer, default=20)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds of the study (default: 3600)")
-    parser.add_argument("--epochs-per-trial", type=_integer, default=6)
-    parser.add_argument("--warmup-epochs", type=_integer, default=2, help="epochs before pruning may stop a trial")
-    parser.add_argument("--final-epochs", type=_integer, default=0,
+    parser.add_argument("--epochs-per-trial", type=integer, default=6)
+    parser.add_argument("--warmup-epochs", type=integer, default=2, help="epochs before pruning may stop a trial")
+    parser.add_argument("--final-epochs", type=integer, default=0,
                         help="retrain the best configuration for this many epochs and export that (0 = the trial's)")
-    parser.add_argument("--seed", type=_integer, default=0)
+    parser.add_argument("--seed", type=integer, default=0)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--study-name", default=None,
                         help="default: a fresh benchmark-<timestamp> study (a fixed budget must not resume one)")
@@ -65,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    from seqrec.train import TrainConfig, train_run
-    from seqrec.tune import run_study
+    from seqrec.core.config import TrainConfig
+
+    from seqrec.experiment.tracking import train_run
+    from seqrec.experiment.tune import run_study
 
     mlflow.set_experiment("seqrec-benchmark")
-    split = _load(args.data)
+    split = load_data(args.data)
     study_name = args.study_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
 
     started = time.perf_counter()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec.data import ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, Sequences, write_sequences
+from seqrec.core.data import ITEM_MAPPING_FILE, SEQUENCE_FILES, Sequences, STATS_FILE, write_sequences
 
 SHARED_SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml1m-split"
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqrec.baselines import (
-    BASELINES,
-    ImplicitMF,
-    MarkovChain,
-    Pop,
-    UserKNN,
-    evaluate_baseline,
-    main as baselines_main,
-    ranked,
-    run_baselines,
-)
-from seqrec.data import Sequences, load_split, split_half
-from seqrec.metrics import top_k
+from seqrec.core.baselines import BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, Pop, ranked, UserKNN
+
+from seqrec.experiment.baseline_runs import run_baselines
+
+from seqrec.experiment.cli import main
+from seqrec.core.data import load_split, Sequences, split_half
+from seqrec.core.metrics import top_k
 
 
 def seqs(*lists: list[int]) -> Sequences:
@@ -105,7 +99,7 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
                                                                 tmp_path, capsys) -> None:
     import mlflow
 
-    from seqrec import report
+    from seqrec.experiment import report
 
     split = load_split(synthetic_split_dir)
     results = run_baselines(split, ["pop", "mc", "knn", "mf"], k=5,
@@ -134,7 +128,7 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     assert runs["POP"].info.run_id == results["pop"].run_id
 
     out = tmp_path / "report"
-    assert report.main(["--k", "5", "--out", str(out)]) == 0
+    assert main(["report", "--k", "5", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     markdown = (out / "table3.md").read_text(encoding="utf-8")
     assert printed == markdown
@@ -167,9 +161,9 @@ def test_run_baselines_nests_under_the_mlflow_run_entry_point_run(synthetic_spli
 
 
 def test_baselines_cli_bad_data_is_one_line_exit_2(tmp_path, capsys) -> None:
-    assert baselines_main(["--data", str(tmp_path / "missing"), "--methods", "pop"]) == 2
+    assert main(["baselines", "--data", str(tmp_path / "missing"), "--methods", "pop"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seqrec baselines: error:") and err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_info:
-        baselines_main(["--methods", "pop,nope"])
+        main(["baselines", "--methods", "pop,nope"])
     assert exit_info.value.code == 2

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_SPLIT
-from seqrec.data import (DataError, Sequences, load_split, pad_left, read_sequences, read_timestamps,
-                         TieOrder, split_half, tie_groups, tie_order, tie_order_name, write_sequences, write_timestamps)
+from seqrec.core.data import (DataError, load_split, pad_left, read_sequences, read_timestamps, Sequences,
+                              split_half, write_sequences, write_timestamps)
+from seqrec.core.ties import tie_groups, tie_order, tie_order_name, TieOrder
 
 
 def write(path, text):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqrec.data import Sequences
-from seqrec.metrics import (diversity, hit_matrix, item_similarity, mlflow_name, ranking_metrics, top_k,
-                            top_popular)
+from seqrec.core.data import Sequences
+from seqrec.core.data import item_similarity
+from seqrec.core.metrics import diversity, hit_matrix, mlflow_name, ranking_metrics, top_k, top_popular
 
 # Three users, six items, top-3 lists. First goal items 2, 4, 3: users 0 and 1 have it in their top-3.
 RECOMMENDED = np.array([[0, 1, 2], [3, 4, 5], [1, 0, 5]])

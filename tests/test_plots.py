@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqrec.data import Sequences
-from seqrec.metrics import top_k
-from seqrec.model import build_model
-from seqrec.plots import (cutoff_curves, embedding_figure, embedding_map, goal_ranks, horizon_figure,
-                          horizon_profile)
+from seqrec.core.data import Sequences
+from seqrec.core.metrics import top_k
+from seqrec.core.model import build_model
+from seqrec.core.figures import (cutoff_curves, embedding_figure, embedding_map, goal_ranks, horizon_figure,
+                                 horizon_profile)
 
 SCORES = np.array([[0.9, 0.8, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]])
 INPUTS = Sequences.from_lists([[0], [3]])

@@ -1,4 +1,4 @@
-"""Tests for seqrec.prepare: raw ratings -> authors' split, download verification, data resolution."""
+"""Tests for seqrec.core.prepare, .ratings and .sources: raw ratings -> authors' split, download verification, data resolution."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqrec import prepare
-from seqrec.data import DataError, load_split, read_item_mapping, read_stats
+from seqrec.core import prepare, ratings, sources, ties
+from seqrec.core.data import DataError, load_split, read_item_mapping, read_stats
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REAL_RATINGS = SHARED / "data" / "ml-1m" / "ratings.partial.dat"
@@ -57,7 +57,7 @@ def all_sequences(split) -> dict[int, list[int]]:
 
 
 def test_read_dat_format(tmp_path):
-    table = prepare.read_ratings(write_dat(tmp_path / "ratings.dat", SMALL))
+    table = ratings.read_ratings(write_dat(tmp_path / "ratings.dat", SMALL))
     assert table.user.tolist() == [10, 20, 10, 10, 20, 30]
     assert table.movie.tolist() == [100, 200, 300, 500, 100, 400]
     assert table.rating.dtype == np.float32 and table.rating[-1] == pytest.approx(4.5)
@@ -68,7 +68,7 @@ def test_read_dat_format(tmp_path):
 def test_read_csv_with_header_any_column_order(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("timestamp,rating,item_id,user_id\n5,4.0,100,10\n3,3.5,200,20\n\n", encoding="utf-8")
-    table = prepare.read_ratings(path)
+    table = ratings.read_ratings(path)
     assert table.user.tolist() == [10, 20]
     assert table.movie.tolist() == [100, 200]
     assert table.rating.tolist() == [4.0, 3.5]
@@ -78,20 +78,20 @@ def test_read_csv_with_header_any_column_order(tmp_path):
 def test_read_tsv_with_header(tmp_path):
     path = tmp_path / "ratings.tsv"
     path.write_text("UserID\tMovieID\tRating\tTimestamp\n10\t100\t4\t5\n20\t200\t3\t3\n", encoding="utf-8")
-    table = prepare.read_ratings(path)
+    table = ratings.read_ratings(path)
     assert table.user.tolist() == [10, 20] and table.movie.tolist() == [100, 200]
 
 
 def test_read_csv_with_utf8_bom(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("userId,movieId,rating,timestamp\n7,8,2.5,9\n", encoding="utf-8-sig")
-    assert prepare.read_ratings(path).user.tolist() == [7]
+    assert ratings.read_ratings(path).user.tolist() == [7]
 
 
 def test_read_quoted_csv_and_duplicates_allowed(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text('userId,movieId,rating,timestamp\n"1","2","3","4"\n1,2,5,6\n', encoding="utf-8")
-    table = prepare.read_ratings(path)
+    table = ratings.read_ratings(path)
     assert table.user.tolist() == [1, 1] and table.rating.tolist() == [3.0, 5.0]
 
 
@@ -119,7 +119,7 @@ def test_malformed_input_names_file_and_line(tmp_path, content, line, fragment):
     path = tmp_path / "bad_ratings.dat"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError) as info:
-        prepare.read_ratings(path)
+        ratings.read_ratings(path)
     message = str(info.value)
     assert f"bad_ratings.dat:{line}:" in message
     assert fragment in message
@@ -128,7 +128,7 @@ def test_malformed_input_names_file_and_line(tmp_path, content, line, fragment):
 
 def test_missing_ratings_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        prepare.read_ratings(tmp_path / "nope.dat")
+        ratings.read_ratings(tmp_path / "nope.dat")
 
 
 # ------------------------------------------------------------------------------------------ prepare_split
@@ -236,11 +236,11 @@ def test_item_mapping_explicit_movies_path_and_no_titles(tmp_path):
 def test_movie_titles_csv_and_malformed(tmp_path):
     movies_csv = tmp_path / "movies.csv"
     movies_csv.write_text('movieId,title,genres\n1,"Crème, La (2001)",Drama\n2,Two (2002),Comedy\n', encoding="utf-8")
-    assert prepare.read_movie_titles(movies_csv) == {1: "Crème, La (2001)", 2: "Two (2002)"}
+    assert ratings.read_movie_titles(movies_csv) == {1: "Crème, La (2001)", 2: "Two (2002)"}
     bad = tmp_path / "movies.dat"
     bad.write_bytes(b"1::One (1990)::Drama\nx::Two::Drama\n")
     with pytest.raises(DataError, match=r"movies\.dat:2: expected 'MovieID::Title::Genres'"):
-        prepare.read_movie_titles(bad)
+        ratings.read_movie_titles(bad)
 
 
 def test_prepare_json_records_inputs(tmp_path):
@@ -310,13 +310,24 @@ def make_zip(path: Path, ratings_rows) -> Path:
 
 def pin_checksums(monkeypatch, path: Path) -> None:
     data = path.read_bytes()
-    monkeypatch.setattr(prepare, "ML1M_ZIP_SHA256", hashlib.sha256(data).hexdigest())
-    monkeypatch.setattr(prepare, "ML1M_ZIP_MD5", hashlib.md5(data).hexdigest())
+    monkeypatch.setattr(sources, "ML1M_ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(sources, "ML1M_ZIP_MD5", hashlib.md5(data).hexdigest())
 
 
-def test_checksum_constants_look_right():
-    assert len(prepare.ML1M_ZIP_SHA256) == 64 and len(prepare.ML1M_ZIP_MD5) == 32
-    assert prepare.ML1M_URL == "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
+def test_the_archive_check_accepts_exactly_the_pinned_digests(tmp_path, monkeypatch):
+    """The real check on a real file: both digests must match, one wrong hex digit of either refuses it."""
+    archive = make_zip(tmp_path / "ml-1m.zip", SMALL)
+    pin_checksums(monkeypatch, archive)
+    assert prepare.sha256_file(archive) == hashlib.sha256(archive.read_bytes()).hexdigest()
+    sources.verify_archive(archive)  # accepted: no exception, the file stays
+    for name in ("ML1M_ZIP_SHA256", "ML1M_ZIP_MD5"):
+        pinned = getattr(sources, name)
+        monkeypatch.setattr(sources, name, pinned[:-1] + ("0" if pinned[-1] != "0" else "1"))
+        with pytest.raises(DataError, match="the file was deleted"):
+            sources.verify_archive(archive)
+        assert not archive.exists()
+        make_zip(archive, SMALL)
+        monkeypatch.setattr(sources, name, pinned)
 
 
 def test_download_verifies_and_extracts(tmp_path, monkeypatch):
@@ -328,30 +339,30 @@ def test_download_verifies_and_extracts(tmp_path, monkeypatch):
         seen["url"], seen["timeout"] = url, timeout
         return io.BytesIO(source.read_bytes())
 
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(sources.urllib.request, "urlopen", fake_urlopen)
     cache = tmp_path / "cache"
-    target = prepare.download_movielens(cache)
+    target = sources.download_movielens(cache)
     assert target == cache / "ml-1m"
-    assert seen == {"url": prepare.ML1M_URL, "timeout": prepare.DOWNLOAD_TIMEOUT_S}
-    assert prepare.read_ratings(target / "ratings.dat").user.tolist() == [10, 20, 10, 10, 20, 30]
+    assert seen == {"url": sources.ML1M_URL, "timeout": sources.DOWNLOAD_TIMEOUT_S}
+    assert ratings.read_ratings(target / "ratings.dat").user.tolist() == [10, 20, 10, 10, 20, 30]
     assert (target / "movies.dat").is_file()
     assert sorted(p.name for p in cache.iterdir()) == ["ml-1m", "ml-1m.zip"]
-    assert prepare.download_movielens(cache) == target  # second call: no network needed
+    assert sources.download_movielens(cache) == target  # second call: no network needed
 
 
 def test_download_from_file_url(tmp_path, monkeypatch):
     source = make_zip(tmp_path / "source.zip", SMALL)
     pin_checksums(monkeypatch, source)
-    target = prepare.download_movielens(tmp_path / "cache", url=source.as_uri())
+    target = sources.download_movielens(tmp_path / "cache", url=source.as_uri())
     assert (target / "ratings.dat").is_file()
 
 
 def test_download_checksum_mismatch_deletes_file(tmp_path, monkeypatch):
     source = make_zip(tmp_path / "source.zip", SMALL)
-    monkeypatch.setattr(prepare, "ML1M_ZIP_SHA256", "0" * 64)
+    monkeypatch.setattr(sources, "ML1M_ZIP_SHA256", "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="the file was deleted") as info:
-        prepare.download_movielens(cache, url=source.as_uri())
+        sources.download_movielens(cache, url=source.as_uri())
     assert "ml-1m.zip" in str(info.value)
     assert list(cache.iterdir()) == []
 
@@ -360,9 +371,9 @@ def test_download_network_error_propagates(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(sources.urllib.request, "urlopen", offline)
     with pytest.raises(urllib.error.URLError):
-        prepare.download_movielens(tmp_path / "cache")
+        sources.download_movielens(tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -382,14 +393,14 @@ def isolated(tmp_path, monkeypatch):
 
 def test_default_cache_dir(monkeypatch):
     monkeypatch.setenv("SEQREC_CACHE", "/somewhere/cache")
-    assert prepare.default_cache_dir() == Path("/somewhere/cache")
+    assert sources.default_cache_dir() == Path("/somewhere/cache")
     monkeypatch.delenv("SEQREC_CACHE")
-    assert prepare.default_cache_dir() == Path.home() / ".cache" / "seqrec"
+    assert sources.default_cache_dir() == Path.home() / ".cache" / "seqrec"
 
 
 def test_resolve_split_dir_is_returned_as_is(isolated):
     out = prepare.prepare_split(write_dat(isolated / "ratings.dat", SMALL), isolated / "split", n_val=1, n_test=1)
-    assert prepare.resolve_data(str(out)) == out
+    assert sources.resolve_data(str(out)) == out
 
 
 def test_resolve_ratings_dir_prepares_once_then_reuses(isolated, monkeypatch):
@@ -397,7 +408,7 @@ def test_resolve_ratings_dir_prepares_once_then_reuses(isolated, monkeypatch):
     raw.mkdir()
     write_dat(raw / "ratings.dat", many_users(1002, per_user=2))
     cache = isolated / "cache"
-    out = prepare.resolve_data(str(raw), cache)
+    out = sources.resolve_data(str(raw), cache)
     assert out == cache / "ml-mini-split-seed0"
     split = load_split(out)
     assert len(split.val) == 500 and len(split.test) == 500 and len(split.train) == 2
@@ -407,46 +418,46 @@ def test_resolve_ratings_dir_prepares_once_then_reuses(isolated, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(prepare, "prepare_split", must_not_run)
-        assert prepare.resolve_data(str(raw / "ratings.dat"), cache) == out  # file path, same name, reused
+        assert sources.resolve_data(str(raw / "ratings.dat"), cache) == out  # file path, same name, reused
     write_dat(raw / "ratings.dat", many_users(1003, per_user=2))  # input changed -> prepared again
-    assert len(load_split(prepare.resolve_data(str(raw), cache)).train) == 3
+    assert len(load_split(sources.resolve_data(str(raw), cache)).train) == 3
 
 
 def test_resolve_other_ratings_file_name(isolated):
     path = write_dat(isolated / "my_ratings.dat", many_users(1001, per_user=1))
-    out = prepare.resolve_data(str(path), isolated / "cache")
+    out = sources.resolve_data(str(path), isolated / "cache")
     assert out == isolated / "cache" / f"{isolated.name}-my_ratings-split-seed0"
     assert len(load_split(out).train) == 1
 
 
 def test_resolve_missing_path_and_unusable_dir(isolated):
     with pytest.raises(DataError, match="no such file or directory") as info:
-        prepare.resolve_data(str(isolated / "does-not-exist"))
+        sources.resolve_data(str(isolated / "does-not-exist"))
     assert "does-not-exist" in str(info.value)
     (isolated / "empty").mkdir()
     with pytest.raises(DataError, match="ratings.dat"):
-        prepare.resolve_data(str(isolated / "empty"))
+        sources.resolve_data(str(isolated / "empty"))
     (isolated / "empty" / "train_set_sequences").write_text("0 1 5 \n")
     with pytest.raises(DataError, match="only train_set_sequences"):
-        prepare.resolve_data(str(isolated / "empty"))
+        sources.resolve_data(str(isolated / "empty"))
 
 
 def test_resolve_auto_prefers_env_then_shared_split(isolated, monkeypatch):
     shared_split = prepare.prepare_split(write_dat(isolated / "r.dat", SMALL),
                                          isolated / "work" / "shared" / "data" / "ml1m-split", n_val=1, n_test=1)
-    assert prepare.resolve_data(None) == shared_split.resolve()
-    assert prepare.resolve_data("auto") == shared_split.resolve()
+    assert sources.resolve_data(None) == shared_split.resolve()
+    assert sources.resolve_data("auto") == shared_split.resolve()
     other = prepare.prepare_split(isolated / "r.dat", isolated / "other", n_val=1, n_test=1)
     monkeypatch.setenv("SEQREC_DATA", str(other))
-    assert prepare.resolve_data(None) == other
+    assert sources.resolve_data(None) == other
 
 
 def test_resolve_auto_uses_cached_split(isolated, monkeypatch):
     cache = isolated / "cache"
     cached = prepare.prepare_split(write_dat(isolated / "r.dat", SMALL), cache / "ml-1m-split-seed0",
                                    n_val=1, n_test=1)
-    monkeypatch.setattr(prepare, "download_movielens", lambda *a, **k: pytest.fail("must not download"))
-    assert prepare.resolve_data(None) == cached
+    monkeypatch.setattr(sources, "download_movielens", lambda *a, **k: pytest.fail("must not download"))
+    assert sources.resolve_data(None) == cached
 
 
 def test_resolve_auto_downloads_and_prepares(isolated, monkeypatch):
@@ -456,8 +467,8 @@ def test_resolve_auto_downloads_and_prepares(isolated, monkeypatch):
         write_dat(target / "ratings.dat", many_users(1001, per_user=1))
         return target
 
-    monkeypatch.setattr(prepare, "download_movielens", fake_download)
-    out = prepare.resolve_data(None)
+    monkeypatch.setattr(sources, "download_movielens", fake_download)
+    out = sources.resolve_data(None)
     assert out == isolated / "cache" / "ml-1m-split-seed0"
     assert len(load_split(out).train) == 1
 
@@ -466,9 +477,9 @@ def test_resolve_auto_offline_says_what_to_put_where(isolated, monkeypatch):
     def offline(cache_dir, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(prepare, "download_movielens", offline)
+    monkeypatch.setattr(sources, "download_movielens", offline)
     with pytest.raises(DataError) as info:
-        prepare.resolve_data("auto")
+        sources.resolve_data("auto")
     message = str(info.value)
     assert str(isolated / "cache" / "ml-1m") in message
     assert "ratings.dat" in message and "--data DIR" in message
@@ -485,7 +496,7 @@ def test_real_partial_ratings(tmp_path):
     split = load_split(out)
     stats = read_stats(out / "stats")
     n_lines = sum(1 for line in REAL_RATINGS.open("rb") if line.strip())
-    table = prepare.read_ratings(REAL_RATINGS)
+    table = ratings.read_ratings(REAL_RATINGS)
     n_users = len(np.unique(table.user))
     assert (len(split.val), len(split.test)) == (500, 500)
     assert len(split.train) + len(split.val) + len(split.test) == n_users == stats["Full"]["n_users"]
@@ -506,7 +517,7 @@ def test_prepare_writes_training_timestamps_aligned_with_the_sequences(tmp_path)
     rows = many_users(30, per_user=4)
     out = prepare.prepare_split(write_dat(tmp_path / "ratings.dat", rows), tmp_path / "split", n_val=5, n_test=5)
     split = load_split(out)
-    stamps = prepare.train_timestamps(split)
+    stamps = ties.train_timestamps(split)
     assert len(stamps) == len(split.train.items)
     raw_pairs = {(m, t) for _, m, _, t in rows}
     movies = split.catalogue.movie_ids[split.train.items]
@@ -526,19 +537,19 @@ def test_train_timestamps_joined_from_raw_ratings_next_to_the_authors_split(tmp_
     (split_dir / "user_id_mapping.tsv").write_text(
         "user_index\tuser_id\tset\tbasis\n0\t6040\ttrain\tx\n1\t17\ttrain\tx\n2\t5\tval\tx\n3\t6\ttest\tx\n")
     split = load_split(split_dir)
-    assert prepare.train_timestamps(split) is None  # no raw ratings yet
+    assert ties.train_timestamps(split) is None  # no raw ratings yet
     (tmp_path / "ml-1m").mkdir()
     write_dat(tmp_path / "ml-1m" / "ratings.partial.dat", [(6040, 858, 5, 100), (6040, 2384, 4, 100), (5, 858, 5, 50)])
-    assert prepare.train_timestamps(split).tolist() == [100, 100, -1]  # user 17's rating has no known time
-    assert prepare.raw_timestamps(split, split.val).tolist() == [50]  # any users of the split
-    assert prepare.raw_timestamps(split, split.test).tolist() == [-1]
+    assert ties.train_timestamps(split).tolist() == [100, 100, -1]  # user 17's rating has no known time
+    assert ties.raw_timestamps(split, split.val).tolist() == [50]  # any users of the split
+    assert ties.raw_timestamps(split, split.test).tolist() == [-1]
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "ml1m-split").is_dir() or not REAL_RATINGS.is_file(),
                     reason="../shared/data is absent")
 def test_authors_split_training_times_from_partial_ratings():
     split = load_split(SHARED / "data" / "ml1m-split")
-    stamps = prepare.train_timestamps(split)
+    stamps = ties.train_timestamps(split)
     assert len(stamps) == 832931
     assert 0.85 < np.mean(stamps >= 0) < 0.88  # 86 % of the ratings have a known time
     known = stamps >= 0
@@ -546,3 +557,24 @@ def test_authors_split_training_times_from_partial_ratings():
     same_user = rows[1:] == rows[:-1]
     both = known[1:] & known[:-1] & same_user
     assert np.all(np.diff(stamps)[both] >= 0)  # known times are in order inside each training user
+
+
+@pytest.mark.slow
+def test_prepare_under_mlflow_run_logs_the_split_it_wrote(tmp_path, mlflow_tracking, monkeypatch):
+    """`mlflow run . -e prepare` sets MLFLOW_RUN_ID: the command logs what it wrote to that run and ends it."""
+    import mlflow
+
+    from seqrec.core.data import split_checksum
+    from seqrec.experiment.cli import main
+
+    run_id = mlflow.MlflowClient().create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    ratings_file = write_dat(tmp_path / "ratings.dat", many_users(30))
+    assert main(["prepare", str(ratings_file), str(tmp_path / "split"), "--n-val", "5", "--n-test", "5"]) == 0
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["data_path"] == str((tmp_path / "split").resolve())
+    assert run.data.params["data_sha256"] == split_checksum(tmp_path / "split")
+    assert run.data.metrics["n_users"] == 30 and run.data.metrics["n_interactions"] == 90
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "data")} == {"data/stats",
+                                                                                       "data/prepare.json"}

@@ -16,10 +16,14 @@ import numpy as np
 import pytest
 
 from conftest import write_synthetic_split
-from seqrec.data import load_split
-from seqrec.model import keras
-from seqrec.resume import default_backup_dir
-from seqrec.train import TrainConfig, TrainingBatches, train_run
+from seqrec.core.data import load_split
+from seqrec.core.model import keras
+from seqrec.core.backup import default_backup_dir
+from seqrec.core.config import TrainConfig
+from seqrec.core.sampling import TrainingBatches
+from seqrec.experiment.tracking import train_run
+
+pytestmark = pytest.mark.slow  # trains or logs models, starts processes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = TrainConfig(hidden=16, embedding=8, max_len=10, batch_size=16, lr=0.01, epochs=4, patience=50,
@@ -130,7 +134,7 @@ def test_killed_training_subprocess_resumes_from_its_last_completed_epoch(tmp_pa
     assert f"Epoch {resumed_from + 1}/{epochs}" in trained and "Epoch 1/" not in trained
     assert steps(run.info.run_id, "val_sps_at_10") == list(range(epochs)) and not backup.exists()
     logged = {model.name for model in mlflow.search_logged_models(output_format="list")}
-    assert {"model", "recommender"} <= logged
+    assert logged == {"recommender"}
 
     reference = train_run(replace(CONFIG, epochs=epochs), load_split(split_dir), verbose=0)
     assert run.data.metrics["test_sps_at_10"] == pytest.approx(reference.test["sps@10"], abs=0.005)

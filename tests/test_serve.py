@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,12 +17,18 @@ from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 
 from conftest import write_synthetic_split
-from seqrec.cli import main
-from seqrec.data import Sequences, load_split
-from seqrec.evaluate import load_model, load_scorer, recommend
-from seqrec.serve import (MAX_HISTORY, OUTPUT_COLUMNS, Recommender, RequestError, ServingCatalogue, log_recommender, parse_items,
-                          parse_k, parse_ratings, parse_requests)
-from seqrec.train import TrainConfig, fit
+from seqrec.core.config import TrainConfig
+from seqrec.core.data import Sequences, load_split
+from seqrec.core.metrics import top_k
+from seqrec.core.recommend import MAX_HISTORY, OUTPUT_COLUMNS, ServingCatalogue, parse_items, parse_k
+from seqrec.core.scoring import score_users
+from seqrec.core.training import fit
+from seqrec.experiment.cli import main
+from seqrec.experiment.serve import Recommender, load_model, load_scorer, log_recommender
+from scoring_server import alive, post, scoring_server
+from test_recommend import ANY_SCALAR, ANY_VALUE, expected_history, expected_k
+
+pytestmark = pytest.mark.slow  # a model is trained for the module; the request parsing is tested in test_recommend
 
 N_ITEMS = 40  # the synthetic catalogue: item i is MovieID 1000 + i, titled "Movie i (2000)"
 TINY = TrainConfig(hidden=16, embedding=8, max_len=10, batch_size=16, epochs=3, lr=0.01, patience=5, tie_order="file")
@@ -39,7 +39,7 @@ def served(tmp_path_factory):
     """A tiny model trained on the synthetic walks, logged as the recommender pyfunc in its own store."""
     root = tmp_path_factory.mktemp("serve")
     split = load_split(write_synthetic_split(root / "split", n_items=N_ITEMS))
-    result = fit(split, TINY, root / "work", verbose=0)
+    result = fit(split, TINY, verbose=0)
     model_file = root / "scorer.keras"
     result.model.save(model_file)
     catalogue = ServingCatalogue.build(split.catalogue, split.item_popularity)
@@ -80,7 +80,8 @@ def test_valid_rows_get_top_k_movies_never_seen_ones(served):
     histories = [movie(3, 4, 5, 6), movie(10, 11), movie(20)]
     out = served.pyfunc.predict(pd.DataFrame({"items": histories, "k": [5, 3, 10]}))
     assert list(out.columns) == list(OUTPUT_COLUMNS) and len(out) == 3
-    expected = recommend(served.model, Sequences.from_lists([[i - 1000 for i in h] for h in histories]), 10)
+    inputs = Sequences.from_lists([[i - 1000 for i in h] for h in histories])
+    expected = top_k(score_users(served.model, inputs), 10, exclude=inputs)
     for row, history, k in zip(out.itertuples(), histories, [5, 3, 10]):
         assert len(row.movie_ids) == len(row.scores) == len(row.titles) == k
         assert not set(row.movie_ids) & set(history) and len(set(row.movie_ids)) == k
@@ -172,37 +173,6 @@ def test_integral_floats_and_missing_k_are_accepted(served):
 
 # --- fuzzing -------------------------------------------------------------------------------------------------
 
-ANY_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=5))
-ANY_VALUE = st.one_of(ANY_SCALAR, st.lists(ANY_SCALAR, max_size=6), st.lists(st.lists(st.integers(), max_size=2),
-                                                                              max_size=3),
-                      st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-
-
-@settings(max_examples=300, deadline=None)
-@given(ANY_VALUE)
-def test_parse_items_returns_the_ids_or_refuses(value):
-    try:
-        parsed = parse_items(value, 0)
-    except RequestError as error:
-        assert "row 0: 'items'" in str(error)
-        return
-    assert parsed.dtype == np.int64
-    assert isinstance(value, list) and all(not isinstance(v, bool) and float(v) == int(v) for v in value)
-    assert parsed.tolist() == [int(v) for v in value]
-
-
-@settings(max_examples=300, deadline=None)
-@given(ANY_SCALAR)
-def test_parse_k_returns_a_valid_cut_off_or_refuses(value):
-    try:
-        k = parse_k(value, 2, N_ITEMS)
-    except RequestError as error:
-        assert "row 2: 'k' must be an integer between 1 and 40" in str(error)
-        return
-    assert 1 <= k <= N_ITEMS
-    assert k == 10 if value is None or value != value else k == value
-
-
 KNOWN = st.integers(1000, 1000 + N_ITEMS - 1)
 HISTORY = st.lists(st.one_of(KNOWN, KNOWN, st.integers(-10**12, 10**12)), max_size=12)
 ROW = st.fixed_dictionaries({"items": st.one_of(HISTORY, HISTORY, HISTORY, ANY_VALUE)},
@@ -212,38 +182,22 @@ ROW = st.fixed_dictionaries({"items": st.one_of(HISTORY, HISTORY, HISTORY, ANY_V
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ROW, min_size=1, max_size=6))
 def test_predict_answers_every_request_or_refuses_it_cleanly(served, rows):
-    frame = pd.DataFrame(rows)
+    expected = [(expected_history(row["items"]), expected_k(row)) for row in rows]
+    valid = all(history is not None and k is not None for history, k in expected)
     try:
-        valid = parse_requests(frame, N_ITEMS)  # the oracle below decides validity independently
-    except RequestError:
-        valid = None
-    try:
-        out = served.recommender.predict(None, frame)
+        out = served.recommender.predict(None, pd.DataFrame(rows))
     except MlflowException as error:
-        assert error.error_code == "INVALID_PARAMETER_VALUE" and valid is None
+        assert error.error_code == "INVALID_PARAMETER_VALUE" and not valid, rows
         return
-    assert valid is not None and len(out) == len(rows)
+    assert valid and len(out) == len(rows), rows
     catalogue = set(range(1000, 1000 + N_ITEMS))
-    for row, history, _, k in zip(out.itertuples(), *valid):
-        seen = set(history.tolist()) & catalogue
-        assert row.unknown_movie_ids == [m for m in history.tolist() if m not in catalogue]
+    for row, (history, k) in zip(out.itertuples(), expected):
+        seen = set(history) & catalogue
+        assert row.unknown_movie_ids == [m for m in history if m not in catalogue]
         assert row.popularity_fallback == (not seen)
         assert len(row.movie_ids) == min(k, N_ITEMS - len(seen)) == len(set(row.movie_ids))
         assert set(row.movie_ids) <= catalogue - seen
         assert row.scores == sorted(row.scores, reverse=True)
-
-
-@pytest.mark.parametrize("value,expected", [
-    (None, [0, 0, 0]), (float("nan"), [0, 0, 0]), ([5, 1, 3.5], [5, 1, 3.5]), ((0, 2, 4), [0, 2, 4]),
-    ([5, 1], None), ([5, 1, 6], None), ([5, -1, 3], None), ([5, float("nan"), 3], None), ("5,4,3", None),
-    ([[5], [4], [3]], None), (["a", "b", "c"], None), ({"a": 1}, None), ([True, False, True], None),
-])
-def test_parse_ratings_returns_one_star_value_per_movie_or_refuses(value, expected):
-    if expected is None:
-        with pytest.raises(RequestError, match="row 2: 'ratings' must be a list of 3 numbers from 0"):
-            parse_ratings(value, 2, 3)
-    else:
-        assert parse_ratings(value, 2, 3).tolist() == expected
 
 
 def test_ratings_column_is_accepted_and_checked_against_the_history(served):
@@ -270,6 +224,20 @@ def test_recommend_cli_with_a_keras_file_and_with_the_logged_pyfunc(served, caps
     assert main(["recommend", "--items", "1003,424242", "--model", str(served.model_file), "--data", data]) == 0
     captured = capsys.readouterr()
     assert "Movie" in captured.out and "424242" in captured.err and len(captured.out.strip().splitlines()) == 11
+
+
+def test_recommend_under_mlflow_run_logs_its_answer(served, capsys, monkeypatch):
+    """`mlflow run . -e recommend` sets MLFLOW_RUN_ID: the answer is logged there as recommendations.json."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", served.tracking_uri)
+    run_id = mlflow.MlflowClient().create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", run_id)
+    assert main(["recommend", "--items", "1003,1004", "--model", str(served.model_file), "--data",
+                 str(served.split.directory), "--k", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    logged = mlflow.artifacts.load_dict(f"runs:/{run_id}/recommendations.json")
+    assert logged["items"] == [1003, 1004] and logged["movie_ids"] == printed["movie_ids"]
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["data_path"] == str(served.split.directory.resolve())
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -302,72 +270,26 @@ def test_evaluate_loads_the_network_behind_the_pyfunc_and_checks_its_movie_ids(s
 # --- the HTTP scoring server -------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _post(url: str, body: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def _alive(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def server(served, tmp_path):
-    """``mlflow models serve -m models:/seqrec@champion`` (the tiny recommender) on a free loopback port;
-    always stopped afterwards."""
-    port = _free_port()
+    """``mlflow models serve -m models:/seqrec@champion`` (the tiny recommender) on a free loopback port."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": served.tracking_uri, "MLFLOW_REGISTRY_URI": served.tracking_uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn of this venv
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/seqrec@champion",
-                                    "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while not _alive(base):
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the scoring server did not answer /ping in 180 s"
-            time.sleep(0.5)
+    with scoring_server(sys.executable, "models:/seqrec@champion", env, tmp_path / "server.log") as (base, _):
         yield base
-    finally:  # the server runs uvicorn in a child: stop the whole process group we started
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
 
 
 @pytest.mark.slow
 def test_scoring_server_answers_and_survives_bad_requests(served, server):
     url = f"{server}/invocations"
-    status, body = _post(url, json.dumps({"dataframe_records": [{"items": movie(3, 4, 5), "k": 5},
+    status, body = post(url, json.dumps({"dataframe_records": [{"items": movie(3, 4, 5), "k": 5},
                                                                  {"items": [], "k": 2}]}))
     assert status == 200
     first, second = body["predictions"]
     expected = served.recommender.predict(None, pd.DataFrame({"items": [movie(3, 4, 5)], "k": [5]}))
     assert first["movie_ids"] == expected.movie_ids[0] and first["titles"] == expected.titles[0]
     assert second["popularity_fallback"] is True and len(second["movie_ids"]) == 2
-    status, body = _post(url, json.dumps({"dataframe_records": [{"items": [1003, 777777]}]}))
+    status, body = post(url, json.dumps({"dataframe_records": [{"items": [1003, 777777]}]}))
     assert status == 200 and body["predictions"][0]["unknown_movie_ids"] == [777777]
     assert len(body["predictions"][0]["movie_ids"]) == 10
 
@@ -380,10 +302,10 @@ def test_scoring_server_answers_and_survives_bad_requests(served, server):
         ({"dataframe_records": [{"k": 3}]}, "items"),
     ]
     for request, message in bad:
-        status, body = _post(url, json.dumps(request))
+        status, body = post(url, json.dumps(request))
         assert status == 400 and message in body["message"], (request, body)
-    status, body = _post(url, "{not json")
+    status, body = post(url, "{not json")
     assert status == 400 and "JSON" in body["message"]
-    assert _alive(server)
-    status, body = _post(url, json.dumps({"dataframe_records": [{"items": movie(3, 4, 5), "k": 5}]}))
+    assert alive(server)
+    status, body = post(url, json.dumps({"dataframe_records": [{"items": movie(3, 4, 5), "k": 5}]}))
     assert status == 200 and body["predictions"][0]["movie_ids"] == first["movie_ids"]

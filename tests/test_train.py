@@ -7,11 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from seqrec.data import Sequences, TieOrder, load_split
-from seqrec.evaluate import evaluate_users
-from seqrec.model import build_model, keras, scoring_model
-from seqrec.train import (NextItemsCrossentropy, TrainConfig, TrainingBatches, cut_examples, fit,
-                          imputed_target_mask, rating_weights, user_cut_examples, window_examples)
+from seqrec.core.data import load_split, Sequences
+
+from seqrec.core.ties import TieOrder
+from seqrec.core.scoring import evaluate_users
+from seqrec.core.model import build_model, keras, scoring_model
+from seqrec.core.config import TrainConfig
+from seqrec.core.model import NextItemsCrossentropy
+from seqrec.core.sampling import (cut_examples, imputed_target_mask, rating_weights, TrainingBatches,
+                                  user_cut_examples, window_examples)
+from seqrec.core.training import fit
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -150,6 +155,7 @@ def test_scoring_model_shares_the_weights():
 SMALL = dict(hidden=32, embedding=16, max_len=10, batch_size=16, epochs=4, lr=0.01, patience=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regime,rating_weight,cuts_per_user",
                          [("all_steps", 0.0, 0), ("paper", 0.0, 0), ("paper", 0.0, 4), ("all_steps", 1.0, 0)])
 def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tmp_path, regime, rating_weight,
@@ -157,21 +163,21 @@ def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tm
     split = load_split(synthetic_split_dir)
     config = TrainConfig(**{**SMALL, "epochs": 6 if regime == "paper" else 4}, regime=regime,
                          rating_weight=rating_weight, cuts_per_user=cuts_per_user)
-    result = fit(split, config, tmp_path, verbose=0)
+    result = fit(split, config, verbose=0)
     curve = result.history["val_sps_at_10"]
     assert result.best_epoch == int(np.argmax(curve)) + 1
-    assert (tmp_path / "best_epoch.keras").is_file()
     assert not result.model.get_layer("rnn").return_sequences
     val = evaluate_users(result.model, split.val, 10)
     assert val["sps@10"] == pytest.approx(max(curve))  # the restored weights are the best epoch's
     assert val["sps@10"] > 0.5  # chance is 10/40 at best; the synthetic walks are learnable
 
 
+@pytest.mark.slow
 def test_seeded_fit_is_reproducible(synthetic_split_dir, tmp_path):
     split = load_split(synthetic_split_dir)
     config = TrainConfig(**{**SMALL, "epochs": 2})
-    first = fit(split, config, tmp_path / "a", verbose=0)
-    second = fit(split, config, tmp_path / "b", verbose=0)
+    first = fit(split, config, verbose=0)
+    second = fit(split, config, verbose=0)
     np.testing.assert_allclose(first.history["loss"], second.history["loss"], rtol=1e-6)
     for a, b in zip(first.model.get_weights(), second.model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -249,10 +255,11 @@ def test_rating_inputs_follow_their_items_through_windows_cuts_and_ties():
     assert isinstance(plain, np.ndarray)  # a model without the rating input gets the item matrix alone
 
 
+@pytest.mark.slow
 def test_rating_input_model_learns_what_only_the_ratings_tell(tmp_path):
     """The next item is +1 after a liked (5) item and +5 after a disliked (1) one: without the rating
     the net can only guess between the two, with it it knows."""
-    from seqrec.data import Split
+    from seqrec.core.data import Split
 
     rng = np.random.default_rng(0)
 
@@ -268,8 +275,8 @@ def test_rating_input_model_learns_what_only_the_ratings_tell(tmp_path):
     split = Split(tmp_path, users(300), users(100), users(100), 30, None)
     config = TrainConfig(hidden=32, embedding=16, max_len=8, batch_size=32, epochs=8, lr=0.01, patience=8,
                          lookahead=1, k=1, tie_order="file")
-    with_ratings = fit(split, replace(config, rating_input=True), tmp_path / "with", verbose=0)
-    without = fit(split, config, tmp_path / "without", verbose=0)
+    with_ratings = fit(split, replace(config, rating_input=True), verbose=0)
+    without = fit(split, config, verbose=0)
     assert with_ratings.model.input_shape != without.model.input_shape
     assert max(with_ratings.history["val_sps_at_1"]) > 0.8
     assert max(without.history["val_sps_at_1"]) < 0.65  # a coin flip between +1 and +5, at best

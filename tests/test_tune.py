@@ -15,11 +15,15 @@ import optuna
 import pytest
 
 from conftest import write_synthetic_split
-from seqrec.data import DataError, load_split
-from seqrec.evaluate import evaluate_users, load_model
-from seqrec.model import n_items_of
-from seqrec.tune import (RUN_ID_ATTR, PruningCallback, load_search_space, main, open_storage, run_study,
-                         trial_config)
+from seqrec.core.data import DataError, load_split
+from seqrec.core.model import n_items_of
+from seqrec.core.scoring import evaluate_users
+from seqrec.experiment.cli import main
+from seqrec.experiment.serve import load_model
+from seqrec.experiment.tune import (RUN_ID_ATTR, PruningCallback, load_search_space, open_storage, run_study,
+                                    trial_config)
+
+pytestmark = pytest.mark.slow  # every test here runs a study or a trial
 
 ROOT = Path(__file__).resolve().parents[1]
 TrialState = optuna.trial.TrialState
@@ -87,7 +91,7 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path, synthetic_split_dir, mlflo
          "SQLAlchemy database URL"),
     ]
     for argv, message in cases:
-        assert main(argv) == 2
+        assert main(["tune", *argv]) == 2
         err = capsys.readouterr().err
         assert err.startswith("seqrec tune: error:") and message in err and len(err.strip().splitlines()) == 1
     with pytest.raises(DataError, match="driver"):
@@ -146,7 +150,9 @@ def test_trials_are_nested_runs_with_params_curves_and_models(tuned):
             assert [m.step for m in curve] == [0, 1]
             assert trial.value == pytest.approx(max(m.value for m in curve))  # best epoch, not last
             assert run.data.metrics["best_val_sps_at_10"] == pytest.approx(trial.value)
-            assert "best_model.keras" in {a.path for a in client.list_artifacts(run.info.run_id)}
+            logged = mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
+                                                 output_format="list")
+            assert [model.name for model in logged] == ["recommender"]
 
 
 def test_parent_run_logs_best_params_value_plots_and_test_metrics(tuned):
@@ -255,7 +261,7 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
     space = tmp_path / "space.py"
     space.write_text(TINY_SPACE)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    command = [sys.executable, "-m", "seqrec.tune", "--study-name", "crash", "--storage", url,
+    command = [sys.executable, "-m", "seqrec", "tune", "--study-name", "crash", "--storage", url,
                "--epochs-per-trial", "1", "--timeout", "0", "--data", str(synthetic_split_dir),
                "--search-space", str(space), "--export", str(tmp_path / "best_model.keras"),
                "--heartbeat-interval", "1", "--grace-period", "2"]

@@ -1,6 +1,6 @@
 """``python -m seqrec`` is the ``seqrec`` console script."""
 import sys
 
-from seqrec.cli import main
+from seqrec.experiment.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Table 3 of Devooght & Bersini (UMAP 2017), MovieLens-1M: our runs next to the paper's figures.
 
-``python -m seqrec.report`` reads the tracking store: the latest FINISHED run of every baseline (runs with
-a ``method`` tag, from :mod:`seqrec.baselines`) and the latest FINISHED RNN-CCE training run (param
+``seqrec report`` reads the tracking store: the latest FINISHED run of every baseline (runs with
+a ``method`` tag, from :mod:`seqrec.experiment.baseline_runs`) and the latest FINISHED RNN-CCE training run (param
 ``regime`` and metric ``test_sps_at_10``; or ``--rnn-run-id``). It writes the table as Markdown and HTML,
 logs both files as artifacts of a ``report`` run and prints the Markdown.
 
@@ -11,12 +11,14 @@ test users. A paper figure that could not be confirmed is shown as '–' rather 
 
 from __future__ import annotations
 
-import argparse
 import html
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from seqrec.experiment.records import log_params_once
 
 MISSING = "–"
 
@@ -97,8 +99,6 @@ def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: l
     Baselines are the runs with a ``method`` tag and no ``regime`` param; RNN-CCE is the latest run with
     a ``regime`` param (a training run; tuning trials have no test metrics), unless ``rnn_run_id`` is given.
     """
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient()
     runs = _finished_runs_with_test_metrics(client, _experiment_ids(client, experiment_names), k)
     chosen: dict[str, object] = {}
@@ -163,8 +163,9 @@ def _caption(k: int, data: list[str] | None = None) -> str:
 
 
 def data_of(runs: dict) -> list[str]:
-    """The distinct ``data`` params of the runs (the split each one was evaluated on)."""
-    return sorted({run.data.params["data"] for run in runs.values() if run is not None and "data" in run.data.params})
+    """The distinct splits the runs were evaluated on: resolved path and the first 12 hex digits of its SHA-256."""
+    return sorted({f"{run.data.params['data_path']} (sha256 {run.data.params.get('data_sha256', '?')[:12]})"
+                   for run in runs.values() if run is not None and "data_path" in run.data.params})
 
 
 def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
@@ -196,8 +197,6 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
 
     Returns the Markdown, the HTML, both paths and the report run id.
     """
-    import mlflow
-
     runs = collect_runs(k, rnn_run_id, experiment_names)
     rows = build_rows(runs, k)
     data = data_of(runs)
@@ -206,50 +205,11 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
     md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
     md_path.write_text(markdown, encoding="utf-8")
     html_path.write_text(page, encoding="utf-8")
-    with mlflow.start_run(run_name="report") as run:
+    with mlflow.start_run(run_name="report") as run:  # under `mlflow run`: the entry point's run
         mlflow.set_tag("seqrec.kind", "report")
         mlflow.log_params({"k": k, **{f"run_{method}": (row.info.run_id if row is not None else "none")
                                       for method, row in runs.items()}})
+        log_params_once({"data_path": "; ".join(data) or "none"})  # the splits of the reported runs
         mlflow.log_artifact(str(md_path), artifact_path="report")
         mlflow.log_artifact(str(html_path), artifact_path="report")
     return markdown, page, md_path, html_path, run.info.run_id
-
-
-def _integer(text: str) -> int:
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m seqrec.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--k", type=_integer, default=10, help="cut-off of the metrics to report (default: 10)")
-    parser.add_argument("--rnn-run-id", default=None, help="RNN-CCE run to report (default: the latest finished)")
-    parser.add_argument("--experiment", action="append", default=None, dest="experiments",
-                        help="only runs of this MLflow experiment (repeatable; default: all experiments)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also keep table3.md and table3.html in this directory (default: only as artifacts)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if args.out is not None:
-            markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                markdown, *_ = write_report(Path(tmp), args.k, args.rnn_run_id, args.experiments)
-    except (MlflowException, LookupError) as error:
-        message = getattr(error, "message", str(error)).splitlines()[0]
-        print(f"seqrec report: error: {message}", file=sys.stderr)
-        return 2
-    print(markdown, end="")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

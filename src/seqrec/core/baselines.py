@@ -1,7 +1,7 @@
 """Non-neural baselines of the paper's Table 3 (POP, MC, user-KNN, MF) under the same protocol as RNN-CCE.
 
 Every baseline has ``fit(train, n_items)`` and ``score(inputs) -> (users x items)``: the users' input halves
-go in and the scores are ranked by :func:`seqrec.metrics.top_k`, which never recommends an input item.
+go in and the scores are ranked by :func:`seqrec.core.metrics.top_k`, which never recommends an input item.
 All work is numpy / scipy.sparse over whole matrices; the only Python loops run over a few user batches
 or over optimisation iterations.
 
@@ -9,25 +9,17 @@ Scores are *rank positions* (``n_items - 1`` for the best item, 0 for the worst)
 raw score are broken by training popularity, then by item id, and the order survives ``top_k``'s float32
 cast exactly (raw sums of counts would not, for large counts plus a tiny popularity term).
 
-``python -m seqrec.baselines --data auto --methods pop,mc,knn,mf --k 10`` logs one MLflow run per
-baseline (run name = baseline name, tag ``method``), with validation (``val_``) and test (``test_``)
-metrics; :mod:`seqrec.report` puts them next to RNN-CCE and the paper's figures.
+``seqrec baselines --data auto --methods pop,mc,knn,mf --k 10`` logs one MLflow run per baseline
+(:mod:`seqrec.experiment.baseline_runs`); ``seqrec report`` puts them next to RNN-CCE and the paper's figures.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
-from dataclasses import dataclass, replace
-
 import numpy as np
 import scipy.sparse as sp
 
-from seqrec.data import TIE_ORDERS, DataError, Sequences, Split, split_half, tie_order_name
-from seqrec.metrics import format_metric, mlflow_name, ranking_metrics, top_k
-from seqrec.prepare import train_tie_order
+from seqrec.core.data import Sequences, Split, split_half
+from seqrec.core.metrics import ranking_metrics, top_k
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -321,130 +313,3 @@ def evaluate_baseline(model: Baseline, split: Split, users: str = "test", k: int
     inputs, goals = split_half(split.test if users == "test" else split.val)
     recommended = top_k(model.score(inputs), k, exclude=inputs)
     return ranking_metrics(recommended, goals, split.n_items, split.item_popularity, split.item_similarity)
-
-
-@dataclass(frozen=True)
-class BaselineRun:
-    """One baseline's MLflow run: its id, parameters, fit time and metrics (fractions, item coverage a count)."""
-
-    name: str
-    method: str
-    run_id: str
-    params: dict[str, object]
-    fit_seconds: float
-    val: dict[str, float]
-    test: dict[str, float]
-
-
-def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASELINES), k: int = 10,
-                  params: dict[str, dict[str, object]] | None = None, tie_order: str = "movie",
-                  seed: int = 0) -> dict[str, BaselineRun]:
-    """Fit and evaluate each named baseline in its own MLflow run (run name = name, tag ``method``).
-
-    ``tie_order`` puts same-second training ratings in the order RNN-CCE trains on (``movie``: by MovieID,
-    as the authors' files mostly have them; drawn once, without noise): it matters to MC.
-    """
-    import mlflow
-
-    if not 1 <= k <= split.n_items:
-        raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(k))
-    models = [make_baseline(name, **(params or {}).get(name, {})) for name in names]  # bad params: fail early
-    ties = train_tie_order(split, tie_order)
-    if ties is not None:
-        split = replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))
-    run_params = {"k": k, "tie_order_used": tie_order_name(ties), "data": str(split.directory),
-                  "n_items": split.n_items, "n_train_users": len(split.train)}
-    # Under `mlflow run` the entry point's run (MLFLOW_RUN_ID) becomes the parent of one nested run per
-    # baseline; otherwise the first baseline would resume it and the others would be unrelated runs.
-    parent = mlflow.start_run() if mlflow.active_run() is None and os.environ.get("MLFLOW_RUN_ID") else None
-    nested = mlflow.active_run() is not None
-    try:
-        return {name: _run_one(model, split, k, run_params, nested) for name, model in zip(names, models)}
-    finally:
-        if parent is not None:
-            mlflow.end_run()
-
-
-def _run_one(model: Baseline, split: Split, k: int, run_params: dict[str, object], nested: bool) -> BaselineRun:
-    import mlflow
-
-    with mlflow.start_run(run_name=model.name, nested=nested) as run:
-        mlflow.set_tags({"method": model.method, "seqrec.kind": "baseline"})
-        mlflow.log_params({**model.params(), **run_params})
-        started = time.perf_counter()
-        model.fit(split.train, split.n_items)
-        fit_seconds = time.perf_counter() - started
-        val = evaluate_baseline(model, split, "val", k)
-        test = evaluate_baseline(model, split, "test", k)
-        mlflow.log_metrics({"fit_seconds": fit_seconds,
-                            **{mlflow_name(metric, "val_"): value for metric, value in val.items()},
-                            **{mlflow_name(metric, "test_"): value for metric, value in test.items()}})
-    return BaselineRun(model.name, model.method, run.info.run_id, model.params(), fit_seconds, val, test)
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-
-def _integer(text: str) -> int:
-    """An int that also accepts "50.0": MLproject has no integer type."""
-    value = float(text)
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
-
-
-def _methods(text: str) -> list[str]:
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BASELINES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose a comma-separated list of {', '.join(BASELINES)}, got {text!r}")
-    return list(dict.fromkeys(names))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m seqrec.baselines", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="auto",
-                        help="split directory (*_set_sequences), a raw ratings file/directory to prepare, or 'auto' "
-                             "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
-    parser.add_argument("--methods", type=_methods, default=list(BASELINES),
-                        help=f"comma-separated baselines (default: {','.join(BASELINES)})")
-    parser.add_argument("--k", type=_integer, default=10, help="cut-off of the ranking metrics (default: 10)")
-    parser.add_argument("--knn-neighbours", type=_integer, default=80, help="user-KNN neighbourhood size")
-    parser.add_argument("--mf-factors", type=_integer, default=64, help="MF latent dimension")
-    parser.add_argument("--mf-alpha", type=float, default=10.0, help="MF confidence of a seen item is 1 + alpha")
-    parser.add_argument("--mf-reg", type=float, default=0.01, help="MF regularisation per unit of confidence weight")
-    parser.add_argument("--mf-iterations", type=_integer, default=15, help="MF alternating least-squares sweeps")
-    parser.add_argument("--tie-order", choices=list(TIE_ORDERS), default="movie",
-                        help="order of same-second training ratings (default: movie, as in the authors' files)")
-    parser.add_argument("--seed", type=_integer, default=0, help="MF initialisation and tie-order seed")
-    return parser
-
-
-def format_results(results: dict[str, BaselineRun], title: str = "") -> str:
-    """One line per baseline (see :func:`seqrec.metrics.format_metric`)."""
-    lines = [title] if title else []
-    for result in results.values():
-        shown = "  ".join(f"{metric}={format_metric(metric, value).removesuffix(' %')}"
-                          for metric, value in result.test.items())
-        lines.append(f"{result.method:<4} {shown}  (fit {result.fit_seconds:.1f} s, run {result.run_id})")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from seqrec.cli import _load, exit_status
-
-    params = {"knn": {"neighbours": args.knn_neighbours},
-              "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
-                     "iterations": args.mf_iterations, "seed": args.seed}}
-
-    def baselines() -> None:
-        split = _load(args.data)
-        results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
-        print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
-
-    return exit_status("baselines", baselines, refused=(DataError, ValueError))  # ValueError: bad parameters
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,73 +209,6 @@ def read_timestamps(path: str | Path, sequences: Sequences) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def tie_groups(sequences: Sequences, timestamps: np.ndarray) -> np.ndarray:
-    """Group id per interaction: consecutive items of one user with the same known second share one."""
-    rows = sequences.row_of_interaction()
-    tied = (timestamps[1:] == timestamps[:-1]) & (rows[1:] == rows[:-1]) & (timestamps[1:] >= 0)
-    return np.cumsum(np.concatenate([[True], ~tied]))
-
-
-TIE_ORDERS = ("file", "shuffle", "movie")
-
-
-def rank_within_groups(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """0-based rank of every interaction's key inside its tie group (ties of keys keep file order)."""
-    order = np.lexsort((keys, groups))
-    ranks = np.empty(len(groups), dtype=np.float64)
-    ranks[order] = np.arange(len(groups)) - np.searchsorted(groups[order], groups[order])
-    return ranks
-
-
-@dataclass(frozen=True)
-class TieOrder:
-    """A way to re-draw the order inside same-second groups of ratings (``groups`` from :func:`tie_groups`).
-
-    ``ranks=None`` shuffles uniformly. Otherwise each group is sorted by ``ranks + N(0, noise)``: with
-    MovieID ranks and ``noise=0.8`` this mimics the authors' files, where a non-stable quicksort by time
-    of data listed by MovieID left 72-87 % of same-second neighbours in increasing MovieID order.
-    """
-
-    groups: np.ndarray
-    ranks: np.ndarray | None = None
-    noise: float = 0.0
-
-    def order(self, rng: np.random.Generator) -> np.ndarray:
-        """A draw of the flat interaction order (a permutation that stays inside each group)."""
-        if self.ranks is None:
-            key = rng.random(len(self.groups))
-        elif self.noise > 0:
-            key = self.ranks + rng.normal(0.0, self.noise, len(self.groups))
-        else:
-            key = self.ranks
-        return np.lexsort((key, self.groups))  # groups increase along the flat array: users stay in place
-
-    def apply(self, sequences: Sequences, rng: np.random.Generator) -> Sequences:
-        return sequences.reordered(self.order(rng))
-
-
-def tie_order(name: str, sequences: Sequences, timestamps: np.ndarray | None, movie_ids: np.ndarray | None,
-              noise: float = 0.0) -> TieOrder | None:
-    """The :class:`TieOrder` called ``name`` (see :data:`TIE_ORDERS`), or None for file order.
-
-    Falls back to ``shuffle`` when ``movie`` is asked for without a MovieID mapping, and to file order
-    without timestamps (the caller logs which order was used).
-    """
-    if name not in TIE_ORDERS:
-        raise ValueError(f"tie order must be one of {TIE_ORDERS}, got {name!r}")
-    if name == "file" or timestamps is None:
-        return None
-    groups = tie_groups(sequences, timestamps)
-    if name == "shuffle" or movie_ids is None:
-        return TieOrder(groups)
-    return TieOrder(groups, rank_within_groups(groups, movie_ids[sequences.items]), noise)
-
-
-def tie_order_name(order: TieOrder | None) -> str:
-    """Which of :data:`TIE_ORDERS` a :class:`TieOrder` (or None) is."""
-    return "file" if order is None else "shuffle" if order.ranks is None else "movie"
-
-
 def _format_rating(rating: float) -> str:
     return str(int(rating)) if float(rating).is_integer() else repr(float(rating))
 
@@ -339,14 +273,46 @@ class Split:
     @functools.cached_property
     def item_similarity(self) -> np.ndarray:
         """Items x items cosine of their training raters (diversity); computed once, 4 bytes per pair."""
-        from seqrec.metrics import item_similarity
-
         return item_similarity(self.train, self.n_items)
+
+    @functools.cached_property
+    def checksum(self) -> str:
+        """SHA-256 of the split's files (see :func:`split_checksum`): what a run logs beside the path."""
+        return split_checksum(self.directory)
 
     @property
     def stats_path(self) -> Path | None:
         path = self.directory / STATS_FILE
         return path if path.is_file() else None
+
+
+def item_similarity(train: Sequences, n_items: int) -> np.ndarray:
+    """Cosine similarity (items x items, float32) of the items' binary vectors of training raters."""
+    import scipy.sparse as sp
+
+    raters = sp.csr_matrix((np.ones(len(train.items), dtype=np.float32), (train.row_of_interaction(), train.items)),
+                           shape=(len(train), n_items))
+    raters.data[:] = 1.0  # a user who rated an item twice still counts once
+    co_rated = (raters.T @ raters).toarray()
+    norms = np.sqrt(np.diag(co_rated))
+    return (co_rated / np.maximum(np.outer(norms, norms), 1e-12)).astype(np.float32)
+
+
+SPLIT_FILES = (*SEQUENCE_FILES.values(), STATS_FILE, ITEM_MAPPING_FILE, TIMESTAMPS_FILE)
+
+
+def split_checksum(directory: str | Path) -> str:
+    """SHA-256 over the split's files that exist (name and content, in a fixed order): two runs with the same
+    checksum read the same data, whatever path it was found at."""
+    digest = hashlib.sha256()
+    for name in SPLIT_FILES:
+        path = Path(directory) / name
+        if path.is_file():
+            digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
 
 
 def catalogue_size(directory: Path) -> int | None:

@@ -1,7 +1,7 @@
 """Ranking metrics of the paper's protocol, computed for all users at once.
 
 Every function takes the top-k recommendation matrix (users x k, best first) and the users' goal
-items (a CSR :class:`~seqrec.data.Sequences`, first goal item first). Metric names follow the paper:
+items (a CSR :class:`~seqrec.core.data.Sequences`, first goal item first). Metric names follow the paper:
 sps@k (short-term prediction success: the *first* goal item is in the top-k), recall@k, precision@k,
 ndcg@k, mrr@k, user coverage (share of users with at least one hit), item coverage (number of
 distinct correctly recommended items) and blockbuster share (share of hits that are among the 1 %
@@ -10,14 +10,14 @@ most popular training items).
 Beyond accuracy, as in the Keras dot-product recommender tutorial: diversity (mean pairwise dissimilarity
 of a user's top-k, 1 - cosine of the items' vectors) and novelty (mean self-information -log2 of an
 item's share of the training interactions). The item vectors are the items' training raters
-(:func:`item_similarity`), one space for every method, neural or not.
+(:func:`seqrec.core.data.item_similarity`), one space for every method, neural or not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from seqrec.data import Sequences
+from seqrec.core.data import Sequences
 
 
 def top_k(scores: np.ndarray, k: int, exclude: Sequences | None = None) -> np.ndarray:
@@ -46,18 +46,6 @@ def top_popular(popularity: np.ndarray, share: float = 0.01) -> np.ndarray:
     return np.argsort(-popularity, kind="stable")[:count]
 
 
-def item_similarity(train: Sequences, n_items: int) -> np.ndarray:
-    """Cosine similarity (items x items, float32) of the items' binary vectors of training raters."""
-    import scipy.sparse as sp
-
-    raters = sp.csr_matrix((np.ones(len(train.items), dtype=np.float32), (train.row_of_interaction(), train.items)),
-                           shape=(len(train), n_items))
-    raters.data[:] = 1.0  # a user who rated an item twice still counts once
-    co_rated = (raters.T @ raters).toarray()
-    norms = np.sqrt(np.diag(co_rated))
-    return (co_rated / np.maximum(np.outer(norms, norms), 1e-12)).astype(np.float32)
-
-
 def diversity(recommended: np.ndarray, similarity: np.ndarray) -> float:
     """Mean over users of the mean pairwise dissimilarity (1 - similarity) of their top-k."""
     k = recommended.shape[1]
@@ -81,7 +69,7 @@ def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
                     popularity: np.ndarray | None = None, similarity: np.ndarray | None = None) -> dict[str, float]:
     """All metrics at k = ``recommended.shape[1]`` as fractions in [0, 1] (item coverage is a count).
 
-    ``popularity`` adds blockbuster share and novelty, ``similarity`` (:func:`item_similarity`) diversity.
+    ``popularity`` adds blockbuster share and novelty, ``similarity`` (:func:`seqrec.core.data.item_similarity`) diversity.
 
     Users with an empty goal are not allowed: the half split always leaves at least one goal item.
     """

@@ -7,18 +7,17 @@
   distant future the model sees;
 * a 2-D PCA map of the item embeddings, the most rated movies labelled by title.
 
-The numbers behind each figure come from plain functions (tested on small data); ``log_run_plots`` is
-the MLflow edge.
+The numbers behind each figure come from plain functions (tested on small data);
+:func:`seqrec.experiment.plots.log_run_plots` logs them to an MLflow run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from seqrec.data import Sequences, Split, split_half
-from seqrec.evaluate import score_users
-from seqrec.metrics import ranking_metrics, top_k
-from seqrec.model import keras
+from seqrec.core.data import Sequences
+from seqrec.core.metrics import ranking_metrics
+from seqrec.core.model import keras
 
 MAX_CUTOFF = 20
 
@@ -138,27 +137,3 @@ def embedding_figure(coordinates: np.ndarray, popularity: np.ndarray, titles: li
     axis.set_xlabel("PC 1")
     axis.set_ylabel("PC 2")
     return figure
-
-
-def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Split, users: str, k: int,
-                  scores: np.ndarray | None = None) -> None:
-    """Compute and log the four figures (``plots/*.png``) to the active MLflow run; ``scores`` of the users'
-    input halves when the caller already has them."""
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    inputs, goals = split_half(split.test if users == "test" else split.val)
-    scores = score_users(model, inputs) if scores is None else scores
-    recommended = top_k(scores, min(MAX_CUTOFF, split.n_items), exclude=inputs)
-    popularity = split.item_popularity
-    titles = split.catalogue.titles if split.catalogue is not None else None
-    figures = {
-        "learning_curves.png": learning_curves_figure(history, k),
-        "sps_recall_at_k.png": cutoff_figure(cutoff_curves(recommended, goals, split.n_items), users),
-        "short_long_term_profile.png": horizon_figure(horizon_profile(goal_ranks(scores, inputs, goals), goals, k),
-                                                      k, users),
-        "item_embeddings.png": embedding_figure(embedding_map(model, popularity), popularity, titles),
-    }
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}")
-        plt.close(figure)

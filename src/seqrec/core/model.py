@@ -3,7 +3,7 @@
 Inputs are ``item + 1`` (0 is padding and is masked), left-padded so the last time step is the
 user's latest item. The training model of the ``all_steps`` regime returns logits at every step;
 the saved *scoring* model returns only the last step's logits, which is what recommendation needs.
-Both share the same weights (:func:`scoring_model`).
+Both share the same weights (:func:`scoring_model`). The loss is :class:`NextItemsCrossentropy`.
 
 With ``rating_input`` the net also reads the rating the user gave each item of the history: a second
 input ``ratings`` of :data:`RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars), embedded and added to
@@ -93,3 +93,26 @@ def scoring_model(model: keras.Model) -> keras.Model:
 def n_items_of(model: keras.Model) -> int:
     """Catalogue size a saved model was built for (its number of output logits)."""
     return int(model.output_shape[-1])
+@keras.saving.register_keras_serializable(package="seqrec")
+class NextItemsCrossentropy(keras.losses.Loss):
+    """Softmax cross-entropy against the next ``lookahead`` items, weighted ``decay ** (j - 1)``.
+
+    With ``lookahead=1`` this is exactly the paper's next-item CCE. Longer lookaheads soften the
+    target where the order is arbitrary (MovieLens users rate bursts of movies in the same second).
+    Targets of -1 (past the end of a sequence) carry no weight.
+    """
+
+    def __init__(self, decay: float = 0.5, name: str = "next_items_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.decay = decay
+
+    def call(self, targets, logits):
+        targets = keras.ops.cast(targets, "int32")
+        log_probs = keras.ops.log_softmax(logits, axis=-1)
+        picked = keras.ops.take_along_axis(log_probs, keras.ops.maximum(targets, 0), axis=-1)
+        steps = keras.ops.arange(keras.ops.shape(targets)[-1], dtype="float32")
+        weights = keras.ops.power(self.decay, steps) * keras.ops.cast(targets >= 0, "float32")
+        return -keras.ops.sum(weights * picked, axis=-1) / keras.ops.maximum(keras.ops.sum(weights, axis=-1), 1e-9)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "decay": self.decay}

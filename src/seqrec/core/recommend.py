@@ -1,9 +1,9 @@
-"""Recommendations for new users: an MLflow pyfunc that maps a history of MovieIDs to the top-k movies.
+"""Recommendations for new users from a trained network and its catalogue: the logic behind serving.
 
 RNN-CCE has no user embedding: the recurrent state after a user's history *is* the user, so a brand-new
-user's few ratings are enough to recommend. The logged model (``recommender``) wraps the saved Keras
-scoring model, the item catalogue (item index <-> MovieLens MovieID and title) and the training
-popularity, and is what ``mlflow models serve`` answers ``POST /invocations`` with.
+user's few ratings are enough to recommend. :func:`recommend_movies` maps histories of MovieLens MovieIDs to
+the top-k movies; :func:`parse_requests` reads a request table and refuses a bad one with :class:`RequestError`.
+The MLflow pyfunc that serves them is :mod:`seqrec.experiment.serve`.
 
 Input: a table with a column ``items`` (a list of MovieIDs, oldest first), an optional column ``ratings``
 (the stars given to those movies, integers 1-5, in the same order; read by a model trained with
@@ -18,8 +18,7 @@ Bad-input policy (one request is never a crash of the server):
   ``popularity_fallback`` and ``warning``;
 * a history that is not a list of integers, a ``k`` that is not an integer in 1..catalogue size, a
   ``ratings`` list that is not as long as ``items`` or holds a value outside 0..5, a
-  missing ``items`` column or an unexpected column is refused as a whole request:
-  :class:`RequestError` in Python, ``MlflowException(INVALID_PARAMETER_VALUE)`` (HTTP 400) from the pyfunc.
+  missing ``items`` column or an unexpected column is refused as a whole request (:class:`RequestError`).
 """
 
 from __future__ import annotations
@@ -27,41 +26,23 @@ from __future__ import annotations
 import csv
 import math
 import numbers
-import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types import ColSpec, DataType, Schema
-from mlflow.types.schema import Array
 
-from seqrec.data import ITEM_MAPPING_FILE, DataError, ItemCatalogue, Sequences, read_item_mapping
-from seqrec.evaluate import score_users
-from seqrec.metrics import top_k
-from seqrec.model import keras, model_inputs, n_items_of
+from seqrec.core.data import DataError, ItemCatalogue, Sequences, read_item_mapping
+from seqrec.core.metrics import top_k
+from seqrec.core.model import keras
+from seqrec.core.scoring import score_users
 
 DEFAULT_K = 10
-MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
 INPUT_COLUMNS = ("items", "ratings", "k")
 OUTPUT_COLUMNS = ("movie_ids", "scores", "titles", "popularity_fallback", "unknown_movie_ids", "warning")
-ARTIFACTS = {"model": "scoring_model.keras", "items": ITEM_MAPPING_FILE, "popularity": "popularity.npy"}
 SCORING_BATCH = 64  # users per forward pass (length-sorted, so short histories are not padded to long ones)
 MAX_HISTORY = 200  # latest movies the network reads (all of them are still excluded from the recommendations)
 _INT64_MAX = np.iinfo(np.int64).max
-
-SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(Array(DataType.long), "items"), ColSpec(Array(DataType.long), "ratings", required=False),
-                   ColSpec(DataType.long, "k", required=False)]),
-    outputs=Schema([ColSpec(Array(DataType.long), "movie_ids"), ColSpec(Array(DataType.double), "scores"),
-                    ColSpec(Array(DataType.string), "titles"), ColSpec(DataType.boolean, "popularity_fallback"),
-                    ColSpec(Array(DataType.long), "unknown_movie_ids"), ColSpec(DataType.string, "warning")]),
-)
 
 
 class RequestError(ValueError):
@@ -264,36 +245,6 @@ def _warning(unknown: np.ndarray, fallback: bool, count: int, k: int) -> str:
     return "; ".join(parts)
 
 
-# --- the MLflow pyfunc -------------------------------------------------------------------------------------
-
-
-class Recommender(mlflow.pyfunc.PythonModel):
-    """The served model. Logged as code (:func:`log_recommender`); ``load_context`` reads its artifacts."""
-
-    def __init__(self, model: keras.Model | None = None, catalogue: ServingCatalogue | None = None):
-        self.model, self.catalogue = model, catalogue
-
-    def load_context(self, context) -> None:
-        self.model = keras.models.load_model(context.artifacts["model"], compile=False)
-        self.catalogue = load_catalogue(context.artifacts["items"], context.artifacts["popularity"])
-        if n_items_of(self.model) != self.catalogue.n_items:
-            raise MlflowException(f"the model scores {n_items_of(self.model)} items but its catalogue lists "
-                                  f"{self.catalogue.n_items}")
-        for shape in ((1, 1), (2, 3)):  # trace the compiled predict step now, not on the first requests
-            self.model.predict_on_batch(model_inputs(self.model, np.ones(shape, dtype=np.int32)))
-
-    def recommend(self, model_input: object) -> pd.DataFrame:
-        """:func:`parse_requests` then :func:`recommend_movies`; raises :class:`RequestError`."""
-        histories, ratings, ks = parse_requests(model_input, self.catalogue.n_items)
-        return recommend_movies(self.model, self.catalogue, histories, ks, ratings=ratings)
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        try:
-            return self.recommend(model_input)
-        except RequestError as error:
-            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
-
-
 def write_item_mapping(path: Path, catalogue: ServingCatalogue) -> Path:
     """The split's ``item_id_mapping.tsv`` layout (``item_index  movie_id  title``)."""
     with path.open("w", encoding="utf-8", newline="") as handle:
@@ -310,50 +261,3 @@ def load_catalogue(items_path: str | Path, popularity_path: str | Path) -> Servi
         raise DataError(popularity_path, None, f"{len(mapping.movie_ids)} popularity shares (one per item)",
                         str(popularity.shape))
     return ServingCatalogue(mapping.movie_ids, np.asarray(mapping.titles, dtype=object), popularity)
-
-
-def _requirements() -> list[str]:
-    """Pinned pip requirements of the serving environment (the installed versions), without inference."""
-    names = ["mlflow", "keras", "numpy", "pandas", "tensorflow-cpu", "tensorflow"]
-    pins = []
-    for name in names:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    if any(pin.startswith("tensorflow-cpu==") for pin in pins):
-        pins = [pin for pin in pins if not pin.startswith("tensorflow==")]
-    return pins
-
-
-_MODEL_CODE = """\
-import mlflow
-
-from seqrec.serve import Recommender
-
-mlflow.models.set_model(Recommender())
-"""
-
-
-def log_recommender(model_file: str | Path, catalogue: ServingCatalogue, name: str = MODEL_NAME):
-    """Log the pyfunc (in the active run) from a saved scoring model and its catalogue; returns its ModelInfo."""
-    with tempfile.TemporaryDirectory() as tmp:
-        items = write_item_mapping(Path(tmp) / ARTIFACTS["items"], catalogue)
-        popularity = Path(tmp) / ARTIFACTS["popularity"]
-        np.save(popularity, catalogue.popularity, allow_pickle=False)
-        example = pd.DataFrame({"items": [catalogue.movie_ids[:3].tolist()], "k": [min(DEFAULT_K, catalogue.n_items)]})
-        code = Path(tmp) / "recommender.py"  # MLflow's "models from code": the model is this script, not a pickle
-        code.write_text(_MODEL_CODE, encoding="utf-8")
-        return mlflow.pyfunc.log_model(name=name, python_model=str(code), signature=SIGNATURE,
-                                       input_example=example, pip_requirements=_requirements(),
-                                       artifacts={"model": str(model_file), "items": str(items),
-                                                  "popularity": str(popularity)})
-
-
-def load_recommender(uri: str) -> Recommender:
-    """The loaded :class:`Recommender` behind a pyfunc URI (``runs:/<id>/recommender``, ``models:/seqrec@champion``)."""
-    wrapped = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    if not isinstance(wrapped, Recommender):
-        raise MlflowException(f"{uri} is a {type(wrapped).__name__} pyfunc, not a seqrec recommender",
-                              error_code=INVALID_PARAMETER_VALUE)
-    return wrapped

@@ -1,6 +1,6 @@
 """Hyper-parameter tuning of RNN-CCE: an Optuna study whose trials are nested MLflow runs.
 
-    python -m seqrec.tune --n-trials 30 --timeout 3600 --study-name seqrec \\
+    seqrec tune --n-trials 30 --timeout 3600 --study-name seqrec \\
         --storage sqlite:///tuning/optuna.db --epochs-per-trial 6 --seed 0 --data auto
 
 * The search space is ``tuning/search_space.py`` (``suggest(trial) -> dict`` of TrainConfig overrides).
@@ -13,17 +13,14 @@
 * Each invocation is one parent MLflow run; each trial is a nested run (params, per-epoch validation
   curve, best-epoch metrics, its model). After the study the parent gets the best params and value,
   plots of the study, and the best trial's test metrics; the best trial's serving model (the pyfunc
-  ``recommender`` of :mod:`seqrec.serve`) is registered as ``seqrec`` with the alias ``champion``, so
+  ``recommender`` of :mod:`seqrec.experiment.serve`) is registered as ``seqrec`` with the alias ``champion``, so
   ``mlflow models serve -m models:/seqrec@champion`` serves it, and its Keras model is exported as
   ``best_model.keras``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -32,17 +29,21 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
+import mlflow
 import optuna
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-from seqrec.data import DataError, Split
-from seqrec.evaluate import check_catalogue, evaluate_users, format_table, load_model
-from seqrec.metrics import mlflow_name
-from seqrec.model import keras
-from seqrec.train import TrainConfig, train_run
+from seqrec.core.config import TrainConfig
+from seqrec.core.data import DataError, Split
+from seqrec.core.metrics import mlflow_name
+from seqrec.core.model import keras
+from seqrec.core.scoring import check_catalogue, evaluate_users, format_table
+from seqrec.experiment.records import log_data
+from seqrec.experiment.serve import MODEL_NAME, load_recommender
+from seqrec.experiment.settings import CHAMPION, DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, REGISTERED_MODEL
+from seqrec.experiment.tracking import train_run
 
-DEFAULT_STORAGE = "sqlite:///tuning/optuna.db"
-DEFAULT_SEARCH_SPACE = Path("tuning/search_space.py")
-CHAMPION = "champion"
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
@@ -81,7 +82,7 @@ class PruningCallback(keras.callbacks.Callback):
     """Report the validation metric to an Optuna trial after every epoch; stop the fit when it is pruned.
 
     ``optuna_integration``'s Keras callback targets tf.keras; this is the same idea for Keras 3.
-    It must come after :class:`seqrec.train.RankingValidation`, which puts the metric in the logs.
+    It must come after :class:`seqrec.core.training.RankingValidation`, which puts the metric in the logs.
     """
 
     def __init__(self, trial: optuna.Trial, monitor: str = mlflow_name(f"sps@{K}", "val_")):
@@ -106,8 +107,6 @@ class _RecordRun(keras.callbacks.Callback):
         self.run_id: str | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        import mlflow
-
         self.run_id = mlflow.active_run().info.run_id
         self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
         mlflow.set_tags({"optuna.study_name": self.study_name, "optuna.trial_number": self.trial.number})
@@ -204,9 +203,6 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int = 60, grace
 
 def _end_run(run_id: str, status: str, state: str) -> None:
     """Give a trial's MLflow run its final status and the Optuna state as a tag (best effort)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     client = MlflowClient()
     try:
         client.set_tag(run_id, "optuna.state", state)
@@ -221,13 +217,11 @@ def _log_plots(study: optuna.Study) -> list[str]:
 
     Interactive HTML with plotly, else PNG with matplotlib; a plot that fails is skipped with a warning.
     """
-    import mlflow
-
     n_complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     if n_complete == 0:
         return []
     try:
-        import plotly  # noqa: F401
+        import plotly  # noqa: F401  (optuna's interactive plots need it)
 
         from optuna import visualization as vis
         suffix = "html"
@@ -263,8 +257,6 @@ def _log_plots(study: optuna.Study) -> list[str]:
 
 def _log_trials_table(study: optuna.Study) -> None:
     """All trials (number, state, value, params, user attributes) as ``tuning/trials.csv``."""
-    import mlflow
-
     try:
         with tempfile.TemporaryDirectory() as tmp:
             table = Path(tmp) / "trials.csv"
@@ -274,24 +266,17 @@ def _log_trials_table(study: optuna.Study) -> None:
         warnings.warn(f"trials table skipped: {error}", stacklevel=2)
 
 
-def _export(run_id: str, export_path: Path) -> keras.Model:
-    """Copy the trial's ``best_model.keras`` artifact to ``export_path`` and load it from there."""
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="best_model.keras", dst_path=tmp)
-        export_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, export_path)
-    return load_model(str(export_path))
+def _export(model_uri: str, export_path: Path) -> keras.Model:
+    """Save the network of the serving model ``model_uri`` as ``export_path`` (a ``.keras`` file) and return it."""
+    model = load_recommender(model_uri).model
+    export_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(export_path)
+    return model
 
 
 def _model_uri(run_id: str) -> str:
-    """The trial's serving pyfunc (:mod:`seqrec.serve`): ``models:/<model id>`` in MLflow 3 (what
+    """The run's serving pyfunc (:mod:`seqrec.experiment.serve`): ``models:/<model id>`` in MLflow 3 (what
     ``runs:/<run>/recommender`` resolves to). Registered, it is what ``mlflow models serve`` answers with."""
-    import mlflow
-
-    from seqrec.serve import MODEL_NAME
-
     logged = [model for model in mlflow.search_logged_models(filter_string=f"source_run_id = '{run_id}'",
                                                              output_format="list") if model.name == MODEL_NAME]
     return logged[0].model_uri if logged else f"runs:/{run_id}/{MODEL_NAME}"
@@ -300,9 +285,6 @@ def _model_uri(run_id: str) -> str:
 def _register(run_id: str, name: str, description: str, tags: dict[str, str]) -> str:
     """Register the trial's model (unless the champion already is that run's) and point ``champion`` at it."""
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
     client = MlflowClient()
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -349,10 +331,85 @@ def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_na
     return objective
 
 
+def create_study(split: Split, study_name: str, storage: str, seed: int, warmup_epochs: int,
+                 pruner: optuna.pruners.BasePruner | None, **storage_options) -> optuna.Study:
+    """The study ``study_name`` in ``storage`` (created, or loaded to continue it), with a TPE sampler seeded with
+    ``seed`` plus the trials already there, so a resumed study does not replay its first random trials."""
+    rdb = open_storage(storage, **storage_options)
+    pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
+    study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True,
+                                pruner=pruner)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
+                                               n_startup_trials=STARTUP_TRIALS)
+    study.set_user_attr("data", study.user_attrs.get("data", str(split.directory)))
+    return study
+
+
+def _log_outcome(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, dict[str, int]]:
+    """Log the trial counts, plots and table of the study to the parent run; return its best trial."""
+    states = dict(Counter(trial.state.name for trial in study.get_trials(deepcopy=False)))
+    mlflow.log_metrics({f"n_trials_{state.lower()}": count for state, count in states.items()})
+    _log_plots(study)
+    _log_trials_table(study)
+    if "COMPLETE" not in states:
+        raise TuningError(f"study {study.study_name!r} has no completed trial yet ({states or 'no trials'})")
+    best = study.best_trial
+    if RUN_ID_ATTR not in best.user_attrs:
+        raise TuningError(f"best trial {best.number} of study {study.study_name!r} has no MLflow run id")
+    val = dict(best.user_attrs.get(VAL_ATTR, {f"sps@{K}": best.value}))
+    mlflow.log_params({f"best_{name}": value for name, value in best.params.items()})
+    mlflow.log_metrics({"best_trial_number": best.number, mlflow_name(f"sps@{K}", "best_val_"): best.value,
+                        **{mlflow_name(name, "best_val_"): value for name, value in val.items() if name != f"sps@{K}"}})
+    mlflow.set_tags({"best_trial_run_id": best.user_attrs[RUN_ID_ATTR]})
+    return best, states
+
+
+def _refit(best: optuna.trial.FrozenTrial, split: Split, suggest: Callable, final_epochs: int, seed: int,
+           source: str) -> tuple[str, dict[str, float], str]:
+    """(run, validation metrics, origin) of the model to publish: the best trial's, or its ``final_epochs`` refit's
+    when that scores at least as high on validation (the test users never take part in the choice)."""
+    run_id, val = best.user_attrs[RUN_ID_ATTR], dict(best.user_attrs.get(VAL_ATTR, {f"sps@{K}": best.value}))
+    if final_epochs <= 0:
+        return run_id, val, f"Best trial {best.number}"
+    config = trial_config(suggest(optuna.trial.FixedTrial(best.params, best.number)), final_epochs, seed, source)
+    refit = train_run(config, split, nested=True, run_name=f"refit-trial-{best.number}", evaluate_test=False,
+                      verbose=0)
+    keras.backend.clear_session()
+    mlflow.log_metrics({mlflow_name(name, "refit_val_"): value for name, value in refit.val.items()})
+    mlflow.set_tags({"refit_run_id": refit.run_id})
+    refit_sps = refit.val[f"sps@{K}"]
+    if refit_sps >= best.value:
+        return refit.run_id, refit.val, (f"Best trial {best.number} retrained for {final_epochs} epochs "
+                                         f"(run {refit.run_id})")
+    return run_id, val, (f"Best trial {best.number} (its {final_epochs}-epoch refit, run {refit.run_id}, scored "
+                         f"lower on validation: sps@{K} {100 * refit_sps:.2f} %)")
+
+
+def _publish(study: optuna.Study, best: optuna.trial.FrozenTrial, split: Split, model_run_id: str,
+             val: dict[str, float], origin: str, export_path: Path, register_name: str) -> tuple[str, dict]:
+    """Export the model, evaluate it on the test users (after the choice), register it as ``@champion``."""
+    mlflow.set_tags({"published_run_id": model_run_id})
+    model_uri = _model_uri(model_run_id)
+    model = _export(model_uri, export_path)
+    check_catalogue(model, split, str(export_path))
+    test = evaluate_users(model, split.test, K, split.item_popularity)
+    mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
+    description = (f"{origin} of Optuna study '{study.study_name}' (trial run {best.user_attrs[RUN_ID_ATTR]}). "
+                   f"Validation sps@{K} {_percent(val, f'sps@{K}')}, recall@{K} {_percent(val, f'recall@{K}')}; "
+                   f"test sps@{K} {_percent(test, f'sps@{K}')}, recall@{K} {_percent(test, f'recall@{K}')} "
+                   f"({len(split.test)} test users of {split.directory}).")
+    version = _register(model_run_id, register_name, description, {
+        "optuna.study_name": study.study_name, "optuna.trial_number": str(best.number),
+        mlflow_name(f"sps@{K}", "val_"): f"{val.get(f'sps@{K}', best.value):.6f}",
+        mlflow_name(f"sps@{K}", "test_"): f"{test[f'sps@{K}']:.6f}"})
+    mlflow.set_tags({"registered_model": f"models:/{register_name}/{version}"})
+    return version, test
+
+
 def run_study(split: Split, *, n_trials: int | None, timeout: float | None = None, study_name: str = "seqrec",
               storage: str = DEFAULT_STORAGE, epochs_per_trial: int = 6, seed: int = 0,
               search_space_path: Path = DEFAULT_SEARCH_SPACE, export_path: Path = Path("best_model.keras"),
-              register_name: str = "seqrec", suggest: Callable[[optuna.Trial], dict] | None = None,
+              register_name: str = REGISTERED_MODEL, suggest: Callable[[optuna.Trial], dict] | None = None,
               pruner: optuna.pruners.BasePruner | None = None, heartbeat_interval: int = 60,
               grace_period: int | None = None, max_retry: int | None = 3, final_epochs: int = 0,
               warmup_epochs: int = 2) -> TuneSummary:
@@ -364,31 +421,22 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
     model only if its best validation sps@k is at least as high. The test users never take part in the choice.
 
     ``suggest`` replaces the search-space file (tests); ``pruner`` defaults to a median pruner that may stop a
-    trial once it has run more than ``warmup_epochs`` epochs (set it below the epochs per trial). The
-    sampler is TPE seeded with ``seed`` plus the number of trials already in the study, so a resumed
-    study does not replay its first random trials; give concurrent workers different seeds.
+    trial once it has run more than ``warmup_epochs`` epochs (set it below the epochs per trial). Give
+    concurrent workers different seeds.
     """
-    import mlflow
-
     if suggest is None:
         suggest, space_file = load_search_space(search_space_path)
         source = str(space_file)
     else:
         space_file, source = None, getattr(suggest, "__name__", "suggest")
     export_path = Path(export_path)
-    rdb = open_storage(storage, heartbeat_interval, grace_period, max_retry)
-    pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
-    study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True,
-                                pruner=pruner)
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
-                                               n_startup_trials=STARTUP_TRIALS)
-    study.set_user_attr("data", study.user_attrs.get("data", str(split.directory)))
-
+    study = create_study(split, study_name, storage, seed, warmup_epochs, pruner,
+                         heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
     with mlflow.start_run(run_name=f"tune-{study_name}") as parent:
         mlflow.set_tags({"optuna.study_name": study_name, "optuna.storage": shown_url(storage)})
         mlflow.log_params({"tune_n_trials": n_trials, "tune_timeout": timeout, "tune_seed": seed,
-                           "tune_epochs_per_trial": epochs_per_trial, "tune_search_space": source,
-                           "tune_data": str(split.directory)})
+                           "tune_epochs_per_trial": epochs_per_trial, "tune_search_space": source})
+        log_data(split)
         if space_file is not None:
             mlflow.log_artifact(str(space_file), artifact_path="tuning")
         started = time.perf_counter()
@@ -396,126 +444,17 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
                        n_trials=n_trials, timeout=timeout, gc_after_trial=True)
         study_seconds = time.perf_counter() - started
         mlflow.log_metric("study_seconds", study_seconds)
+        best, states = _log_outcome(study)
+        model_run_id, val, origin = _refit(best, split, suggest, final_epochs, seed, source)
+        version, test = _publish(study, best, split, model_run_id, val, origin, export_path, register_name)
 
-        trials = study.get_trials(deepcopy=False)
-        states = dict(Counter(trial.state.name for trial in trials))
-        mlflow.log_metrics({f"n_trials_{state.lower()}": count for state, count in states.items()})
-        _log_plots(study)
-        _log_trials_table(study)
-        if "COMPLETE" not in states:
-            raise TuningError(f"study {study_name!r} has no completed trial yet ({states or 'no trials'})")
-
-        best = study.best_trial
-        if RUN_ID_ATTR not in best.user_attrs:
-            raise TuningError(f"best trial {best.number} of study {study_name!r} has no MLflow run id")
-        best_run_id = best.user_attrs[RUN_ID_ATTR]
-        val = dict(best.user_attrs.get(VAL_ATTR, {f"sps@{K}": best.value}))
-        mlflow.log_params({f"best_{name}": value for name, value in best.params.items()})
-        mlflow.log_metrics({"best_trial_number": best.number, mlflow_name(f"sps@{K}", "best_val_"): best.value,
-                            **{mlflow_name(name, "best_val_"): value for name, value in val.items()
-                               if name != f"sps@{K}"}})
-        mlflow.set_tags({"best_trial_run_id": best_run_id})
-
-        model_run_id, origin = best_run_id, f"Best trial {best.number}"
-        if final_epochs > 0:
-            config = trial_config(suggest(optuna.trial.FixedTrial(best.params, best.number)), final_epochs, seed,
-                                  source)
-            refit = train_run(config, split, nested=True, run_name=f"refit-trial-{best.number}",
-                              evaluate_test=False, verbose=0)
-            keras.backend.clear_session()
-            mlflow.log_metrics({mlflow_name(name, "refit_val_"): value for name, value in refit.val.items()})
-            mlflow.set_tags({"refit_run_id": refit.run_id})
-            refit_sps = refit.val[f"sps@{K}"]
-            if refit_sps >= best.value:  # validation decides, as for the trials
-                model_run_id, val = refit.run_id, refit.val
-                origin = f"Best trial {best.number} retrained for {final_epochs} epochs (run {refit.run_id})"
-            else:
-                origin = (f"Best trial {best.number} (its {final_epochs}-epoch refit, run {refit.run_id}, scored "
-                          f"lower on validation: sps@{K} {100 * refit_sps:.2f} %)")
-        mlflow.set_tags({"published_run_id": model_run_id})
-
-        model = _export(model_run_id, export_path)
-        check_catalogue(model, split, str(export_path))
-        test = evaluate_users(model, split.test, K, split.item_popularity)
-        mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
-        description = (f"{origin} of Optuna study '{study_name}' (trial run {best_run_id}). "
-                       f"Validation sps@{K} {_percent(val, f'sps@{K}')}, recall@{K} {_percent(val, f'recall@{K}')}; "
-                       f"test sps@{K} {_percent(test, f'sps@{K}')}, recall@{K} {_percent(test, f'recall@{K}')} "
-                       f"({len(split.test)} test users of {split.directory}).")
-        version = _register(model_run_id, register_name, description, {
-            "optuna.study_name": study_name, "optuna.trial_number": str(best.number),
-            mlflow_name(f"sps@{K}", "val_"): f"{val.get(f'sps@{K}', best.value):.6f}",
-            mlflow_name(f"sps@{K}", "test_"): f"{test[f'sps@{K}']:.6f}"})
-        mlflow.set_tags({"registered_model": f"models:/{register_name}/{version}"})
-
-    print(f"study {study_name!r} ({shown_url(storage)}): {len(trials)} trials "
+    n_trials_total = sum(states.values())
+    print(f"study {study_name!r} ({shown_url(storage)}): {n_trials_total} trials "
           f"({', '.join(f'{count} {state.lower()}' for state, count in states.items())})")
     print(f"best trial {best.number}: validation sps@{K} {100 * best.value:.2f} %, params {best.params}")
     print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}, run {model_run_id}), "
           f"exported to {export_path}")
     print(format_table(test, title=f"{origin.lower()} on the test users ({len(split.test)}):"))
-    return TuneSummary(study_name, shown_url(storage), parent.info.run_id, len(trials), states, best.number,
-                       best.value, dict(best.params), best_run_id, model_run_id, version, export_path, val, test,
-                       study_seconds)
-
-
-# --- command line -----------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from seqrec.cli import _add_data_argument, _integer
-
-    def seconds(text: str) -> float | None:
-        value = float(text)
-        return None if value <= 0 else value
-
-    parser = argparse.ArgumentParser(prog="python -m seqrec.tune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-trials", type=_integer, default=30, help="trials to add in this invocation (default: 30)")
-    parser.add_argument("--timeout", type=seconds, default=3600,
-                        help="stop starting trials after this many seconds; 0 = no limit (default: 3600)")
-    parser.add_argument("--study-name", default="seqrec", help="Optuna study; an existing one is continued")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"SQLAlchemy URL of the Optuna storage shared by all workers (default: {DEFAULT_STORAGE})")
-    parser.add_argument("--epochs-per-trial", type=_integer, default=6, help="epochs of each trial (default: 6)")
-    parser.add_argument("--warmup-epochs", type=_integer, default=2,
-                        help="epochs a trial always runs before the median pruner may stop it (default: 2)")
-    parser.add_argument("--final-epochs", type=_integer, default=0,
-                        help="retrain the best trial's configuration for this many epochs and publish that model "
-                             "(default: 0 = publish the best trial's own model)")
-    parser.add_argument("--seed", type=_integer, default=0,
-                        help="training seed of every trial and sampler seed; give parallel workers different seeds")
-    _add_data_argument(parser)
-    parser.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE,
-                        help=f"file defining suggest(trial) -> dict (default: {DEFAULT_SEARCH_SPACE})")
-    parser.add_argument("--export", type=Path, default=Path("best_model.keras"),
-                        help="where to save the best model (default: best_model.keras)")
-    parser.add_argument("--register-name", default="seqrec", help="MLflow registered model name (default: seqrec)")
-    parser.add_argument("--heartbeat-interval", type=_integer, default=60,
-                        help="seconds between a worker's heartbeats (default: 60)")
-    parser.add_argument("--grace-period", type=_integer, default=None,
-                        help="seconds without heartbeat before a RUNNING trial counts as lost and is re-queued "
-                             "(default: twice the heartbeat interval)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from seqrec.cli import _load, exit_status
-
-    def tune() -> None:
-        if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
-            raise DataError("seqrec tune", None, "--n-trials and --epochs-per-trial of at least 1, --final-epochs >= 0",
-                            f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
-        load_search_space(args.search_space)  # before the data: "auto" may have to download it
-        run_study(_load(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
-                  storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
-                  search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
-                  heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                  final_epochs=args.final_epochs, warmup_epochs=args.warmup_epochs)
-
-    return exit_status("tune", tune, failed=(TuningError,))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return TuneSummary(study_name, shown_url(storage), parent.info.run_id, n_trials_total, states, best.number,
+                       best.value, dict(best.params), best.user_attrs[RUN_ID_ATTR], model_run_id, version,
+                       export_path, val, test, study_seconds)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data import DataError, Sequences, Split, pad_left, rating_tokens, split_half
-from seqrec.metrics import format_metric, ranking_metrics, top_k
-from seqrec.model import keras, n_items_of, reads_ratings
+from seqrec.core.data import DataError, Sequences, Split, pad_left, rating_tokens, split_half
+from seqrec.core.metrics import format_metric, ranking_metrics, top_k
+from seqrec.core.model import keras, n_items_of, reads_ratings
 
 
 def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max_len: int | None = None,
                 compiled: bool = False) -> np.ndarray:
     """Next-item logits (users x items) after each user's full input history (and its ratings, for a
-    model that reads them: see :func:`seqrec.data.rating_tokens`).
+    model that reads them: see :func:`seqrec.core.data.rating_tokens`).
 
     Users are batched by similar length so that short histories are not padded to the longest one.
     ``max_len`` feeds only each user's latest ``max_len`` items (serving bounds its latency so).
@@ -49,11 +49,6 @@ def _gather(sequences: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     index = starts + within
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return sequences.items[index], sequences.ratings[index], offsets
-
-
-def recommend(model: keras.Model, inputs: Sequences, k: int = 10, batch_size: int = 64) -> np.ndarray:
-    """Top-k item ids per user, never recommending an item of the user's input."""
-    return top_k(score_users(model, inputs, batch_size), k, exclude=inputs)
 
 
 def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,
@@ -87,35 +82,19 @@ def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np
                         f"{int(split.catalogue.movie_ids[first])}, the model's {int(movie_ids[first])})")
 
 
-def load_scorer(uri: str) -> tuple[keras.Model, object | None]:
-    """A saved scoring model and, when it carries one, its :class:`seqrec.serve.ServingCatalogue`
-    (MovieIDs, titles, popularity of its items).
-
-    ``uri``: a ``.keras`` file, or an MLflow model URI (``runs:/<id>/model``, ``runs:/<id>/recommender``,
-    ``models:/seqrec@champion``) of the Keras flavour or of the serving pyfunc (:mod:`seqrec.serve`).
-    """
-    path = Path(uri)
-    if path.suffix == ".keras":
-        if not path.is_file():
-            raise DataError(path, None, "a saved .keras model file", "no such file")
-        return keras.models.load_model(path, compile=False), None
-    import mlflow.keras  # an edge: only model URIs need MLflow
-
-    if "keras" in mlflow.models.get_model_info(uri).flavors:
-        return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False}), None
-    from seqrec.serve import load_recommender
-
-    recommender = load_recommender(uri)
-    return recommender.model, recommender.catalogue
-
-
-def load_model(uri: str) -> keras.Model:
-    """The scoring model of :func:`load_scorer` (a ``.keras`` file, a Keras or recommender model URI)."""
-    return load_scorer(uri)[0]
+def load_keras_model(path: str | Path) -> keras.Model:
+    """A saved ``.keras`` scoring model, uncompiled; a missing or unreadable file is a :class:`DataError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "a saved .keras model file", "no such file")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # truncated, corrupt, not a Keras archive
+        raise DataError(path, None, "a .keras model file saved by seqrec", f"unreadable: {error}") from None
 
 
 def format_table(metrics: dict[str, float], title: str = "") -> str:
-    """Two-column text table (see :func:`seqrec.metrics.format_metric`)."""
+    """Two-column text table (see :func:`seqrec.core.metrics.format_metric`)."""
     lines = [title] if title else []
     width = max(len(name) for name in metrics)
     for name, value in metrics.items():

@@ -1,0 +1,66 @@
+"""Every knob of a training run, in one plain dataclass: the CLI, the MLproject and the tuner read its fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqrec.core.ties import TIE_ORDERS
+
+REGIMES = ("all_steps", "paper")
+IMPUTED_TARGETS = ("mask", "keep")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; logged as MLflow params as is."""
+
+    hidden: int = 256
+    embedding: int = 128
+    dropout: float = 0.2
+    max_len: int = 50
+    batch_size: int = 64
+    lr: float = 3e-3
+    epochs: int = 10
+    cell: str = "gru"
+    projection: int = 0
+    regime: str = "all_steps"
+    lookahead: int = 3
+    lookahead_decay: float = 0.5
+    tie_order: str = "movie"
+    tie_noise: float = 0.8
+    rating_weight: float = 0.0
+    rating_input: bool = False
+    cuts_per_user: int = 0
+    imputed_targets: str = "keep"
+    seed: int = 0
+    patience: int = 3
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.cuts_per_user < 0:
+            raise ValueError(f"cuts_per_user must be 0 (users drawn with replacement) or positive, "
+                             f"got {self.cuts_per_user}")
+        if self.cuts_per_user and self.regime != "paper":
+            # all_steps trains on every transition: a cut count would be silently ignored
+            raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
+        if self.projection < 0:
+            raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.lookahead_decay <= 1.0:
+            raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
+        if self.tie_order not in TIE_ORDERS:
+            raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
+        if self.imputed_targets not in IMPUTED_TARGETS:
+            raise ValueError(f"imputed_targets must be one of {IMPUTED_TARGETS}, got {self.imputed_targets!r}")
+        if self.rating_weight < 0:
+            raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
+        if self.tie_noise < 0:
+            raise ValueError(f"tie_noise must be >= 0, got {self.tie_noise}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")

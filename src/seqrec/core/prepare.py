@@ -1,0 +1,185 @@
+"""Turn raw MovieLens ratings into the authors' split layout.
+
+The protocol follows Devooght & Bersini's ``preprocess.py`` (rdevooght/sequence-based-recommendations):
+all ratings are stably sorted by time, users and items get 0-based ids in order of first appearance
+in that sorted data, ``n_val`` validation and ``n_test`` test users are drawn at random (here without
+replacement, so the sets have exactly the requested sizes) and everyone else is a training user.
+The output is what :func:`seqrec.core.data.load_split` reads, plus ``prepare.json`` so a cached split can
+be recognised as coming from the same input.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences,
+                              write_sequences, write_timestamps)
+from seqrec.core.ratings import read_movie_titles, read_ratings
+
+PREPARE_FILE = "prepare.json"
+DEFAULT_N_VAL = 500
+DEFAULT_N_TEST = 500
+DEFAULT_SEED = 0
+
+
+def first_appearance_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map values to 0..k-1 in order of first appearance; returns (ids, original value of each id)."""
+    unique, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # unique values ordered by where they first occur
+    rank = np.empty(len(unique), dtype=np.int64)
+    rank[order] = np.arange(len(unique))
+    return rank[inverse.reshape(-1)], unique[order]
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("seqrec")
+    except PackageNotFoundError:
+        import seqrec
+
+        return str(getattr(seqrec, "__version__", "unknown"))
+
+
+def _set_sequences(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+                   members: np.ndarray) -> Sequences:
+    """CSR sequences of the users flagged in ``members``; inputs must be grouped by user in time order."""
+    keep = members[users]
+    counts = np.bincount(users[keep], minlength=n_users)
+    user_ids = np.flatnonzero(members)
+    return Sequences(
+        user_ids=user_ids.astype(np.int64),
+        items=items[keep].astype(np.int32),
+        ratings=ratings[keep].astype(np.float32),
+        offsets=np.concatenate([[0], np.cumsum(counts[user_ids])]).astype(np.int64),
+    )
+
+
+def _stats_row(name: str, sequences: Sequences) -> str:
+    lengths = sequences.lengths
+    n_items = len(np.unique(sequences.items))
+    longest = int(lengths.max()) if len(lengths) else 0
+    return f"{name}\t{len(sequences)}\t{n_items}\t{len(sequences.items)}\t{longest}\n"
+
+
+def _default_movies_path(ratings_path: Path) -> Path | None:
+    for name in ("movies.dat", "movies.csv"):
+        candidate = ratings_path.parent / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path: str | Path | None = None,
+                  n_val: int = DEFAULT_N_VAL, n_test: int = DEFAULT_N_TEST, seed: int = DEFAULT_SEED) -> Path:
+    """Build the authors' split of a ratings file in ``out_dir`` (atomically) and return ``out_dir``.
+
+    ``movies_path`` (default: ``movies.dat`` next to the ratings) only supplies titles for
+    ``item_id_mapping.tsv``. An existing ``out_dir`` is replaced only if it is empty or was itself
+    written by this function, so a mistyped path can never wipe an unrelated directory.
+    """
+    ratings_path, out_dir = Path(ratings_path), Path(out_dir)
+    if n_val < 1 or n_test < 1:
+        raise ValueError(f"n_val and n_test must be at least 1 (got n_val={n_val}, n_test={n_test})")
+    movies = Path(movies_path) if movies_path is not None else _default_movies_path(ratings_path)
+    table = read_ratings(ratings_path)
+    titles = read_movie_titles(movies) if movies is not None else {}
+
+    order = np.argsort(table.timestamp, kind="stable")  # ties keep file order
+    users, user_original = first_appearance_ids(table.user[order])
+    items, movie_original = first_appearance_ids(table.movie[order])
+    ratings = table.rating[order]
+    n_users, n_items = len(user_original), len(movie_original)
+    if n_users < n_val + n_test + 1:
+        raise DataError(ratings_path, None, f"at least n_val + n_test + 1 = {n_val + n_test + 1} users "
+                        f"({n_val} validation, {n_test} test and one training user)", f"{n_users} users")
+
+    drawn = np.random.default_rng(seed).choice(n_users, size=n_val + n_test, replace=False)
+    group = np.zeros(n_users, dtype=np.int8)  # 0 train, 1 val, 2 test
+    group[drawn[:n_val]] = 1
+    group[drawn[n_val:]] = 2
+
+    by_user = np.argsort(users, kind="stable")  # group by user, keeping time order inside each user
+    users, items, ratings = users[by_user], items[by_user], ratings[by_user]
+    train_times = table.timestamp[order][by_user][(group == 0)[users]]
+    full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool))
+    sets = {name: _set_sequences(users, items, ratings, n_users, group == code)
+            for code, name in enumerate(("train", "val", "test"))}
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for name, sequences in sets.items():
+            write_sequences(tmp / SEQUENCE_FILES[name], sequences)
+        write_timestamps(tmp / TIMESTAMPS_FILE, sets["train"], train_times)
+        with (tmp / STATS_FILE).open("w", encoding="utf-8", newline="\n") as handle:
+            handle.write("set\tn_users\tn_items\tn_interactions\tlongest_sequence\n")
+            handle.write(_stats_row("Full", full))
+            for label, name in (("Train", "train"), ("Val", "val"), ("Test", "test")):
+                handle.write(_stats_row(label, sets[name]))
+        with (tmp / ITEM_MAPPING_FILE).open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(["item_index", "movie_id", "title"])
+            writer.writerows([index, int(movie), titles.get(int(movie), "")]
+                             for index, movie in enumerate(movie_original))
+        record = {
+            "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
+                        "random val/test users without replacement",
+            "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
+            "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
+            "seed": seed,
+            "n_val": n_val,
+            "n_test": n_test,
+            "n_users": n_users,
+            "n_items": n_items,
+            "n_interactions": len(table),
+            "seqrec_version": _package_version(),
+        }
+        (tmp / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move the finished ``new`` directory to ``target`` with renames only (never half-written)."""
+    if target.exists():
+        if not target.is_dir() or (any(target.iterdir()) and not (target / PREPARE_FILE).is_file()):
+            raise DataError(target, None, "an empty directory or one written by prepare_split (with prepare.json)",
+                            "an existing directory with other content; refusing to overwrite it")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
+
+
+def read_prepare_record(split_dir: str | Path) -> dict | None:
+    """The ``prepare.json`` of a split written by :func:`prepare_split`, or None if absent/unreadable."""
+    path = Path(split_dir) / PREPARE_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

@@ -1,0 +1,103 @@
+"""The fit: train on the training users, keep the epoch with the best validation sps@k. No MLflow here.
+
+The epoch kept is the one with the best validation sps@k (Keras ``EarlyStopping`` with ``restore_best_weights``,
+which restores it at the end of every fit, early-stopped or not). With a backup directory the fit is resumable
+(:class:`seqrec.core.backup.ResumableTraining`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqrec.core.backup import EpochSampling, ResumableTraining
+from seqrec.core.config import TrainConfig
+from seqrec.core.data import Sequences, Split
+from seqrec.core.metrics import mlflow_name
+from seqrec.core.model import NextItemsCrossentropy, build_model, keras, scoring_model
+from seqrec.core.sampling import TrainingBatches
+from seqrec.core.scoring import evaluate_users
+from seqrec.core.ties import TieOrder
+
+
+class RankingValidation(keras.callbacks.Callback):
+    """Adds validation ranking metrics (``val_sps_at_10``, ...) to the epoch logs.
+
+    Must come before the callbacks that read them (MLflow logging, early stopping, pruning).
+    """
+
+    def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None):
+        super().__init__()
+        self.users, self.k, self.popularity = users, k, popularity
+        self.scorer: keras.Model | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.scorer is None:
+            self.scorer = scoring_model(self.model)
+        else:
+            self.scorer.set_weights(self.model.get_weights())
+        metrics = evaluate_users(self.scorer, self.users, self.k, self.popularity)
+        if logs is not None:
+            logs.update({mlflow_name(name, "val_"): value for name, value in metrics.items()})
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model  # last-step scoring model with the best validation epoch's weights
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based
+    train_seconds: float
+    tokens_per_second: float
+    resumed_epochs: int = 0  # epochs restored from a backup (see seqrec.core.backup) instead of trained here
+
+
+def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
+        verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None,
+        target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None) -> TrainResult:
+    """Train on the training users, select the epoch on validation sps@k; no MLflow here.
+
+    With ``backup_dir`` the fit is resumable (:class:`seqrec.core.backup.ResumableTraining`): killed, the
+    same call resumes from its last completed epoch and ends as the uninterrupted fit would.
+
+    ``ties`` (see :func:`seqrec.core.ties.train_tie_order`) re-orders same-second training ratings every epoch;
+    ``target_ok`` (see :func:`seqrec.core.sampling.imputed_target_mask`) says which training interactions may be targets;
+    ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``).
+    """
+    keras.utils.set_random_seed(config.seed)
+    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok,
+                              rating_known=rating_known)
+    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+                        config.projection, return_sequences=config.regime == "all_steps",
+                        rating_input=config.rating_input)
+    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
+                                                      alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=NextItemsCrossentropy(config.lookahead_decay))
+    monitor = mlflow_name(f"sps@{config.k}", "val_")
+    early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
+                                                   restore_best_weights=True)
+    resumable = ResumableTraining(backup_dir, early_stopping) if backup_dir is not None else None
+    all_callbacks = [
+        EpochSampling(batches),
+        RankingValidation(split.val, config.k, split.item_popularity),
+        early_stopping,
+        *([resumable] if resumable is not None else []),  # after the callbacks whose state it keeps
+        *(callbacks or []),
+    ]
+    started = time.perf_counter()
+    # shuffle=False: the batches shuffle their own examples from (seed, epoch); Keras' batch-order shuffle
+    # draws from Python's global random state, which a resumed fit would not continue
+    history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
+    seconds = time.perf_counter() - started
+    epochs_run = len(history.history.get("loss", []))  # by this process
+    return TrainResult(
+        model=scoring_model(model),
+        history=resumable.history if resumable is not None else history.history,
+        best_epoch=early_stopping.best_epoch + 1,
+        train_seconds=seconds,
+        tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
+        resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
+    )

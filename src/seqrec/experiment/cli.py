@@ -1,0 +1,259 @@
+"""seqrec: the one command line of the project; every MLproject entry point calls it.
+
+    seqrec prepare | train | evaluate | recommend | tune | baselines | report   (--help on each)
+
+Each command is a thin layer over the library. Refused input (a bad file, parameter or request) is one
+line on stderr and exit status 2; a run that could not produce its result is one line and status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from seqrec.core.baselines import BASELINES
+from seqrec.core.config import IMPUTED_TARGETS, REGIMES, TrainConfig
+from seqrec.core.data import DataError
+from seqrec.core.ties import TIE_ORDERS
+from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
+
+# Defaults live in TrainConfig only; the parser reads them from there.
+TRAIN_HELP = {
+    "hidden": "recurrent units",
+    "embedding": "item embedding size",
+    "dropout": "dropout rate after the recurrent layer",
+    "max_len": "training window length (items); evaluation always reads the full history",
+    "batch_size": "examples per batch",
+    "lr": "peak Adam learning rate (cosine decay over the epochs)",
+    "epochs": "maximum epochs; the best validation epoch is kept",
+    "cell": "recurrent cell: gru or lstm",
+    "projection": "linear bottleneck before the softmax layer (0 = none): a wider RNN at the same cost",
+    "regime": "all_steps (loss at every step of max_len windows) or paper (random user and cut, loss on the next "
+              "item only)",
+    "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
+    "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
+    "tie_order": "order of same-second training ratings, re-drawn every epoch: file, shuffle or movie "
+                 "(by MovieID with noise, as in the authors' files; needs timestamps)",
+    "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
+    "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
+    "rating_input": "also feed the rating of every history item to the network (a second model input; unknown "
+                    "training ratings, imputed in the authors' file, are fed as unknown)",
+    "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
+                     "N > 0 is the authors' sampler: every user each epoch, N distinct cuts each",
+    "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "
+                       "targets; keep: train on them like the others",
+    "seed": "random seed (numpy, Python, TensorFlow)",
+    "patience": "epochs without validation sps improvement before stopping",
+    "k": "cut-off of the ranking metrics",
+}
+CHOICES = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(TIE_ORDERS),
+           "imputed_targets": list(IMPUTED_TARGETS)}
+
+
+# --- argument types ----------------------------------------------------------------------------------------
+
+
+def integer(text: str) -> int:
+    """An int; "50.0" is accepted too, since MLflow and some shells pass numbers as floats."""
+    value = float(text)
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def boolean(text: str) -> bool:
+    """``true`` or ``false``: exactly what MLflow logs, so a run's param is the value it used."""
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value == "true"
+
+
+def argument_type(default: object) -> Callable[[str], object]:
+    """Parser of a TrainConfig field, from its default's type."""
+    if isinstance(default, bool):
+        return boolean
+    return integer if isinstance(default, int) else type(default)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: bool = True,
+                         skip: tuple[str, ...] = ()) -> None:
+    """One ``--option`` per TrainConfig field (``defaults=False``: None when not given, for overrides)."""
+    for spec in fields(TrainConfig):
+        if spec.name in skip:
+            continue
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=argument_type(spec.default),
+                            default=spec.default if defaults else None, choices=CHOICES.get(spec.name),
+                            help=f"{TRAIN_HELP[spec.name]} (default: {spec.default})")
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="auto",
+                        help="split directory (*_set_sequences), a raw ratings file/directory to prepare, or 'auto' "
+                             "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
+
+
+def positive_seconds(text: str) -> float | None:
+    """A time limit in seconds; 0 or less means none."""
+    value = float(text)
+    return None if value <= 0 else value
+
+
+def methods(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose a comma-separated list of {', '.join(BASELINES)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+# --- the parser --------------------------------------------------------------------------------------------
+
+
+def _prepare_parser(commands) -> None:
+    prepare = commands.add_parser("prepare", help="turn a raw MovieLens ratings file into the sequences split")
+    prepare.add_argument("ratings", type=Path, help="ratings.dat (UserID::MovieID::Rating::Timestamp) or CSV/TSV")
+    prepare.add_argument("out", type=Path, help="output split directory")
+    prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
+    prepare.add_argument("--n-val", type=integer, default=500, help="validation users (default: 500)")
+    prepare.add_argument("--n-test", type=integer, default=500, help="test users (default: 500)")
+    prepare.add_argument("--seed", type=integer, default=0, help="seed of the user draw (default: 0)")
+
+
+def _train_parser(commands) -> None:
+    train = commands.add_parser("train", help="train RNN-CCE in an MLflow run and evaluate it on the test users")
+    add_data_argument(train)
+    add_config_arguments(train)
+    train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")
+    train.add_argument("--backup-dir", default="auto",
+                       help="back up the training state every epoch and resume from it when run again after a kill "
+                            "or crash: 'auto' = .seqrec-backup/<hash of the parameters and data>, 'none' = no backup")
+
+
+def _evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test (or validation) users")
+    evaluate.add_argument("--model", required=True,
+                          help="a .keras file or an MLflow model URI (runs:/<id>/recommender, models:/seqrec@champion)")
+    add_data_argument(evaluate)
+    evaluate.add_argument("--users", choices=["test", "val"], default="test")
+    evaluate.add_argument("--k", type=integer, default=10, help="cut-off of the metrics (default: 10)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _recommend_parser(commands) -> None:
+    recommend = commands.add_parser("recommend", help="top-k movies for a (new) user's history of MovieIDs")
+    recommend.add_argument("--items", required=True,
+                           help="the user's MovieLens MovieIDs, oldest first, comma-separated (e.g. 1193,661,914; "
+                                "'' for none: the most popular movies)")
+    recommend.add_argument("--model", default="models:/seqrec@champion",
+                           help="the serving model (models:/seqrec@champion, runs:/<id>/recommender), or a .keras file "
+                                "whose MovieIDs, titles and popularity then come from --data")
+    recommend.add_argument("--ratings", default=None,
+                           help="the stars (1-5) given to those movies, comma-separated in the same order; read only "
+                                "by a model trained with --rating-input (default: 'unknown')")
+    recommend.add_argument("--k", type=integer, default=10, help="number of movies (default: 10)")
+    add_data_argument(recommend)
+    recommend.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _tune_parser(commands) -> None:
+    tune = commands.add_parser("tune", help="Optuna study on validation sps@10; registers and exports the winner")
+    tune.add_argument("--n-trials", type=integer, default=30, help="trials to add in this invocation (default: 30)")
+    tune.add_argument("--timeout", type=positive_seconds, default=3600,
+                      help="stop starting trials after this many seconds; 0 = no limit (default: 3600)")
+    tune.add_argument("--study-name", default="seqrec", help="Optuna study; an existing one is continued")
+    tune.add_argument("--storage", default=DEFAULT_STORAGE,
+                      help=f"SQLAlchemy URL of the Optuna storage shared by all workers (default: {DEFAULT_STORAGE})")
+    tune.add_argument("--epochs-per-trial", type=integer, default=6, help="epochs of each trial (default: 6)")
+    tune.add_argument("--warmup-epochs", type=integer, default=2,
+                      help="epochs a trial always runs before the median pruner may stop it (default: 2)")
+    tune.add_argument("--final-epochs", type=integer, default=0,
+                      help="retrain the best trial's configuration for this many epochs and publish that model "
+                           "(default: 0 = publish the best trial's own model)")
+    tune.add_argument("--seed", type=integer, default=0,
+                      help="training seed of every trial and sampler seed; give parallel workers different seeds")
+    add_data_argument(tune)
+    tune.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE,
+                      help=f"file defining suggest(trial) -> dict (default: {DEFAULT_SEARCH_SPACE})")
+    tune.add_argument("--export", type=Path, default=Path("best_model.keras"),
+                      help="where to save the best model (default: best_model.keras)")
+    tune.add_argument("--register-name", default="seqrec", help="MLflow registered model name (default: seqrec)")
+    tune.add_argument("--heartbeat-interval", type=integer, default=60,
+                      help="seconds between a worker's heartbeats (default: 60)")
+    tune.add_argument("--grace-period", type=integer, default=None,
+                      help="seconds without heartbeat before a RUNNING trial counts as lost and is re-queued "
+                           "(default: twice the heartbeat interval)")
+
+
+def _baselines_parser(commands) -> None:
+    baselines = commands.add_parser("baselines", help="POP, MC, user-KNN and implicit MF, one MLflow run each")
+    add_data_argument(baselines)
+    baselines.add_argument("--methods", type=methods, default=list(BASELINES),
+                           help=f"comma-separated baselines (default: {','.join(BASELINES)})")
+    baselines.add_argument("--k", type=integer, default=10, help="cut-off of the ranking metrics (default: 10)")
+    baselines.add_argument("--knn-neighbours", type=integer, default=80, help="user-KNN neighbourhood size")
+    baselines.add_argument("--mf-factors", type=integer, default=64, help="MF latent dimension")
+    baselines.add_argument("--mf-alpha", type=float, default=10.0, help="MF confidence of a seen item is 1 + alpha")
+    baselines.add_argument("--mf-reg", type=float, default=0.01, help="MF regularisation per unit of confidence weight")
+    baselines.add_argument("--mf-iterations", type=integer, default=15, help="MF alternating least-squares sweeps")
+    baselines.add_argument("--tie-order", choices=list(TIE_ORDERS), default="movie",
+                           help="order of same-second training ratings (default: movie, as in the authors' files)")
+    baselines.add_argument("--seed", type=integer, default=0, help="MF initialisation and tie-order seed")
+
+
+def _report_parser(commands) -> None:
+    report = commands.add_parser("report", help="Table 3: the latest runs of every method beside the paper's figures")
+    report.add_argument("--k", type=integer, default=10, help="cut-off of the metrics to report (default: 10)")
+    report.add_argument("--rnn-run-id", default=None, help="RNN-CCE run to report (default: the latest finished)")
+    report.add_argument("--experiment", action="append", default=None, dest="experiments",
+                        help="only runs of this MLflow experiment (repeatable; default: all experiments)")
+    report.add_argument("--out", type=Path, default=None,
+                        help="also keep table3.md and table3.html in this directory (default: only as artifacts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqrec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_prepare_parser, _train_parser, _evaluate_parser, _recommend_parser, _tune_parser,
+                _baselines_parser, _report_parser):
+        add(commands)
+    return parser
+
+
+def exit_status(command: str, action: Callable[[], object]) -> int:
+    """Run one command: refused input is one line on stderr and status 2, a run that could not produce its
+    result one line and status 1 — never a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from seqrec.core.recommend import RequestError
+    from seqrec.experiment.commands import ParameterError
+    from seqrec.experiment.tune import TuningError
+
+    try:
+        action()
+    except (DataError, RequestError, ParameterError, LookupError) as error:
+        print(f"seqrec {command}: error: {error}", file=sys.stderr)
+        return 2
+    except MlflowException as error:
+        print(f"seqrec {command}: error: {(error.message or '').splitlines()[0] if error.message else error}",
+              file=sys.stderr)
+        return 2
+    except TuningError as error:
+        print(f"seqrec {command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from seqrec.experiment import commands
+
+    return exit_status(args.command, lambda: getattr(commands, args.command)(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""What each ``seqrec`` command does, given its parsed arguments (:mod:`seqrec.experiment.cli` parses them).
+
+Under `mlflow run` every command logs to the entry point's run what it read (:func:`log_data`) and what it
+computed: metrics for ``evaluate``, the recommendations as ``recommendations.json`` for ``recommend``, the
+split's sizes and ``prepare.json`` for ``prepare``; ``train``, ``tune``, ``baselines`` and ``report`` log
+their own runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import mlflow
+
+from seqrec.core.config import TrainConfig
+from seqrec.core.data import DataError, Split, load_split
+from seqrec.core.metrics import mlflow_name
+from seqrec.core.sources import load_data
+from seqrec.experiment.records import entry_point_run, log_data, log_params_once
+
+
+class ParameterError(ValueError):
+    """A parameter out of its range; the message names it and what was expected."""
+
+
+def config_from(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the parsed ``--hidden``, ``--lr``, ... options."""
+    try:
+        return TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
+    except ValueError as error:
+        raise ParameterError(str(error)) from None
+
+
+def check_k(k: int, n_items: int, what: str = "a cut-off") -> None:
+    if not 1 <= k <= n_items:
+        raise DataError("--k", None, f"{what} between 1 and {n_items} (the catalogue size)", str(k))
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from seqrec.core.prepare import PREPARE_FILE, prepare_split
+
+    if args.n_val < 1 or args.n_test < 1:
+        raise ParameterError(f"expected --n-val and --n-test of at least 1, got {args.n_val} and {args.n_test}")
+    out = prepare_split(args.ratings, args.out, movies_path=args.movies, n_val=args.n_val, n_test=args.n_test,
+                        seed=args.seed)
+    print(f"prepared split in {out}")
+    with entry_point_run("prepare") as run:
+        if run is not None:
+            split = load_split(out)
+            log_data(split)
+            mlflow.log_metrics({"n_users": len(split.train) + len(split.val) + len(split.test),
+                                "n_interactions": len(split.train.items) + len(split.val.items)
+                                + len(split.test.items)})
+            mlflow.log_artifact(str(out / PREPARE_FILE), artifact_path="data")
+
+
+def train(args: argparse.Namespace) -> None:
+    from seqrec.core.backup import default_backup_dir
+    from seqrec.experiment.tracking import train_run
+
+    config = config_from(args)
+    split = load_data(args.data)
+    backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
+                                                                                      Path(args.backup_dir))
+    train_run(config, split, output=args.output, backup_dir=backup)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    from seqrec.core.scoring import check_catalogue, evaluate_users, format_table
+    from seqrec.experiment.serve import load_scorer
+
+    model, catalogue = load_scorer(args.model)
+    split = load_data(args.data)
+    check_catalogue(model, split, args.model, catalogue.movie_ids if catalogue is not None else None)
+    check_k(args.k, split.n_items)
+    users = split.test if args.users == "test" else split.val
+    metrics = evaluate_users(model, users, args.k, split.item_popularity, similarity=split.item_similarity)
+    with entry_point_run("evaluate") as run:
+        if run is not None:
+            log_data(split)
+            mlflow.log_metrics({mlflow_name(name, f"{args.users}_"): value for name, value in metrics.items()})
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
+
+
+def _integers(option: str, text: str, expected: str) -> list[int]:
+    """A comma-separated list of integers (spaces allowed); empty means none."""
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if not all(part.lstrip("-").isdigit() for part in parts):
+        raise DataError(option, None, expected, text)
+    return [int(part) for part in parts]
+
+
+def _recommender(model: str, data: str) -> tuple[object, Split | None]:
+    """The serving model and the split it took its catalogue from (None: the pyfunc carries its own)."""
+    from seqrec.core.recommend import ServingCatalogue
+    from seqrec.core.scoring import check_catalogue
+    from seqrec.experiment.serve import Recommender, load_scorer
+
+    network, catalogue = load_scorer(model)
+    if catalogue is not None:
+        return Recommender(network, catalogue), None
+    split = load_data(data)
+    check_catalogue(network, split, model)
+    return Recommender(network, ServingCatalogue.build(split.catalogue, split.item_popularity)), split
+
+
+def recommend(args: argparse.Namespace) -> None:
+    history = _integers("--items", args.items, "comma-separated integer MovieIDs, oldest first (e.g. 1193,661,914)")
+    recommender, split = _recommender(args.model, args.data)
+    check_k(args.k, recommender.catalogue.n_items, "a number of movies")
+    ratings = None if args.ratings in (None, "unknown") else _integers(
+        "--ratings", args.ratings, "comma-separated stars 1-5, one per movie of --items (e.g. 5,3,4), or 'unknown'")
+    row = recommender.recommend({"items": [history], "ratings": [ratings], "k": [args.k]}).to_dict("records")[0]
+    with entry_point_run("recommend") as run:
+        if run is not None:
+            if split is not None:
+                log_data(split)
+            log_params_once({"model_uri": args.model})
+            mlflow.log_dict({"items": history, "ratings": ratings, "k": args.k, **row}, "recommendations.json")
+    if args.json:
+        print(json.dumps(row))
+        return
+    print(f"top {len(row['movie_ids'])} for a history of {len(history)} movies ({args.model}"
+          f"{', popularity fallback' if row['popularity_fallback'] else ''}):")
+    for rank, (movie, score, title) in enumerate(zip(row["movie_ids"], row["scores"], row["titles"]), start=1):
+        print(f"{rank:>3}  {movie:>7}  {score:8.5f}  {title}")
+    if row["warning"]:
+        print(f"seqrec recommend: warning: {row['warning']}", file=sys.stderr)
+
+
+def tune(args: argparse.Namespace) -> None:
+    from seqrec.experiment.tune import load_search_space, run_study
+
+    if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
+        raise ParameterError("expected --n-trials and --epochs-per-trial of at least 1 and --final-epochs >= 0, got "
+                             f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
+    load_search_space(args.search_space)  # before the data: "auto" may have to download it
+    run_study(load_data(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
+              storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
+              search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
+              heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+              final_epochs=args.final_epochs, warmup_epochs=args.warmup_epochs)
+
+
+def baselines(args: argparse.Namespace) -> None:
+    from seqrec.experiment.baseline_runs import format_results, run_baselines
+
+    params = {"knn": {"neighbours": args.knn_neighbours},
+              "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
+                     "iterations": args.mf_iterations, "seed": args.seed}}
+    split = load_data(args.data)
+    try:
+        results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
+    except ValueError as error:  # a baseline's parameter out of range
+        if isinstance(error, DataError):
+            raise
+        raise ParameterError(str(error)) from None
+    print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
+
+
+def report(args: argparse.Namespace) -> None:
+    from seqrec.experiment.report import write_report
+
+    if args.out is not None:
+        markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            markdown, *_ = write_report(Path(tmp), args.k, args.rnn_run_id, args.experiments)
+    print(markdown, end="")

@@ -1,0 +1,47 @@
+"""What every run of every entry point records: the data it read, its params as used, its own run.
+
+:func:`log_data` logs the resolved split directory and its SHA-256 (never just ``auto``), so two runs that
+read the same data say so in `mlflow ui` whatever path they found it at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import mlflow
+
+from seqrec.core.data import Split
+
+
+def param_value(value: object) -> object:
+    """A param as MLflow shows it: booleans as ``true``/``false`` (what MLproject passes), the rest as is."""
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def log_params_once(params: dict[str, object]) -> None:
+    """Log the params the active run lacks. `mlflow run` has already logged the MLproject params as the
+    command line gave them, and MLflow refuses to change a param."""
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    mlflow.log_params({name: param_value(value) for name, value in params.items() if name not in logged})
+
+
+def log_data(split: Split) -> None:
+    """What a run read: the resolved split directory, its checksum and sizes, and its ``stats`` file."""
+    log_params_once({"data_path": str(split.directory.resolve()), "data_sha256": split.checksum,
+                     "n_items": split.n_items, "n_train_users": len(split.train), "n_val_users": len(split.val),
+                     "n_test_users": len(split.test)})
+    if split.stats_path is not None:
+        mlflow.log_artifact(str(split.stats_path), artifact_path="data")
+
+
+@contextlib.contextmanager
+def entry_point_run(run_name: str) -> Iterator[mlflow.ActiveRun | None]:
+    """The run of an entry point that logs results but is no training run (evaluate, recommend, prepare, ...):
+    under `mlflow run` (``MLFLOW_RUN_ID`` set) that run, which it ends; otherwise none (the command only prints)."""
+    if mlflow.active_run() is not None or not os.environ.get("MLFLOW_RUN_ID"):
+        yield mlflow.active_run()
+        return
+    with mlflow.start_run(run_name=run_name) as run:
+        yield run
