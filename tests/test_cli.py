@@ -53,7 +53,8 @@ def test_train_logs_params_curves_artifacts_and_test_metrics(trained, synthetic_
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
     assert 0.0 <= run.data.metrics["test_sps_at_10"] <= 1.0 and "test_recall_at_10" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"data", "plots", "model_summary.txt"} == artifacts  # the one model is the logged `recommender` pyfunc, not an artifact copy
+    # the one model is the logged `recommender` pyfunc, not an artifact copy
+    assert {"data", "plots", "model_summary.txt"} == artifacts
     assert [model.name for model in mlflow.search_logged_models(output_format="list")] == ["recommender"]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         f"plots/{name}.png" for name in ("learning_curves", "sps_recall_at_k", "short_long_term_profile",

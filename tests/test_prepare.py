@@ -1,4 +1,5 @@
-"""Tests for seqrec.core.prepare, .ratings and .sources: raw ratings -> authors' split, download verification, data resolution."""
+"""Tests for seqrec.core.prepare, .ratings and .sources: raw ratings -> authors' split, download verification,
+data resolution."""
 
 from __future__ import annotations
 

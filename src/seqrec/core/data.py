@@ -239,6 +239,16 @@ class ItemCatalogue:
     titles: list[str]
 
 
+def write_item_mapping(path: str | Path, movie_ids: np.ndarray, titles: list[str]) -> Path:
+    """``item_id_mapping.tsv``: a header, then ``item_index  movie_id  title`` for every item index."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["item_index", "movie_id", "title"])
+        writer.writerows(zip(range(len(movie_ids)), np.asarray(movie_ids).tolist(), titles))
+    return path
+
+
 def read_item_mapping(path: str | Path) -> ItemCatalogue:
     path = Path(path)
     with path.open(encoding="utf-8", newline="") as handle:

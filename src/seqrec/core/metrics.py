@@ -69,7 +69,8 @@ def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
                     popularity: np.ndarray | None = None, similarity: np.ndarray | None = None) -> dict[str, float]:
     """All metrics at k = ``recommended.shape[1]`` as fractions in [0, 1] (item coverage is a count).
 
-    ``popularity`` adds blockbuster share and novelty, ``similarity`` (:func:`seqrec.core.data.item_similarity`) diversity.
+    ``popularity`` adds blockbuster share and novelty, ``similarity``
+    (:func:`seqrec.core.data.item_similarity`) diversity.
 
     Users with an empty goal are not allowed: the half split always leaves at least one goal item.
     """

@@ -10,7 +10,6 @@ be recognised as coming from the same input.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences,
-                              write_sequences, write_timestamps)
+                              write_item_mapping, write_sequences, write_timestamps)
 from seqrec.core.ratings import read_movie_titles, read_ratings
 
 PREPARE_FILE = "prepare.json"
@@ -87,6 +86,24 @@ def _default_movies_path(ratings_path: Path) -> Path | None:
     return None
 
 
+def _draw_groups(n_users: int, n_val: int, n_test: int, seed: int) -> np.ndarray:
+    """Per user 0 (train), 1 (validation) or 2 (test): ``n_val`` + ``n_test`` users drawn without replacement."""
+    drawn = np.random.default_rng(seed).choice(n_users, size=n_val + n_test, replace=False)
+    group = np.zeros(n_users, dtype=np.int8)
+    group[drawn[:n_val]] = 1
+    group[drawn[n_val:]] = 2
+    return group
+
+
+def _write_stats(path: Path, full: Sequences, sets: dict[str, Sequences]) -> None:
+    """The authors' ``stats`` table: one row for all users, then one per set."""
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write("set\tn_users\tn_items\tn_interactions\tlongest_sequence\n")
+        handle.write(_stats_row("Full", full))
+        for label, name in (("Train", "train"), ("Val", "val"), ("Test", "test")):
+            handle.write(_stats_row(label, sets[name]))
+
+
 def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path: str | Path | None = None,
                   n_val: int = DEFAULT_N_VAL, n_test: int = DEFAULT_N_TEST, seed: int = DEFAULT_SEED) -> Path:
     """Build the authors' split of a ratings file in ``out_dir`` (atomically) and return ``out_dir``.
@@ -111,11 +128,7 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
         raise DataError(ratings_path, None, f"at least n_val + n_test + 1 = {n_val + n_test + 1} users "
                         f"({n_val} validation, {n_test} test and one training user)", f"{n_users} users")
 
-    drawn = np.random.default_rng(seed).choice(n_users, size=n_val + n_test, replace=False)
-    group = np.zeros(n_users, dtype=np.int8)  # 0 train, 1 val, 2 test
-    group[drawn[:n_val]] = 1
-    group[drawn[n_val:]] = 2
-
+    group = _draw_groups(n_users, n_val, n_test, seed)
     by_user = np.argsort(users, kind="stable")  # group by user, keeping time order inside each user
     users, items, ratings = users[by_user], items[by_user], ratings[by_user]
     train_times = table.timestamp[order][by_user][(group == 0)[users]]
@@ -129,28 +142,16 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
         for name, sequences in sets.items():
             write_sequences(tmp / SEQUENCE_FILES[name], sequences)
         write_timestamps(tmp / TIMESTAMPS_FILE, sets["train"], train_times)
-        with (tmp / STATS_FILE).open("w", encoding="utf-8", newline="\n") as handle:
-            handle.write("set\tn_users\tn_items\tn_interactions\tlongest_sequence\n")
-            handle.write(_stats_row("Full", full))
-            for label, name in (("Train", "train"), ("Val", "val"), ("Test", "test")):
-                handle.write(_stats_row(label, sets[name]))
-        with (tmp / ITEM_MAPPING_FILE).open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["item_index", "movie_id", "title"])
-            writer.writerows([index, int(movie), titles.get(int(movie), "")]
-                             for index, movie in enumerate(movie_original))
+        _write_stats(tmp / STATS_FILE, full, sets)
+        write_item_mapping(tmp / ITEM_MAPPING_FILE, movie_original,
+                           [titles.get(int(movie), "") for movie in movie_original])
         record = {
             "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
                         "random val/test users without replacement",
             "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
             "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
-            "seed": seed,
-            "n_val": n_val,
-            "n_test": n_test,
-            "n_users": n_users,
-            "n_items": n_items,
-            "n_interactions": len(table),
-            "seqrec_version": _package_version(),
+            "seed": seed, "n_val": n_val, "n_test": n_test, "n_users": n_users, "n_items": n_items,
+            "n_interactions": len(table), "seqrec_version": _package_version(),
         }
         (tmp / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700

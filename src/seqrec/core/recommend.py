@@ -23,7 +23,6 @@ Bad-input policy (one request is never a crash of the server):
 
 from __future__ import annotations
 
-import csv
 import math
 import numbers
 from dataclasses import dataclass
@@ -243,15 +242,6 @@ def _warning(unknown: np.ndarray, fallback: bool, count: int, k: int) -> str:
     if count < k:
         parts.append(f"only {count} movies left once the history is excluded (k={k})")
     return "; ".join(parts)
-
-
-def write_item_mapping(path: Path, catalogue: ServingCatalogue) -> Path:
-    """The split's ``item_id_mapping.tsv`` layout (``item_index  movie_id  title``)."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(["item_index", "movie_id", "title"])
-        writer.writerows(zip(range(catalogue.n_items), catalogue.movie_ids.tolist(), catalogue.titles.tolist()))
-    return path
 
 
 def load_catalogue(items_path: str | Path, popularity_path: str | Path) -> ServingCatalogue:

@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 from seqrec.core.data import SEQUENCE_FILES, DataError, Split, load_split
-from seqrec.core.prepare import DEFAULT_N_TEST, DEFAULT_N_VAL, DEFAULT_SEED, prepare_split, read_prepare_record, sha256_file
+from seqrec.core.prepare import (DEFAULT_N_TEST, DEFAULT_N_VAL, DEFAULT_SEED, prepare_split, read_prepare_record,
+                                  sha256_file)
 
 ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 # Published by GroupLens as ml-1m.zip.md5; the same value is pinned by many independent projects.

@@ -63,7 +63,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     same call resumes from its last completed epoch and ends as the uninterrupted fit would.
 
     ``ties`` (see :func:`seqrec.core.ties.train_tie_order`) re-orders same-second training ratings every epoch;
-    ``target_ok`` (see :func:`seqrec.core.sampling.imputed_target_mask`) says which training interactions may be targets;
+    ``target_ok`` (see :func:`seqrec.core.sampling.imputed_target_mask`) says which training interactions may be
+    targets;
     ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``).
     """
     keras.utils.set_random_seed(config.seed)

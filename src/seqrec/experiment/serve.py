@@ -22,10 +22,10 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
-from seqrec.core.data import ITEM_MAPPING_FILE, DataError
+from seqrec.core.data import ITEM_MAPPING_FILE, DataError, write_item_mapping
 from seqrec.core.model import keras, model_inputs, n_items_of
 from seqrec.core.recommend import (DEFAULT_K, RequestError, ServingCatalogue, load_catalogue, parse_requests,
-                                   recommend_movies, write_item_mapping)
+                                   recommend_movies)
 from seqrec.core.scoring import load_keras_model
 
 MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
@@ -97,7 +97,7 @@ def log_recommender(model_file: str | Path, catalogue: ServingCatalogue, name: s
     The model carries the ``seqrec`` package itself (``code_paths``) and pins only third-party packages, so
     ``mlflow models serve`` (any env manager) and ``build-docker`` load it where seqrec is not installed."""
     with tempfile.TemporaryDirectory() as tmp:
-        items = write_item_mapping(Path(tmp) / ARTIFACTS["items"], catalogue)
+        items = write_item_mapping(Path(tmp) / ARTIFACTS["items"], catalogue.movie_ids, catalogue.titles.tolist())
         popularity = Path(tmp) / ARTIFACTS["popularity"]
         np.save(popularity, catalogue.popularity, allow_pickle=False)
         example = pd.DataFrame({"items": [catalogue.movie_ids[:3].tolist()], "k": [min(DEFAULT_K, catalogue.n_items)]})
