@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import argument_type, integer
+from seqrec.experiment.cli import add_config_arguments, integer
 from seqrec.core.config import TrainConfig
 from seqrec.experiment.tracking import train_run
 
@@ -48,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
     parser.add_argument("--data", default="auto")
-    for spec in fields(TrainConfig):
-        if spec.name != "seed":
-            parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name,
-                                type=argument_type(spec.default), default=None)
+    add_config_arguments(parser, defaults=False, skip=("seed",))  # given ones override TrainConfig()
     args = parser.parse_args(argv)
 
     import mlflow

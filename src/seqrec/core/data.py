@@ -41,6 +41,11 @@ class DataError(ValueError):
         self.path, self.line, self.expected = Path(path), line, expected
 
 
+class RequestError(ValueError):
+    """A refused recommendation request (:mod:`seqrec.core.recommend`); the message names the row, the column and
+    what was expected. Here beside :class:`DataError` so that the CLI can catch both without importing Keras."""
+
+
 @dataclass(frozen=True)
 class Sequences:
     """Time-ordered item sequences of several users in CSR form.

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqrec.core.data import DataError, ItemCatalogue, Sequences, read_item_mapping
+from seqrec.core.data import DataError, ItemCatalogue, RequestError, Sequences, read_item_mapping
 from seqrec.core.metrics import top_k
 from seqrec.core.model import keras
 from seqrec.core.scoring import score_users
@@ -42,10 +42,6 @@ OUTPUT_COLUMNS = ("movie_ids", "scores", "titles", "popularity_fallback", "unkno
 SCORING_BATCH = 64  # users per forward pass (length-sorted, so short histories are not padded to long ones)
 MAX_HISTORY = 200  # latest movies the network reads (all of them are still excluded from the recommendations)
 _INT64_MAX = np.iinfo(np.int64).max
-
-
-class RequestError(ValueError):
-    """A refused request; the message names the row, the column and what was expected."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from seqrec.core.baselines import BASELINES
 from seqrec.core.config import IMPUTED_TARGETS, REGIMES, TrainConfig
-from seqrec.core.data import DataError
+from seqrec.core.data import DataError, RequestError
 from seqrec.core.ties import TIE_ORDERS
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
 
@@ -229,9 +229,7 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
     result one line and status 1 — never a traceback."""
     from mlflow.exceptions import MlflowException
 
-    from seqrec.core.recommend import RequestError
-    from seqrec.experiment.commands import ParameterError
-    from seqrec.experiment.tune import TuningError
+    from seqrec.experiment.errors import ParameterError, TuningError
 
     try:
         action()

@@ -21,11 +21,8 @@ from seqrec.core.config import TrainConfig
 from seqrec.core.data import DataError, Split, load_split
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.sources import load_data
+from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
-
-
-class ParameterError(ValueError):
-    """A parameter out of its range; the message names it and what was expected."""
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:

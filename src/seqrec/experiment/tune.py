@@ -39,6 +39,7 @@ from seqrec.core.data import DataError, Split
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.model import keras
 from seqrec.core.scoring import check_catalogue, evaluate_users, format_table
+from seqrec.experiment.errors import TuningError
 from seqrec.experiment.records import log_data
 from seqrec.experiment.serve import MODEL_NAME, load_recommender
 from seqrec.experiment.settings import CHAMPION, DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, REGISTERED_MODEL
@@ -48,10 +49,6 @@ RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
 STARTUP_TRIALS = 8  # random trials before TPE models the search space
-
-
-class TuningError(RuntimeError):
-    """The study has no completed trial to pick a model from."""
 
 
 @dataclass
