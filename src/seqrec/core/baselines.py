@@ -228,8 +228,13 @@ class ImplicitMF(Baseline):
     def __init__(self, factors: int = 64, alpha: float = 10.0, reg: float = 0.01, iterations: int = 15,
                  cg_steps: int = 3, seed: int = 0) -> None:
         super().__init__()
-        if factors < 1 or iterations < 1 or cg_steps < 1:
-            raise ValueError("factors, iterations and cg_steps must be at least 1")
+        for name, value in {"factors": factors, "iterations": iterations, "cg_steps": cg_steps}.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not (np.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be 0 or more (a seen item's confidence is 1 + alpha), got {alpha}")
+        if not (np.isfinite(reg) and reg > 0):
+            raise ValueError(f"reg must be positive, got {reg}")
         self.factors, self.alpha, self.reg = factors, alpha, reg
         self.iterations, self.cg_steps, self.seed = iterations, cg_steps, seed
         self.item_factors: np.ndarray | None = None

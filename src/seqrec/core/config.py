@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 from seqrec.core.ties import TIE_ORDERS
 
 REGIMES = ("all_steps", "paper")
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes 0..2**32-1
 IMPUTED_TARGETS = ("mask", "keep")
 
 
@@ -37,6 +39,14 @@ class TrainConfig:
     k: int = 10
 
     def __post_init__(self) -> None:
+        for spec in fields(self):  # nan passes every comparison below, inf would train to nan
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{spec.name} must be a finite number, got {value}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be 0 or more epochs, got {self.patience}")
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):

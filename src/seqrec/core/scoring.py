@@ -6,6 +6,7 @@ trained on): the state after the full history is the better summary of the user.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,12 +86,18 @@ def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np
 def load_keras_model(path: str | Path) -> keras.Model:
     """A saved ``.keras`` scoring model, uncompiled; a missing or unreadable file is a :class:`DataError`."""
     path = Path(path)
+    expected = "a .keras model file saved by seqrec (a zip archive)"
     if not path.is_file():
-        raise DataError(path, None, "a saved .keras model file", "no such file")
+        raise DataError(path, None, expected, "no such file")
+    if path.suffix != ".keras":  # Keras reads the format from the suffix
+        raise DataError(path, None, expected, f"a file named *{path.suffix or ' without suffix'}")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of an empty, truncated or text file
+        raise DataError(path, None, expected, "an empty file" if path.stat().st_size == 0 else "not a zip archive")
     try:
         return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, KeyError, TypeError) as error:  # truncated, corrupt, not a Keras archive
-        raise DataError(path, None, "a .keras model file saved by seqrec", f"unreadable: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a damaged archive fails anywhere inside Keras' deserialisation
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(path, None, expected, f"unreadable: {reason}") from None
 
 
 def format_table(metrics: dict[str, float], title: str = "") -> str:

@@ -7,6 +7,7 @@ which restores it at the end of every fit, early-stopped or not). With a backup 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.config import TrainConfig
 from seqrec.core.data import Sequences, Split
+from seqrec.core.errors import TrainingDiverged
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.model import NextItemsCrossentropy, build_model, keras, scoring_model
 from seqrec.core.sampling import TrainingBatches
@@ -44,6 +46,21 @@ class RankingValidation(keras.callbacks.Callback):
             logs.update({mlflow_name(name, "val_"): value for name, value in metrics.items()})
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Fail the fit at the end of the first epoch whose loss is nan or infinite, before validation, backup and
+    logging see its weights (checked per epoch, not per batch, so that training never waits on the loss)."""
+
+    def __init__(self, lr: float):
+        super().__init__()
+        self.lr = lr
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged: the loss became {loss} in epoch {epoch + 1}; "
+                                   f"try a lower learning rate than lr={self.lr}")
+
+
 @dataclass
 class TrainResult:
     model: keras.Model  # last-step scoring model with the best validation epoch's weights
@@ -67,6 +84,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     targets;
     ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``).
     """
+    if config.k > split.n_items:
+        raise ValueError(f"k must be at most the catalogue size {split.n_items}, got {config.k}")
     keras.utils.set_random_seed(config.seed)
     batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok,
                               rating_known=rating_known)
@@ -83,6 +102,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     resumable = ResumableTraining(backup_dir, early_stopping) if backup_dir is not None else None
     all_callbacks = [
         EpochSampling(batches),
+        StopOnDivergence(config.lr),
         RankingValidation(split.val, config.k, split.item_popularity),
         early_stopping,
         *([resumable] if resumable is not None else []),  # after the callbacks whose state it keeps

@@ -9,13 +9,18 @@ line on stderr and exit status 2; a run that could not produce its result is one
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
+from typing import NoReturn
 from dataclasses import fields
 from pathlib import Path
 
 from seqrec.core.baselines import BASELINES
-from seqrec.core.config import IMPUTED_TARGETS, REGIMES, TrainConfig
+from seqrec.core.config import IMPUTED_TARGETS, MAX_SEED, REGIMES, TrainConfig
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.ties import TIE_ORDERS
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
@@ -58,10 +63,13 @@ CHOICES = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(T
 
 def integer(text: str) -> int:
     """An int; "50.0" is accepted too, since MLflow and some shells pass numbers as floats."""
-    value = float(text)
-    if not value.is_integer():
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not value.is_integer() or abs(value) >= 2**63:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
+    return int(text) if text.strip().lstrip("+-").isdigit() else int(value)  # "123456789012345678" stays exact
 
 
 def boolean(text: str) -> bool:
@@ -72,11 +80,34 @@ def boolean(text: str) -> bool:
     return value == "true"
 
 
-def argument_type(default: object) -> Callable[[str], object]:
-    """Parser of a TrainConfig field, from its default's type."""
+def finite(text: str) -> float:
+    """A float that is a number: ``nan`` passes every range check and ``inf`` trains to nan."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed as numpy takes it: 0 to 2**32 - 1."""
+    value = integer(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed between 0 and {MAX_SEED}, got {text!r}")
+    return value
+
+
+def argument_type(name: str, default: object) -> Callable[[str], object]:
+    """Parser of a TrainConfig field, from its name and its default's type."""
+    if name == "seed":
+        return seed
     if isinstance(default, bool):
         return boolean
-    return integer if isinstance(default, int) else type(default)
+    if isinstance(default, int):
+        return integer
+    return finite if isinstance(default, float) else type(default)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: bool = True,
@@ -85,7 +116,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: bool = True,
     for spec in fields(TrainConfig):
         if spec.name in skip:
             continue
-        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=argument_type(spec.default),
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=argument_type(spec.name, spec.default),
                             default=spec.default if defaults else None, choices=CHOICES.get(spec.name),
                             help=f"{TRAIN_HELP[spec.name]} (default: {spec.default})")
 
@@ -98,7 +129,7 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
 
 def positive_seconds(text: str) -> float | None:
     """A time limit in seconds; 0 or less means none."""
-    value = float(text)
+    value = finite(text)
     return None if value <= 0 else value
 
 
@@ -113,6 +144,17 @@ def methods(text: str) -> list[str]:
 # --- the parser --------------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the option and what was expected, then where to read more (the usage
+    block of ``train`` alone is fifteen lines, which would bury the one that matters)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+DASH_VALUE = re.compile(r"-(?!-)[\d\s,.+eE-]+|-(inf|infinity|nan)", re.IGNORECASE)  # "-5,1000", "-1e3", "-inf"
+
+
 def _prepare_parser(commands) -> None:
     prepare = commands.add_parser("prepare", help="turn a raw MovieLens ratings file into the sequences split")
     prepare.add_argument("ratings", type=Path, help="ratings.dat (UserID::MovieID::Rating::Timestamp) or CSV/TSV")
@@ -120,7 +162,7 @@ def _prepare_parser(commands) -> None:
     prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
     prepare.add_argument("--n-val", type=integer, default=500, help="validation users (default: 500)")
     prepare.add_argument("--n-test", type=integer, default=500, help="test users (default: 500)")
-    prepare.add_argument("--seed", type=integer, default=0, help="seed of the user draw (default: 0)")
+    prepare.add_argument("--seed", type=seed, default=0, help="seed of the user draw (default: 0)")
 
 
 def _train_parser(commands) -> None:
@@ -173,7 +215,7 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--final-epochs", type=integer, default=0,
                       help="retrain the best trial's configuration for this many epochs and publish that model "
                            "(default: 0 = publish the best trial's own model)")
-    tune.add_argument("--seed", type=integer, default=0,
+    tune.add_argument("--seed", type=seed, default=0,
                       help="training seed of every trial and sampler seed; give parallel workers different seeds")
     add_data_argument(tune)
     tune.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE,
@@ -196,12 +238,12 @@ def _baselines_parser(commands) -> None:
     baselines.add_argument("--k", type=integer, default=10, help="cut-off of the ranking metrics (default: 10)")
     baselines.add_argument("--knn-neighbours", type=integer, default=80, help="user-KNN neighbourhood size")
     baselines.add_argument("--mf-factors", type=integer, default=64, help="MF latent dimension")
-    baselines.add_argument("--mf-alpha", type=float, default=10.0, help="MF confidence of a seen item is 1 + alpha")
-    baselines.add_argument("--mf-reg", type=float, default=0.01, help="MF regularisation per unit of confidence weight")
+    baselines.add_argument("--mf-alpha", type=finite, default=10.0, help="MF confidence of a seen item is 1 + alpha")
+    baselines.add_argument("--mf-reg", type=finite, default=0.01, help="MF regularisation per unit of confidence weight")
     baselines.add_argument("--mf-iterations", type=integer, default=15, help="MF alternating least-squares sweeps")
     baselines.add_argument("--tie-order", choices=list(TIE_ORDERS), default="movie",
                            help="order of same-second training ratings (default: movie, as in the authors' files)")
-    baselines.add_argument("--seed", type=integer, default=0, help="MF initialisation and tie-order seed")
+    baselines.add_argument("--seed", type=seed, default=0, help="MF initialisation and tie-order seed")
 
 
 def _report_parser(commands) -> None:
@@ -215,8 +257,7 @@ def _report_parser(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqrec", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="seqrec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_prepare_parser, _train_parser, _evaluate_parser, _recommend_parser, _tune_parser,
                 _baselines_parser, _report_parser):
@@ -226,31 +267,84 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_status(command: str, action: Callable[[], object]) -> int:
     """Run one command: refused input is one line on stderr and status 2, a run that could not produce its
-    result one line and status 1 — never a traceback."""
+    result one line and status 1 — never a traceback. An unexpected error (a bug) also gets one line, which names
+    the file that keeps its traceback (``SEQREC_DEBUG=1`` raises it instead)."""
     from mlflow.exceptions import MlflowException
 
+    from seqrec.core.errors import TrainingDiverged
     from seqrec.experiment.errors import ParameterError, TuningError
+
+    def say(message: str, status: int) -> int:
+        print(f"seqrec {command}: {message}", file=sys.stderr)
+        return status
 
     try:
         action()
     except (DataError, RequestError, ParameterError, LookupError) as error:
-        print(f"seqrec {command}: error: {error}", file=sys.stderr)
-        return 2
+        return say(f"error: {error}", 2)
     except MlflowException as error:
-        print(f"seqrec {command}: error: {(error.message or '').splitlines()[0] if error.message else error}",
-              file=sys.stderr)
-        return 2
-    except TuningError as error:
-        print(f"seqrec {command}: {error}", file=sys.stderr)
-        return 1
+        return say(f"error: {first_line(error.message or str(error))}", 2)
+    except (TuningError, TrainingDiverged) as error:
+        return say(str(error), 1)
+    except KeyboardInterrupt:
+        return say("interrupted (a training run with a backup continues where it stopped when run again)", 130)
+    except Exception as error:  # noqa: BLE001 - the last resort of "never a traceback"
+        if type(error).__name__ in ("ResourceExhaustedError", "MemoryError", "_ArrayMemoryError") \
+                or isinstance(error, MemoryError):
+            shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
+            return say(f"error: out of memory ({shape.group(0) if shape else type(error).__name__}); expected smaller sizes "
+                       "(--hidden, --embedding, --batch-size, --max-len) for this machine", 2)
+        if os.environ.get("SEQREC_DEBUG"):
+            raise
+        return say(f"internal error: {type(error).__name__}: {first_line(str(error))[:300]} (traceback in "
+                   f"{save_traceback(command)}; please report it)", 1)
     return 0
 
 
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def save_traceback(command: str) -> Path:
+    """Write the current exception's traceback to a temporary file, for a bug report."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix=f"seqrec-{command}-", suffix=".traceback.txt",
+                                     delete=False) as handle:
+        traceback.print_exc(file=handle)
+    return Path(handle.name)
+
+
+def attach_list_values(argv: list[str]) -> list[str]:
+    """``--items -5,1000`` as ``--items=-5,1000`` (and ``--lr -inf`` as ``--lr=-inf``): argparse takes a value that
+    starts with '-' for an option unless it looks like a plain negative number, so it would say "expected one
+    argument" instead of what is wrong with the value."""
+    joined: list[str] = []
+    for token in argv:
+        previous = joined[-1] if joined else ""
+        if previous.startswith("--") and "=" not in previous and DASH_VALUE.fullmatch(token):
+            joined[-1] = f"{previous}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """A warning as one line on stderr (Python's default adds the file, line and source that raised it)."""
+    return f"seqrec: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_list_values(sys.argv[1:] if argv is None else argv))
     from seqrec.experiment import commands
 
-    return exit_status(args.command, lambda: getattr(commands, args.command)(args))
+    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    try:
+        return exit_status(args.command, lambda: getattr(commands, args.command)(args))
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

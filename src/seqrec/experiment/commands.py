@@ -62,6 +62,7 @@ def train(args: argparse.Namespace) -> None:
 
     config = config_from(args)
     split = load_data(args.data)
+    check_k(config.k, split.n_items)  # before training, not at its first validation
     backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
                                                                                       Path(args.backup_dir))
     train_run(config, split, output=args.output, backup_dir=backup)
@@ -139,6 +140,9 @@ def tune(args: argparse.Namespace) -> None:
     if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
         raise ParameterError("expected --n-trials and --epochs-per-trial of at least 1 and --final-epochs >= 0, got "
                              f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
+    for option, seconds in (("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):
+        if seconds is not None and seconds < 1:
+            raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
     run_study(load_data(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
               storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
@@ -166,6 +170,8 @@ def baselines(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     from seqrec.experiment.report import write_report
 
+    if args.k < 1:
+        raise ParameterError(f"--k: expected a cut-off of at least 1, got {args.k}")
     if args.out is not None:
         markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
     else:

@@ -1,0 +1,165 @@
+"""Hostile input to every command: each bad parameter, model or request gets exit status 2 and one line on
+stderr that names the parameter (or file) and says what was expected — never a traceback, never a run.
+
+The table in docs/operations.md ("What bad input gets") lists the same cases.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from seqrec.core.model import build_model, scoring_model
+from seqrec.experiment.cli import attach_list_values, main
+
+TINY = ["--hidden", "8", "--embedding", "8", "--max-len", "10", "--batch-size", "16", "--epochs", "1",
+        "--backup-dir", "none"]
+
+# (command line, text the one line must contain); {split}, {model}, {tmp} are filled in by the test
+REFUSED = [
+    # train: every TrainConfig option, through its CLI type and TrainConfig's own checks
+    (["train", *TINY, "--hidden", "0"], "hidden must be a positive integer, got 0"),
+    (["train", *TINY, "--hidden", "abc"], "argument --hidden: expected an integer, got 'abc'"),
+    (["train", *TINY, "--hidden", "1.5"], "argument --hidden: expected an integer, got '1.5'"),
+    (["train", *TINY, "--epochs", "1e30"], "argument --epochs: expected an integer, got '1e30'"),
+    (["train", *TINY, "--lr", "nan"], "argument --lr: expected a finite number, got 'nan'"),
+    (["train", *TINY, "--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
+    (["train", *TINY, "--lr", "-0.1"], "lr must be positive, got -0.1"),
+    (["train", *TINY, "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
+    (["train", *TINY, "--rating-weight", "nan"], "argument --rating-weight: expected a finite number"),
+    (["train", *TINY, "--tie-noise", "-inf"], "argument --tie-noise: expected a finite number"),
+    (["train", *TINY, "--dropout", "1"], "dropout must be in [0, 1), got 1.0"),
+    (["train", *TINY, "--lookahead-decay", "0"], "lookahead_decay must be in (0, 1], got 0.0"),
+    (["train", *TINY, "--seed", "-1"], "argument --seed: expected a seed between 0 and 4294967295, got '-1'"),
+    (["train", *TINY, "--seed", "4294967296"], "expected a seed between 0 and 4294967295"),
+    (["train", *TINY, "--patience", "-1"], "patience must be 0 or more epochs, got -1"),
+    (["train", *TINY, "--k", "1000"], "--k: expected a cut-off between 1 and 40 (the catalogue size), got '1000'"),
+    (["train", *TINY, "--k", "0"], "k must be a positive integer, got 0"),
+    (["train", *TINY, "--cell", "rnn"], "argument --cell: invalid choice: 'rnn'"),
+    (["train", *TINY, "--rating-input", "yes"], "argument --rating-input: expected true or false, got 'yes'"),
+    (["train", *TINY, "--cuts-per-user", "5"], "cuts_per_user is for regime=paper only"),
+    (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
+    (["train", *TINY, "--hidden", "100000000000"], "out of memory"),
+    (["train", *TINY, "--data", "{tmp}/nowhere"], "nowhere"),
+    (["train", *TINY, "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    # evaluate: model files and URIs, cut-offs
+    (["evaluate", "--model", "{tmp}/text.keras"], "text.keras: expected a .keras model file saved by seqrec (a zip "
+                                                  "archive), got 'not a zip archive'"),
+    (["evaluate", "--model", "{tmp}/empty.keras"], "empty.keras: expected a .keras model file saved by seqrec"),
+    (["evaluate", "--model", "{tmp}/truncated.keras"], "truncated.keras: expected a .keras model file saved by"),
+    (["evaluate", "--model", "{tmp}/other.zip.keras"], "other.zip.keras: expected a .keras model file saved by"),
+    (["evaluate", "--model", "{tmp}/missing.keras"], "missing.keras: expected a .keras model file saved by seqrec"
+                                                     " (a zip archive), got 'no such file'"),
+    (["evaluate", "--model", "{tmp}/model.h5"], "model.h5: expected a seqrec model"),
+    (["evaluate", "--model", "runs:/0123456789abcdef/recommender"], "expected a seqrec model"),
+    (["evaluate", "--model", "models:/nobody@champion"], "expected a seqrec model"),
+    (["evaluate", "--model", "{model}", "--k", "0"], "--k: expected a cut-off between 1 and 40"),
+    (["evaluate", "--model", "{model}", "--k", "41"], "--k: expected a cut-off between 1 and 40"),
+    (["evaluate", "--model", "{model}", "--users", "train"], "argument --users: invalid choice: 'train'"),
+    (["evaluate"], "the following arguments are required: --model"),
+    # recommend: histories, ratings and k
+    (["recommend", "--model", "{model}", "--items", "abc"], "--items: expected comma-separated integer MovieIDs"),
+    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "6,1"], "numbers from 0 (unknown) to 5"),
+    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "5"], "one"),
+    (["recommend", "--model", "{model}", "--items", "1000", "--ratings", "x"], "--ratings: expected"),
+    (["recommend", "--model", "{model}", "--items", "1000", "--k", "0"], "--k: expected a number of movies"),
+    (["recommend", "--model", "{model}", "--items", "1000", "--k", "41"], "--k: expected a number of movies"),
+    # prepare: sizes, seeds and paths (bad ratings files: tests/test_hostile_data.py)
+    (["prepare", "{tmp}/ratings.dat", "{tmp}/out", "--n-val", "0"], "expected --n-val and --n-test of at least 1"),
+    (["prepare", "{tmp}/ratings.dat", "{tmp}/out", "--n-test", "-1"], "expected --n-val and --n-test of at least 1"),
+    (["prepare", "{tmp}/ratings.dat", "{tmp}/out", "--seed", "-1"], "argument --seed: expected a seed between"),
+    (["prepare", "{tmp}/absent.dat", "{tmp}/out"], "absent.dat: expected a ratings file"),
+    # tune: budgets, storage, search space, heartbeats
+    (["tune", "--n-trials", "0"], "expected --n-trials and --epochs-per-trial of at least 1"),
+    (["tune", "--epochs-per-trial", "0"], "expected --n-trials and --epochs-per-trial of at least 1"),
+    (["tune", "--timeout", "nan"], "argument --timeout: expected a finite number, got 'nan'"),
+    (["tune", "--seed", "-1"], "argument --seed: expected a seed between 0 and 4294967295"),
+    (["tune", "--heartbeat-interval", "0"], "--heartbeat-interval: expected at least 1 second"),
+    (["tune", "--grace-period", "-5"], "--grace-period: expected at least 1 second"),
+    (["tune", "--search-space", "{tmp}/space.py"], "space.py: expected a search-space file"),
+    (["tune", "--storage", "not a url"], "not a url: expected an SQLAlchemy database URL"),
+    # baselines and report
+    (["baselines", "--methods", "pop,foo"], "argument --methods: choose a comma-separated list of"),
+    (["baselines", "--k", "0"], "--k: expected a cut-off between 1 and 40"),
+    (["baselines", "--knn-neighbours", "0"], "neighbours"),
+    (["baselines", "--mf-factors", "0"], "factors"),
+    (["baselines", "--mf-alpha", "nan"], "argument --mf-alpha: expected a finite number, got 'nan'"),
+    (["baselines", "--mf-reg", "-1"], "reg"),
+    (["baselines", "--mf-iterations", "0"], "iterations"),
+    (["report", "--k", "0"], "--k: expected a cut-off of at least 1"),
+    (["report", "--rnn-run-id", "0123456789abcdef"], "0123456789abcdef"),
+    (["teach"], "argument COMMAND: invalid choice: 'teach'"),
+    ([], "the following arguments are required: COMMAND"),
+]
+NOT_ERRORS = re.compile(r"seqrec: warning:|^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow")  # MLflow creating its store
+NEEDS_DATA = {"train", "evaluate", "recommend", "tune", "baselines"}
+
+
+@pytest.fixture
+def hostile_dir(tmp_path: Path, synthetic_split_dir: Path) -> dict[str, str]:
+    """A valid tiny model beside damaged ones, and a small ratings file."""
+    model_file = tmp_path / "model.keras"
+    scoring_model(build_model(40, hidden=8, embedding=8)).save(model_file)
+    (tmp_path / "text.keras").write_text("not a model\n")
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "truncated.keras").write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    with zipfile.ZipFile(tmp_path / "other.zip.keras", "w") as archive:
+        archive.writestr("readme.txt", "a zip, but no Keras model")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
+    lines = [f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}" for user in range(1, 30)
+             for movie in range(1, 12)]
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
+    return {"split": str(synthetic_split_dir), "model": str(model_file), "tmp": str(tmp_path)}
+
+
+@pytest.mark.parametrize("argv, expected", REFUSED, ids=[" ".join(a[:1] + a[-2:]) for a, _ in REFUSED])
+def test_bad_input_gets_one_line_and_status_2(argv, expected, hostile_dir, mlflow_tracking, capsys, monkeypatch):
+    monkeypatch.setenv("SEQREC_DEBUG", "1")  # a bug must fail this test, not hide behind the last-resort line
+    argv = [part.format(**hostile_dir) for part in argv]
+    if argv and argv[0] in NEEDS_DATA and "--data" not in argv:
+        argv += ["--data", hostile_dir["split"]]
+    status = _main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip() and not NOT_ERRORS.search(line)]
+    assert status == 2, captured.err
+    assert len(lines) == 1, captured.err
+    assert expected.format(**hostile_dir) in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    runs = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    if "out of memory" in expected:  # found while building the model: its run ends FAILED
+        assert [run.info.status for run in runs] == ["FAILED"]
+    else:
+        assert runs == []  # refused before any run
+
+
+def _main(argv: list[str]) -> int:
+    """``main``'s status, argparse's exits included."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def test_a_value_starting_with_a_dash_is_read_as_the_list_it_is():
+    assert attach_list_values(["recommend", "--items", "-5,1000", "--k", "3"]) == [
+        "recommend", "--items=-5,1000", "--k", "3"]
+    assert attach_list_values(["recommend", "--items", "--k", "3"]) == ["recommend", "--items", "--k", "3"]
+
+
+ACCEPTED_WITH_A_WARNING = [
+    (["recommend", "--model", "{model}", "--items", "-5,1000"], "ignored 1 MovieID(s) not in the catalogue: [-5]"),
+    (["recommend", "--model", "{model}", "--items", "1000,99999"], "ignored 1 MovieID(s) not in the catalogue: [99999]"),
+]
+
+
+@pytest.mark.parametrize("argv, warning", ACCEPTED_WITH_A_WARNING)
+def test_documented_handling_says_what_it_did(argv, warning, hostile_dir, mlflow_tracking, capsys, monkeypatch):
+    monkeypatch.setenv("SEQREC_DEBUG", "1")
+    status = _main([part.format(**hostile_dir) for part in argv] + ["--data", hostile_dir["split"]])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert warning in captured.err and "Traceback" not in captured.err
