@@ -196,7 +196,7 @@ def test_a_catalogue_larger_than_the_ids_used_but_named_by_the_mapping_is_a_warn
     stats_line(split_dir, "Full", "n_items", "45")
     with (split_dir / ITEM_MAPPING_FILE).open("a") as handle:
         handle.writelines(f"{i}\t{1000 + i}\tMovie {i} (2000)\n" for i in range(40, 45))
-    with pytest.warns(UserWarning, match=r"items 40\.\.44 of item_id_mapping\.tsv are in no sequence file"):
+    with pytest.warns(UserWarning, match=r"5 of the 45 catalogue items are in no sequence file"):
         split = load_split(split_dir)
     assert split.n_items == 45
 
@@ -221,6 +221,14 @@ def test_a_catalogue_smaller_than_the_ids_used(split_dir):
 def test_a_malformed_stats_table(tmp_path, text, line, fragment):
     path = write(tmp_path / STATS_FILE, text)
     refused(lambda: read_stats(path), path, line, fragment)
+
+
+def test_unused_ids_inside_an_undeclared_catalogue_are_a_warning(tmp_path):
+    """Raw MovieIDs (1, 858, ...) instead of 0-based indexes: the split loads, but not silently."""
+    for name, line in ((TRAIN, "0 1 5 858 4 \n"), (VAL, "1 858 3 \n"), (TEST, "2 1 2 \n")):
+        write(tmp_path / name, line)
+    with pytest.warns(UserWarning, match=r"857 of the 859 catalogue items are in no sequence file"):
+        assert load_split(tmp_path).n_items == 859
 
 
 # ------------------------------------------------------------------------------------- item mapping
@@ -317,6 +325,11 @@ def test_prepare_refuses_an_unwritable_output(tmp_path, monkeypatch):
             tmp_path / "out", None, "permission denied")
 
 
+def test_checksum_of_a_directory_is_refused(tmp_path):
+    """What resolve_data computes first for a ratings file it may have prepared before."""
+    refused(lambda: prepare.sha256_file(tmp_path), tmp_path, None, "is a directory")
+
+
 def test_prepare_refuses_a_ratings_or_movies_path_that_is_a_directory(tmp_path):
     (tmp_path / "dir").mkdir()
     refused(lambda: prepare.prepare_split(tmp_path / "dir", tmp_path / "out", n_val=1, n_test=1),
@@ -330,6 +343,7 @@ def test_prepare_refuses_a_ratings_or_movies_path_that_is_a_directory(tmp_path):
                                                                                   "already on line 1)"),
     ("movies.csv", "movieId,title,genres\n1,\"One (1990),Drama\n2,Two,Drama\n", 2, "unbalanced"),
     ("movies.csv", "movieId,title,genres\n1,One,Drama\n1,Two,Drama\n", 3, "each MovieID once"),
+    ("movies.dat", "1::One (1990)::Drama\n2::T\rwo (1991)::Drama\n", 2, "no carriage return inside a line"),
 ])
 def test_bad_movie_files(tmp_path, name, text, line, fragment):
     path = write(tmp_path / name, text.encode("latin-1"))

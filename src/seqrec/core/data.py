@@ -344,8 +344,16 @@ def stats_rows(path: str | Path) -> dict[str, tuple[int, dict[str, int]]]:
 def _counted(parts: list[Sequences]) -> dict[str, int]:
     """What a ``stats`` row says about these users, counted from the sequences (vectorised)."""
     items = np.concatenate([part.items for part in parts])
-    return {"n_users": sum(len(part) for part in parts), "n_items": int(np.count_nonzero(np.bincount(items))),
+    return {"n_users": sum(len(part) for part in parts), "n_items": distinct_count(items),
             "n_interactions": len(items), "longest_sequence": max(int(part.lengths.max()) for part in parts)}
+
+
+def distinct_count(items: np.ndarray) -> int:
+    """Number of distinct ids: a bincount when they are dense (ten times faster than np.unique), never an array
+    as long as a huge id."""
+    if len(items) and int(items.max()) < 4 * len(items) + (1 << 16):
+        return int(np.count_nonzero(np.bincount(items)))
+    return len(np.unique(items))
 
 
 def _check_stats(path: Path, rows: dict[str, tuple[int, dict[str, int]]], sets: dict[str, Sequences]) -> None:
@@ -550,16 +558,18 @@ def _where(directory: Path, names: list[str], sizes: list[int], row: int) -> tup
 def _check_catalogue_is_used(directory: Path, sets: dict[str, Sequences], n_items: int,
                              stats: dict[str, tuple[int, dict[str, int]]], mapped: bool) -> None:
     """A catalogue larger than the ids in use builds a model with items no one ever rated: refused when only
-    ``stats`` claims them, a warning when ``item_id_mapping.tsv`` names them (they can still be recommended)."""
-    used = max(int(sequences.items.max()) for sequences in sets.values()) + 1
-    if n_items <= used:
-        return
-    if not mapped:
+    ``stats`` claims them, a warning when ``item_id_mapping.tsv`` names them (they can still be recommended) or
+    when ids in between are unused (raw MovieIDs instead of 0-based indexes?)."""
+    items = np.concatenate([sequences.items for sequences in sets.values()])
+    used = int(items.max()) + 1
+    if n_items > used and not mapped:
         raise DataError(directory / STATS_FILE, stats["Full"][0], f"a Full row with n_items at most {used}: the "
                         f"sequence files use item ids 0..{used - 1} and there is no {ITEM_MAPPING_FILE} naming "
                         "more items", str(n_items))
-    warnings.warn(f"{directory}: items {used}..{n_items - 1} of {ITEM_MAPPING_FILE} are in no sequence file; "
-                  "the model never sees them rated", stacklevel=3)
+    unused = n_items - distinct_count(items)
+    if unused:
+        warnings.warn(f"{directory}: {unused} of the {n_items} catalogue items are in no sequence file; the model "
+                      "never sees them rated", stacklevel=3)
 
 
 def split_half(sequences: Sequences) -> tuple[Sequences, Sequences]:

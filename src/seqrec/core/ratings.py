@@ -213,6 +213,8 @@ def _dat_titles(path: Path, text: str) -> list[tuple[int, int, str]]:
         if not line.strip():
             continue
         fields = line.split("::")
+        if "\r" in line:  # it would end the title's row in item_id_mapping.tsv
+            raise DataError(path, line_no, "lines ending in \\n or \\r\\n (no carriage return inside a line)", line)
         if len(fields) < 2 or not _is_int(fields[0]):
             raise DataError(path, line_no, "'MovieID::Title::Genres' with an integer MovieID", line)
         entries.append((line_no, int(fields[0]), "::".join(fields[1:-1]) if len(fields) > 2 else fields[1]))
