@@ -36,7 +36,8 @@ def write_synthetic_split(directory: Path, n_train: int = 120, n_val: int = 20, 
     for name, sequences in sets.items():
         write_sequences(directory / SEQUENCE_FILES[name], sequences)
     rows = ["set\tn_users\tn_items\tn_interactions\tlongest_sequence",
-            f"Full\t{n_train + n_val + n_test}\t{n_items}\t{sum(len(s.items) for s in sets.values())}\t30"]
+            f"Full\t{n_train + n_val + n_test}\t{n_items}\t{sum(len(s.items) for s in sets.values())}"
+            f"\t{max(s.lengths.max() for s in sets.values())}"]
     rows += [f"{name.title()}\t{len(s)}\t{len(np.unique(s.items))}\t{len(s.items)}\t{s.lengths.max()}"
              for name, s in sets.items()]
     (directory / STATS_FILE).write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -89,11 +89,20 @@ def test_read_csv_with_utf8_bom(tmp_path):
     assert ratings.read_ratings(path).user.tolist() == [7]
 
 
-def test_read_quoted_csv_and_duplicates_allowed(tmp_path):
+def test_read_quoted_csv(tmp_path):
     path = tmp_path / "ratings.csv"
-    path.write_text('userId,movieId,rating,timestamp\n"1","2","3","4"\n1,2,5,6\n', encoding="utf-8")
+    path.write_text('userId,movieId,rating,timestamp\n"1","2","3","4"\n1,3,5,6\n', encoding="utf-8")
     table = ratings.read_ratings(path)
     assert table.user.tolist() == [1, 1] and table.rating.tolist() == [3.0, 5.0]
+
+
+def test_a_pair_rated_twice_is_refused_with_both_lines(tmp_path):
+    """Which of the two ratings, at which time, would the sequence hold? (see tests/test_hostile_data.py too)"""
+    path = tmp_path / "ratings.csv"
+    path.write_text('userId,movieId,rating,timestamp\n"1","2","3","4"\n1,3,5,6\n1,2,5,6\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"ratings\.csv:4: expected each \(user, movie\) pair once \(user 1 already "
+                       r"rated movie 2 on line 2\)"):
+        ratings.read_ratings(path)
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,13 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences,
-                              write_item_mapping, write_sequences, write_timestamps)
+                              os_error, write_item_mapping, write_sequences, write_timestamps)
 from seqrec.core.ratings import read_movie_titles, read_ratings
 
 PREPARE_FILE = "prepare.json"
@@ -39,10 +40,14 @@ def first_appearance_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks; an unreadable file is a :class:`DataError`."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with Path(path).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise os_error(path, "a readable file", error) from None
     return digest.hexdigest()
 
 
@@ -115,6 +120,7 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
     ratings_path, out_dir = Path(ratings_path), Path(out_dir)
     if n_val < 1 or n_test < 1:
         raise ValueError(f"n_val and n_test must be at least 1 (got n_val={n_val}, n_test={n_test})")
+    _check_target(out_dir)  # before the work, not after it
     movies = Path(movies_path) if movies_path is not None else _default_movies_path(ratings_path)
     table = read_ratings(ratings_path)
     titles = read_movie_titles(movies) if movies is not None else {}
@@ -135,39 +141,71 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
     full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool))
     sets = {name: _set_sequences(users, items, ratings, n_users, group == code)
             for code, name in enumerate(("train", "val", "test"))}
+    record = {
+        "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
+                    "random val/test users without replacement",
+        "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
+        "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
+        "seed": seed, "n_val": n_val, "n_test": n_test, "n_users": n_users, "n_items": n_items,
+        "n_interactions": len(table), "seqrec_version": _package_version(),
+    }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    def write(directory: Path) -> None:
         for name, sequences in sets.items():
-            write_sequences(tmp / SEQUENCE_FILES[name], sequences)
-        write_timestamps(tmp / TIMESTAMPS_FILE, sets["train"], train_times)
-        _write_stats(tmp / STATS_FILE, full, sets)
-        write_item_mapping(tmp / ITEM_MAPPING_FILE, movie_original,
+            write_sequences(directory / SEQUENCE_FILES[name], sequences)
+        write_timestamps(directory / TIMESTAMPS_FILE, sets["train"], train_times)
+        _write_stats(directory / STATS_FILE, full, sets)
+        write_item_mapping(directory / ITEM_MAPPING_FILE, movie_original,
                            [titles.get(int(movie), "") for movie in movie_original])
-        record = {
-            "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
-                        "random val/test users without replacement",
-            "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
-            "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
-            "seed": seed, "n_val": n_val, "n_test": n_test, "n_users": n_users, "n_items": n_items,
-            "n_interactions": len(table), "seqrec_version": _package_version(),
-        }
-        (tmp / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (directory / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    _write_atomically(out_dir, write)
+    return out_dir
+
+
+OUT_DIR_EXPECTED = "an output directory that can be written (empty, new, or written by prepare_split)"
+
+
+def _write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """``write`` the files into a temporary sibling of ``out_dir``, then move it there: never half-written.
+    A directory the OS will not let us create or write is a :class:`DataError` naming it."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as error:
+        raise os_error(out_dir.parent, OUT_DIR_EXPECTED, error) from None
+    try:
+        write(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         _replace_dir(tmp, out_dir)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise os_error(out_dir, OUT_DIR_EXPECTED, error) from None
         raise
-    return out_dir
+
+
+def _check_target(target: Path) -> None:
+    """Refuse to replace a file, or a directory holding anything but a split written here (prepare.json)."""
+    try:
+        existing = next(path for path in (target, *target.parents) if path.exists())
+        if existing != target and not existing.is_dir():
+            raise DataError(existing, None, f"a directory to hold {target.name}", "a file")
+        if not target.exists():
+            return
+        if not target.is_dir():
+            raise DataError(target, None, "a directory for the split", "an existing file; refusing to overwrite it")
+        if any(target.iterdir()) and not (target / PREPARE_FILE).is_file():
+            raise DataError(target, None, "an empty directory or one written by prepare_split (with prepare.json)",
+                            "an existing directory with other content; refusing to overwrite it")
+    except OSError as error:
+        raise os_error(target, OUT_DIR_EXPECTED, error) from None
 
 
 def _replace_dir(new: Path, target: Path) -> None:
     """Move the finished ``new`` directory to ``target`` with renames only (never half-written)."""
+    _check_target(target)  # again: it may have changed while the split was computed
     if target.exists():
-        if not target.is_dir() or (any(target.iterdir()) and not (target / PREPARE_FILE).is_file()):
-            raise DataError(target, None, "an empty directory or one written by prepare_split (with prepare.json)",
-                            "an existing directory with other content; refusing to overwrite it")
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, old / target.name)
         os.replace(new, target)

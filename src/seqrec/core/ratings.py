@@ -8,10 +8,12 @@ import io
 from dataclasses import dataclass
 from operator import methodcaller
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from seqrec.core.data import DataError
+from seqrec.core.data import (MAX_INT64, DataError, csv_rows, first_duplicate, is_number, parse_numbers,
+                              read_bytes)
 
 _COLUMN_NAMES = {  # normalised header name (lower case, no '_') -> column role
     "userid": "user", "user": "user",
@@ -20,6 +22,13 @@ _COLUMN_NAMES = {  # normalised header name (lower case, no '_') -> column role
     "timestamp": "timestamp",
 }
 _ROLES = ("user", "movie", "rating", "timestamp")
+MIN_STARS, MAX_STARS = 0.5, 5.0  # MovieLens 10M and later have half stars; ML-1M has 1..5
+_COLUMN_RULES = {  # role -> (what is expected, lowest, highest, integer)
+    "user": ("a non-negative integer user id", 0, MAX_INT64, True),
+    "movie": ("a non-negative integer movie id", 0, MAX_INT64, True),
+    "rating": (f"a numeric rating of {MIN_STARS:g} to {MAX_STARS:g} stars", MIN_STARS, MAX_STARS, False),
+    "timestamp": ("a non-negative integer timestamp (seconds)", 0, MAX_INT64, True),
+}
 
 
 @dataclass(frozen=True)
@@ -42,48 +51,82 @@ def read_ratings(path: str | Path) -> RatingsTable:
     """Read ``UserID::MovieID::Rating::Timestamp`` (MovieLens .dat) or a CSV/TSV with a header.
 
     Every malformed line is reported as a :class:`DataError` with file and line number, so a bad
-    download or a wrong file fails with a message instead of a numpy traceback.
+    download or a wrong file fails with a message instead of a numpy traceback; so is a value that would
+    make a wrong split: a negative id or timestamp, a rating outside 0.5..5 stars, a (user, movie) pair
+    rated twice (which rating, at which time, would the sequence hold?).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "a ratings file (UserID::MovieID::Rating::Timestamp or a CSV with a header)",
-                        "no such file")
     # latin-1 never fails to decode; ids/ratings/timestamps are ASCII in every accepted format.
-    text = path.read_text(encoding="latin-1")
-    lines = text.removeprefix("\xef\xbb\xbf").splitlines()  # a UTF-8 byte-order mark seen through latin-1
+    raw = read_bytes(path, "a ratings file (UserID::MovieID::Rating::Timestamp or a CSV with a header)")
+    text = raw.decode("latin-1")
+    # A UTF-8 BOM seen through latin-1 is dropped; lines end at \n only, so line numbers are the editor's.
+    lines = text.removeprefix("\xef\xbb\xbf").replace("\r\n", "\n").split("\n")
     numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise DataError(path, 1, "ratings lines 'UserID::MovieID::Rating::Timestamp' or a CSV header",
                         "empty file")
+    layout = _layout(path, numbered)
+    line_numbers = np.array([number for number, _ in layout.body], dtype=np.int64)
+    body_lines = [line for _, line in layout.body]
+    fields = _split_fields(path, body_lines, line_numbers, layout.delimiter, layout.width, layout.expected)
+    values = {role: parse_numbers(path, fields[layout.columns[role]], line_numbers, expected, low, high, integer)
+              for role, (expected, low, high, integer) in _COLUMN_RULES.items()}
+    table = RatingsTable(user=values["user"], movie=values["movie"], rating=values["rating"].astype(np.float32),
+                         timestamp=values["timestamp"])
+    _refuse_repeated_pairs(path, table, line_numbers, body_lines)
+    return table
+
+
+class _Layout(NamedTuple):
+    body: list[tuple[int, str]]  # (line number, line) of every rating line
+    delimiter: str
+    width: int  # fields per line
+    columns: dict[str, int]  # role -> field index
+    expected: str  # what a line should look like, for messages
+
+
+def _layout(path: Path, numbered: list[tuple[int, str]]) -> _Layout:
+    """Which format the file is in (from its first non-blank line) and where each column is."""
     first_no, first = numbered[0]
     if "::" in first:
-        body, delimiter, width = [(number, line.strip()) for number, line in numbered], "::", 4
-        columns = dict(zip(_ROLES, range(4)))
-        expected = "4 '::'-separated fields UserID::MovieID::Rating::Timestamp"
+        return _Layout([(number, line.strip()) for number, line in numbered], "::", 4, dict(zip(_ROLES, range(4))),
+                       "4 '::'-separated fields UserID::MovieID::Rating::Timestamp")
+    delimiter = "\t" if "\t" in first else "," if "," in first else None
+    if delimiter is None:
+        raise DataError(path, first_no, "'UserID::MovieID::Rating::Timestamp' or a comma/tab separated header "
+                        "such as 'userId,movieId,rating,timestamp'", first)
+    header = [name.strip() for name in next(csv.reader([first], delimiter=delimiter))]
+    body = numbered[1:]
+    if all(_is_int(name) for name in header[:2]):
+        if len(header) != 4:  # headerless: only the canonical 4-column order is unambiguous
+            raise DataError(path, first_no, "a header line naming the columns (userId, movieId, rating, "
+                            "timestamp)", first)
+        columns, body = dict(zip(_ROLES, range(4))), numbered
     else:
-        delimiter = "\t" if "\t" in first else "," if "," in first else None
-        if delimiter is None:
-            raise DataError(path, first_no, "'UserID::MovieID::Rating::Timestamp' or a comma/tab separated header "
-                            "such as 'userId,movieId,rating,timestamp'", first)
-        header = [name.strip() for name in next(csv.reader([first], delimiter=delimiter))]
-        width, body = len(header), numbered[1:]
-        if all(_is_int(name) for name in header[:2]):
-            if width != 4:  # headerless: only the canonical 4-column order is unambiguous
-                raise DataError(path, first_no, "a header line naming the columns (userId, movieId, rating, "
-                                "timestamp)", first)
-            columns, body = dict(zip(_ROLES, range(4))), numbered
-        else:
-            columns = _header_columns(path, first_no, header)
-        if not body:
-            raise DataError(path, first_no + 1, "at least one rating line after the header", "end of file")
-        expected = f"{width} {'tab' if delimiter == chr(9) else 'comma'}-separated fields like the header"
-    line_numbers = np.array([number for number, _ in body], dtype=np.int64)
-    fields = _split_fields(path, [line for _, line in body], line_numbers, delimiter, width, expected)
-    user = _int_column(path, fields[columns["user"]], line_numbers, "an integer user id")
-    movie = _int_column(path, fields[columns["movie"]], line_numbers, "an integer movie id")
-    rating = _float_column(path, fields[columns["rating"]], line_numbers, "a numeric rating")
-    timestamp = _int_column(path, fields[columns["timestamp"]], line_numbers, "an integer timestamp (seconds)")
-    return RatingsTable(user=user, movie=movie, rating=rating.astype(np.float32), timestamp=timestamp)
+        columns = _header_columns(path, first_no, header)
+    if not body:
+        raise DataError(path, first_no + 1, "at least one rating line after the header", "end of file")
+    return _Layout(body, delimiter, len(header), columns,
+                   f"{len(header)} {'tab' if delimiter == chr(9) else 'comma'}-separated fields like the header")
+
+
+def _refuse_repeated_pairs(path: Path, table: RatingsTable, line_numbers: np.ndarray, lines: list[str]) -> None:
+    repeated = first_duplicate(_pair_keys(table.user, table.movie))
+    if repeated is not None:
+        later, earlier = repeated
+        raise DataError(path, int(line_numbers[later]), f"each (user, movie) pair once (user {table.user[later]} "
+                        f"already rated movie {table.movie[later]} on line {line_numbers[earlier]})", lines[later])
+
+
+def _pair_keys(user: np.ndarray, movie: np.ndarray) -> np.ndarray:
+    """One int64 per (user, movie) pair, equal exactly when both ids are (ids are non-negative here)."""
+    if not len(user):
+        return user
+    width = int(movie.max()) + 1
+    if int(user.max()) >= MAX_INT64 // width - 1:  # huge ids: renumber them 0..k-1 first
+        user, movie = (np.unique(ids, return_inverse=True)[1].reshape(-1) for ids in (user, movie))
+        width = int(movie.max()) + 1
+    return user * width + movie
 
 
 def _header_columns(path: Path, line_no: int, header: list[str]) -> dict[str, int]:
@@ -108,7 +151,7 @@ def _split_fields(path: Path, lines: list[str], line_numbers: np.ndarray, delimi
     """
     quoted = delimiter != "::" and any('"' in line for line in lines)
     if quoted:  # real CSV quoting: let the csv module handle it
-        rows = list(csv.reader(lines, delimiter=delimiter))
+        rows = _quoted_rows(path, lines, line_numbers, delimiter)
         widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     else:
         widths = np.fromiter(map(methodcaller("count", delimiter), lines), dtype=np.int64, count=len(lines)) + 1
@@ -122,73 +165,73 @@ def _split_fields(path: Path, lines: list[str], line_numbers: np.ndarray, delimi
     return [tokens[column::width] for column in range(width)]
 
 
+def _quoted_rows(path: Path, lines: list[str], line_numbers: np.ndarray, delimiter: str) -> list[list[str]]:
+    """CSV rows of ``lines``, exactly one per line: an unbalanced quote would silently swallow the next lines."""
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines), newline=""), delimiter=delimiter))
+    except csv.Error as error:
+        raise DataError(path, None, "comma/tab-separated fields", str(error)) from None
+    if len(rows) != len(lines):
+        row = next(i for i, fields in enumerate(rows) if any("\n" in field for field in fields))
+        raise DataError(path, int(line_numbers[row]), "one rating a line (an unbalanced '\"'?)", lines[row])
+    return rows
+
+
 def _is_int(text: str) -> bool:
-    """Parses as an int that fits int64 (what the numpy fast path accepts)."""
-    try:
-        return -(2**63) <= int(text) < 2**63
-    except ValueError:
-        return False
-
-
-def _is_finite_float(text: str) -> bool:
-    try:
-        return bool(np.isfinite(float(text)))
-    except ValueError:
-        return False
-
-
-def _int_column(path: Path, values: list[str], line_numbers: np.ndarray, expected: str) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.int64)
-    except (ValueError, OverflowError):
-        pass  # slow path only on error: find the first offending line to report it
-    row = next((i for i, value in enumerate(values) if not _is_int(value)), 0)
-    raise DataError(path, int(line_numbers[row]), expected, values[row])
-
-
-def _float_column(path: Path, values: list[str], line_numbers: np.ndarray, expected: str) -> np.ndarray:
-    try:
-        column = np.array(values, dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(column))
-    except ValueError:
-        bad = np.array([next((i for i, value in enumerate(values) if not _is_finite_float(value)), 0)])
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(path, int(line_numbers[row]), expected, values[row])
-    return column
+    """A plain ASCII integer that fits int64 (what :func:`parse_numbers` accepts)."""
+    return is_number(text, True, -MAX_INT64 - 1, MAX_INT64)
 
 
 def read_movie_titles(path: str | Path) -> dict[int, str]:
-    """MovieID -> title from MovieLens ``movies.dat`` (``MovieID::Title::Genres``, ISO-8859-1) or a CSV."""
+    """MovieID -> title from MovieLens ``movies.dat`` (``MovieID::Title::Genres``, ISO-8859-1) or a CSV.
+
+    A MovieID listed twice is refused: which of its titles the item should get is not for us to guess.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "a movies file (MovieID::Title::Genres)", "no such file")
-    raw = path.read_bytes()
+    raw = read_bytes(path, "a movies file (MovieID::Title::Genres or a CSV with movieId and title)")
     try:
-        text = raw.decode("utf-8") if path.suffix.lower() == ".csv" else raw.decode("latin-1")
+        text = raw.decode("utf-8-sig") if path.suffix.lower() == ".csv" else raw.decode("latin-1")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    lines = text.splitlines()
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    entries = _dat_titles(path, text) if "::" in first or not first else _csv_titles(path, text)
     titles: dict[int, str] = {}
-    if lines and "::" not in lines[0]:  # CSV such as ml-latest's movies.csv: movieId,title,genres
-        rows = list(csv.reader(io.StringIO(text)))
-        header = [name.lower().replace("_", "") for name in rows[0]] if rows else []
-        if "movieid" not in header or "title" not in header:
-            raise DataError(path, 1, "'MovieID::Title::Genres' lines or a CSV header with movieId and title",
-                            lines[0])
-        id_col, title_col = header.index("movieid"), header.index("title")
-        for line_no, row in enumerate(rows[1:], start=2):
-            if not row:
-                continue
-            if len(row) <= max(id_col, title_col) or not _is_int(row[id_col]):
-                raise DataError(path, line_no, "an integer movieId and a title", ",".join(row))
-            titles[int(row[id_col])] = row[title_col]
-        return titles
-    for line_no, line in enumerate(lines, start=1):
+    line_of: dict[int, int] = {}
+    for line_no, movie, title in entries:  # one entry per movie: thousands, not millions
+        if movie in line_of:
+            raise DataError(path, line_no, f"each MovieID once (movie {movie} is already on line {line_of[movie]})",
+                            title)
+        titles[movie], line_of[movie] = title, line_no
+    return titles
+
+
+def _dat_titles(path: Path, text: str) -> list[tuple[int, int, str]]:
+    """(line, MovieID, title) of ``MovieID::Title::Genres`` lines (lines end at \\n only: latin-1 \\x85 is
+    a character, not a line break)."""
+    entries = []
+    for line_no, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
         if not line.strip():
             continue
         fields = line.split("::")
+        if "\r" in line:  # it would end the title's row in item_id_mapping.tsv
+            raise DataError(path, line_no, "lines ending in \\n or \\r\\n (no carriage return inside a line)", line)
         if len(fields) < 2 or not _is_int(fields[0]):
             raise DataError(path, line_no, "'MovieID::Title::Genres' with an integer MovieID", line)
-        titles[int(fields[0])] = "::".join(fields[1:-1]) if len(fields) > 2 else fields[1]
-    return titles
+        entries.append((line_no, int(fields[0]), "::".join(fields[1:-1]) if len(fields) > 2 else fields[1]))
+    return entries
+
+
+def _csv_titles(path: Path, text: str) -> list[tuple[int, int, str]]:
+    """(line, movieId, title) of a CSV such as ml-latest's movies.csv (``movieId,title,genres``)."""
+    lines, rows = csv_rows(path, text, ",")
+    header = [name.lower().replace("_", "") for name in rows[0]]
+    if "movieid" not in header or "title" not in header:
+        raise DataError(path, int(lines[0]), "'MovieID::Title::Genres' lines or a CSV header with movieId and title",
+                        ",".join(rows[0]))
+    id_col, title_col = header.index("movieid"), header.index("title")
+    entries = []
+    for line_no, row in zip(lines[1:].tolist(), rows[1:]):
+        if len(row) <= max(id_col, title_col) or not _is_int(row[id_col]):
+            raise DataError(path, line_no, "an integer movieId and a title", ",".join(row))
+        entries.append((line_no, int(row[id_col]), row[title_col]))
+    return entries
