@@ -24,8 +24,8 @@ from seqrec.core.sampling import imputed_target_mask
 from seqrec.core.scoring import evaluate_scores, format_table, score_users
 from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
-from seqrec.experiment.plots import log_run_plots
 from seqrec.experiment.owners import close_orphaned_runs, owner
+from seqrec.experiment.plots import log_run_plots
 from seqrec.experiment.records import log_data, log_params_once
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
 from seqrec.experiment.serve import log_recommender
