@@ -20,8 +20,9 @@ from seqrec.core.model import n_items_of
 from seqrec.core.scoring import evaluate_users
 from seqrec.experiment.cli import main
 from seqrec.experiment.serve import load_model
-from seqrec.experiment.tune import (RUN_ID_ATTR, PruningCallback, load_search_space, open_storage, run_study,
-                                    trial_config)
+from seqrec.experiment.owners import HOST_TAG
+from seqrec.experiment.tune import (OWNER_ATTR, RUN_ID_ATTR, PruningCallback, load_search_space, open_storage,
+                                    run_study, trial_config)
 
 pytestmark = pytest.mark.slow  # every test here runs a study or a trial
 
@@ -256,8 +257,8 @@ def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial
 
 
 @pytest.mark.slow
-def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path, synthetic_split_dir,
-                                                                         mlflow_tracking):
+def test_worker_lost_elsewhere_loses_no_finished_trial_and_its_trial_is_retried_after_the_grace_period(
+        tmp_path, synthetic_split_dir, mlflow_tracking):
     space = tmp_path / "space.py"
     space.write_text(TINY_SPACE)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -283,10 +284,15 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
         log.close()
     killed = _trials(storage, "crash")
     assert [t.state for t in killed] == [TrialState.COMPLETE, TrialState.RUNNING]
+    # as if the worker had run on another host: only its missing heartbeats tell that it is lost
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("crash"), 1)
+    storage.set_trial_user_attr(trial_id, OWNER_ATTR,
+                                {**killed[1].user_attrs[OWNER_ATTR], HOST_TAG: "elsewhere.invalid"})
 
     rerun = subprocess.run([*command, "--n-trials", "1"], capture_output=True, text=True, env=env_with_src(),
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "trial 1 of study" not in rerun.stderr  # failed by the heartbeat check, not as a dead local worker's
     after = _trials(storage, "crash")
     assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert (after[0].value, after[0].params, after[0].user_attrs) == \
@@ -296,5 +302,6 @@ def test_killed_worker_loses_no_finished_trial_and_its_trial_is_retried(tmp_path
     lost = client.get_run(killed[1].user_attrs[RUN_ID_ATTR])
     assert lost.info.status == "KILLED" and lost.data.tags["optuna.state"].startswith("FAIL")
     assert after[2].user_attrs[RUN_ID_ATTR] != lost.info.run_id
+    assert mlflow.search_runs(filter_string="attributes.status = 'RUNNING'", output_format="list") == []
     assert client.get_model_version_by_alias("seqrec", "champion").run_id in {
         after[0].user_attrs[RUN_ID_ATTR], after[2].user_attrs[RUN_ID_ATTR]}

@@ -1,5 +1,7 @@
 """Each baseline of :mod:`seqrec.core.baselines` in its own MLflow run (run name = baseline name, tag ``method``),
-with validation (``val_``) and test (``test_``) metrics: what ``seqrec report`` puts beside RNN-CCE."""
+with validation (``val_``) and test (``test_``) metrics: what ``seqrec report`` puts beside RNN-CCE. Like a training
+run, the baselines first end the runs that killed processes of this host left RUNNING
+(:func:`seqrec.experiment.owners.close_orphaned_runs`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from seqrec.core.baselines import BASELINES, Baseline, evaluate_baseline, make_b
 from seqrec.core.data import DataError, Split
 from seqrec.core.metrics import format_metric, mlflow_name
 from seqrec.core.ties import tie_order_name, train_tie_order
+from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
 
@@ -44,6 +47,7 @@ def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASEL
     if ties is not None:
         split = replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))
     run_params = {"k": k, "tie_order_used": tie_order_name(ties)}
+    close_orphaned_runs()
     # Under `mlflow run` the entry point's run (MLFLOW_RUN_ID) becomes the parent of one nested run per
     # baseline; otherwise the first baseline would resume it and the others would be unrelated runs.
     with entry_point_run("baselines") as parent:
@@ -55,7 +59,7 @@ def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASEL
 
 def _run_one(model: Baseline, split: Split, k: int, run_params: dict[str, object], nested: bool) -> BaselineRun:
     with mlflow.start_run(run_name=model.name, nested=nested) as run:
-        mlflow.set_tags({"method": model.method, "seqrec.kind": "baseline"})
+        mlflow.set_tags({"method": model.method, "seqrec.kind": "baseline", **owner()})
         log_params_once({**model.params(), **run_params})
         log_data(split)
         started = time.perf_counter()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import mlflow
 
 from seqrec.core.data import Split
+from seqrec.experiment.owners import owner
 
 
 def param_value(value: object) -> object:
@@ -39,9 +40,11 @@ def log_data(split: Split) -> None:
 @contextlib.contextmanager
 def entry_point_run(run_name: str) -> Iterator[mlflow.ActiveRun | None]:
     """The run of an entry point that logs results but is no training run (evaluate, recommend, prepare, ...):
-    under `mlflow run` (``MLFLOW_RUN_ID`` set) that run, which it ends; otherwise none (the command only prints)."""
+    under `mlflow run` (``MLFLOW_RUN_ID`` set) that run, which it ends; otherwise none (the command only prints).
+    The entry point's process, not the `mlflow run` launcher, is tagged as the run's owner."""
     if mlflow.active_run() is not None or not os.environ.get("MLFLOW_RUN_ID"):
         yield mlflow.active_run()
         return
     with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags(owner())
         yield run

@@ -3,7 +3,9 @@
 
 The run training into a backup directory is recorded there (:func:`record_run`); running the same command
 again reopens it (:func:`run_to_continue`) and logs the curve points the killed process had not sent yet
-(:func:`log_missing_epochs`).
+(:func:`log_missing_epochs`). Under `mlflow run` the restart trains into the launcher's new run instead, and the
+killed run, which its dead process left RUNNING, is ended as KILLED
+(:func:`seqrec.experiment.owners.close_orphaned_runs`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def run_to_continue(backup_dir: Path | None) -> tuple[str | None, str | None]:
 
     The interrupted attempt's MLflow run is reopened when this process is free to choose its run (no
     active run, no ``MLFLOW_RUN_ID`` set by ``mlflow run``) and the run still exists in this tracking
-    store; otherwise a new run is started and the interrupted one is only named (for a tag).
+    store; otherwise a new run is started and the interrupted one is only named (for a tag; the caller ends it).
     """
     file = backup_dir / RUN_FILE if backup_dir is not None else None
     if file is None or not file.is_file():

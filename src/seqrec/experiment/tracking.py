@@ -2,7 +2,9 @@
 
 A training run logs its params (booleans as ``true``/``false``, the value used), the data it read
 (:func:`seqrec.experiment.records.log_data`), per-epoch curves, best-epoch validation metrics, test metrics,
-plots and the serving model ``recommender``.
+plots and the serving model ``recommender``. Each run is tagged with the process that owns it
+(:mod:`seqrec.experiment.owners`), and a training run first ends the runs that killed processes of this host left
+RUNNING.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from seqrec.core.sampling import imputed_target_mask
 from seqrec.core.scoring import evaluate_scores, format_table, score_users
 from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
+from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
 from seqrec.experiment.records import log_data, log_params_once
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
@@ -66,11 +69,16 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
     ``nested``/``callbacks``/``evaluate_test=False`` serve tuning: a trial is a nested run whose
     pruning callback sees the validation curve and which never touches the test users.
     ``backup_dir`` makes the run resumable (:mod:`seqrec.experiment.resume`): run again after a kill or a
-    crash, it continues the interrupted MLflow run from its last completed epoch.
+    crash, it continues the interrupted MLflow run from its last completed epoch. A top-level run first ends
+    (KILLED) the runs left RUNNING by dead processes of this host, the interrupted one too when a new run
+    replaces it (``mlflow run``).
     """
     name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
     reopen, interrupted = run_to_continue(backup_dir) if not nested else (None, None)
+    if not nested:
+        close_orphaned_runs(keep=(reopen,))
     with mlflow.start_run(run_id=reopen, run_name=None if reopen else name, nested=nested) as run:
+        mlflow.set_tags(owner())
         if backup_dir is not None:
             record_run(backup_dir, run.info.run_id)
             if interrupted is not None and interrupted != run.info.run_id:

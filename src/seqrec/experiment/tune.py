@@ -9,7 +9,11 @@
 * The study lives in an Optuna RDB storage (any SQLAlchemy URL): running the command again with the
   same ``--study-name`` adds ``--n-trials`` more trials to it, and several processes pointed at the
   same storage (and the same MLflow tracking server) work on one study together. A worker that dies
-  mid-trial stops sending heartbeats; its trial is marked failed and re-queued with the same params.
+  mid-trial stops sending heartbeats; after the grace period its trial is marked failed, its MLflow run
+  KILLED, and its params re-queued. Each trial records its worker (:func:`seqrec.experiment.owners.owner`),
+  so a worker started on the same host fails and re-queues a dead worker's trials at once, and ends the
+  MLflow runs it left RUNNING (the parent's too) as KILLED. Interrupted (Ctrl-C), a worker fails its trial
+  and ends its runs FAILED.
 * Each invocation is one parent MLflow run; each trial is a nested run (params, per-epoch validation
   curve, best-epoch metrics, its model). After the study the parent gets the best params and value,
   plots of the study, and the best trial's test metrics; the best trial's serving model (the pyfunc
@@ -20,7 +24,9 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import sys
 import tempfile
 import time
 import warnings
@@ -40,12 +46,14 @@ from seqrec.core.metrics import mlflow_name
 from seqrec.core.model import keras
 from seqrec.core.scoring import check_catalogue, evaluate_users, format_table
 from seqrec.experiment.errors import TuningError
+from seqrec.experiment.owners import close_orphaned_runs, owner, owner_is_gone
 from seqrec.experiment.records import log_data
 from seqrec.experiment.serve import MODEL_NAME, load_recommender
 from seqrec.experiment.settings import CHAMPION, DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, REGISTERED_MODEL
 from seqrec.experiment.tracking import train_run
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
+OWNER_ATTR = "owner"  # trial user attribute: the worker process running it (seqrec.experiment.owners.owner)
 VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
 STARTUP_TRIALS = 8  # random trials before TPE models the search space
@@ -152,7 +160,11 @@ def shown_url(url: str) -> str:
 
 
 class _RetryStale:
-    """Heartbeat-stale trial (its worker died): mark its MLflow run KILLED, re-queue its params."""
+    """Trial of a dead worker (stale heartbeat, or owner gone): mark its MLflow run KILLED, re-queue its params.
+
+    The retry inherits the trial's user attributes, but not its owner or MLflow run: until the retry's own
+    objective records them, the dead worker's would make it look orphaned too.
+    """
 
     def __init__(self, max_retry: int | None):
         with warnings.catch_warnings():
@@ -161,8 +173,34 @@ class _RetryStale:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if RUN_ID_ATTR in trial.user_attrs:
-            _end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED", "FAIL (worker lost: no heartbeat)")
+            _end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED", "FAIL (worker lost)")
+        trial = copy.copy(trial)
+        trial.user_attrs = {name: value for name, value in trial.user_attrs.items()
+                            if name not in (OWNER_ATTR, RUN_ID_ATTR)}
         self.retry(study, trial)
+
+
+def fail_orphaned_trials(study: optuna.Study, storage: optuna.storages.RDBStorage) -> list[int]:
+    """Fail the RUNNING trials whose worker on this host is gone and hand them to the storage's stale-trial
+    callback (:class:`_RetryStale`), as Optuna's heartbeat check does, without waiting for the grace period.
+    Returns their numbers; another host's trials are left to the heartbeats."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not owner_is_gone(trial.user_attrs.get(OWNER_ATTR, {})):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        print(f"seqrec: trial {trial.number} of study {study.study_name!r} was left RUNNING by process "
+              f"{trial.user_attrs[OWNER_ATTR].get('seqrec.pid')}, which is gone: marked FAIL and re-queued",
+              file=sys.stderr)
+        storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial_id))
+        failed.append(trial.number)
+    return failed
 
 
 def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int = 60, grace_period: int | None = None,
@@ -307,6 +345,7 @@ def _percent(metrics: dict[str, float], name: str) -> str:
 
 def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_name: str, source: str) -> Callable:
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(OWNER_ATTR, owner())
         config = trial_config(suggest(trial), epochs, seed, source)
         recorder = _RecordRun(trial, study_name)
         pruning = PruningCallback(trial, mlflow_name(f"sps@{config.k}", "val_"))
@@ -331,11 +370,13 @@ def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_na
 def create_study(split: Split, study_name: str, storage: str, seed: int, warmup_epochs: int,
                  pruner: optuna.pruners.BasePruner | None, **storage_options) -> optuna.Study:
     """The study ``study_name`` in ``storage`` (created, or loaded to continue it), with a TPE sampler seeded with
-    ``seed`` plus the trials already there, so a resumed study does not replay its first random trials."""
+    ``seed`` plus the trials already there, so a resumed study does not replay its first random trials.
+    Trials that a dead worker of this host left RUNNING are failed and re-queued first."""
     rdb = open_storage(storage, **storage_options)
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
     study = optuna.create_study(study_name=study_name, storage=rdb, direction="maximize", load_if_exists=True,
                                 pruner=pruner)
+    fail_orphaned_trials(study, rdb)
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
                                                n_startup_trials=STARTUP_TRIALS)
     study.set_user_attr("data", study.user_attrs.get("data", str(split.directory)))
@@ -429,8 +470,9 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
     export_path = Path(export_path)
     study = create_study(split, study_name, storage, seed, warmup_epochs, pruner,
                          heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
+    close_orphaned_runs()
     with mlflow.start_run(run_name=f"tune-{study_name}") as parent:
-        mlflow.set_tags({"optuna.study_name": study_name, "optuna.storage": shown_url(storage)})
+        mlflow.set_tags({"optuna.study_name": study_name, "optuna.storage": shown_url(storage), **owner()})
         mlflow.log_params({"tune_n_trials": n_trials, "tune_timeout": timeout, "tune_seed": seed,
                            "tune_epochs_per_trial": epochs_per_trial, "tune_search_space": source})
         log_data(split)
