@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 import zipfile
-from pathlib import Path
+from collections.abc import Iterator
 
 import mlflow
 import pytest
 
+from conftest import write_synthetic_split
 from seqrec.core.model import build_model, scoring_model
 from seqrec.experiment.cli import attach_list_values, main
 
@@ -99,9 +100,11 @@ NOT_ERRORS = re.compile(r"seqrec: warning:|^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow")
 NEEDS_DATA = {"train", "evaluate", "recommend", "tune", "baselines"}
 
 
-@pytest.fixture
-def hostile_dir(tmp_path: Path, synthetic_split_dir: Path) -> dict[str, str]:
-    """A valid tiny model beside damaged ones, and a small ratings file."""
+@pytest.fixture(scope="module")
+def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A split, a valid tiny model beside damaged ones, and a small ratings file (made once: nothing changes them)."""
+    tmp_path = tmp_path_factory.mktemp("hostile")
+    split = write_synthetic_split(tmp_path / "split")
     model_file = tmp_path / "model.keras"
     scoring_model(build_model(40, hidden=8, embedding=8)).save(model_file)
     (tmp_path / "text.keras").write_text("not a model\n")
@@ -113,15 +116,35 @@ def hostile_dir(tmp_path: Path, synthetic_split_dir: Path) -> dict[str, str]:
     lines = [f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}" for user in range(1, 30)
              for movie in range(1, 12)]
     (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
-    return {"split": str(synthetic_split_dir), "model": str(model_file), "tmp": str(tmp_path)}
+    return {"split": str(split), "model": str(model_file), "tmp": str(tmp_path)}
+
+
+@pytest.fixture(scope="module")
+def shared_tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One MLflow store for the module (creating one costs a second or two): every case checks it gains no run."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        yield uri
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+def all_runs() -> dict[str, str]:
+    return {run.info.run_id: run.info.status
+            for run in mlflow.search_runs(output_format="list", search_all_experiments=True)}
 
 
 @pytest.mark.parametrize("argv, expected", REFUSED, ids=[" ".join(a[:1] + a[-2:]) for a, _ in REFUSED])
-def test_bad_input_gets_one_line_and_status_2(argv, expected, hostile_dir, mlflow_tracking, capsys, monkeypatch):
+def test_bad_input_gets_one_line_and_status_2(argv, expected, hostile_dir, shared_tracking, capsys, monkeypatch):
     monkeypatch.setenv("SEQREC_DEBUG", "1")  # a bug must fail this test, not hide behind the last-resort line
     argv = [part.format(**hostile_dir) for part in argv]
     if argv and argv[0] in NEEDS_DATA and "--data" not in argv:
         argv += ["--data", hostile_dir["split"]]
+    before = all_runs()
     status = _main(argv)
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip() and not NOT_ERRORS.search(line)]
@@ -129,11 +152,9 @@ def test_bad_input_gets_one_line_and_status_2(argv, expected, hostile_dir, mlflo
     assert len(lines) == 1, captured.err
     assert expected.format(**hostile_dir) in lines[0]
     assert "Traceback" not in captured.err + captured.out
-    runs = mlflow.search_runs(output_format="list", search_all_experiments=True)
-    if "out of memory" in expected:  # found while building the model: its run ends FAILED
-        assert [run.info.status for run in runs] == ["FAILED"]
-    else:
-        assert runs == []  # refused before any run
+    new_runs = {run: status for run, status in all_runs().items() if run not in before}
+    # refused before any run, except out of memory, found while building the model: its run ends FAILED
+    assert list(new_runs.values()) == (["FAILED"] if "out of memory" in expected else [])
 
 
 def _main(argv: list[str]) -> int:
@@ -157,7 +178,7 @@ ACCEPTED_WITH_A_WARNING = [
 
 
 @pytest.mark.parametrize("argv, warning", ACCEPTED_WITH_A_WARNING)
-def test_documented_handling_says_what_it_did(argv, warning, hostile_dir, mlflow_tracking, capsys, monkeypatch):
+def test_documented_handling_says_what_it_did(argv, warning, hostile_dir, shared_tracking, capsys, monkeypatch):
     monkeypatch.setenv("SEQREC_DEBUG", "1")
     status = _main([part.format(**hostile_dir) for part in argv] + ["--data", hostile_dir["split"]])
     captured = capsys.readouterr()

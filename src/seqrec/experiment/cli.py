@@ -12,7 +12,9 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import NoReturn
@@ -341,10 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     from seqrec.experiment import commands
 
     default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+    default_sigterm = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
     try:
         return exit_status(args.command, lambda: getattr(commands, args.command)(args))
     finally:
         warnings.formatwarning = default_format
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, default_sigterm)
+
+
+def interrupt(signum: int, frame: object) -> NoReturn:
+    """SIGTERM (``kill``, a scheduler's stop) as Ctrl-C: MLflow then ends the run FAILED and Optuna the trial
+    FAIL, instead of leaving them RUNNING until the next start on this host closes them."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

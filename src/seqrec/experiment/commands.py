@@ -22,6 +22,7 @@ from seqrec.core.data import DataError, Split, load_split
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.sources import load_data
 from seqrec.experiment.errors import ParameterError
+from seqrec.experiment.owners import close_orphaned_runs
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
 
@@ -172,6 +173,7 @@ def report(args: argparse.Namespace) -> None:
 
     if args.k < 1:
         raise ParameterError(f"--k: expected a cut-off of at least 1, got {args.k}")
+    close_orphaned_runs()  # a run a killed process left RUNNING is no candidate for the table
     if args.out is not None:
         markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
     else:

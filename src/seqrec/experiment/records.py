@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import mlflow
 
 from seqrec.core.data import Split
-from seqrec.experiment.owners import owner
+from seqrec.experiment.owners import close_orphaned_runs, owner
 
 
 def param_value(value: object) -> object:
@@ -45,6 +45,7 @@ def entry_point_run(run_name: str) -> Iterator[mlflow.ActiveRun | None]:
     if mlflow.active_run() is not None or not os.environ.get("MLFLOW_RUN_ID"):
         yield mlflow.active_run()
         return
+    close_orphaned_runs()
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags(owner())
         yield run
