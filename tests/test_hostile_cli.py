@@ -6,9 +6,13 @@ The table in docs/operations.md ("What bad input gets") lists the same cases.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -96,6 +100,7 @@ REFUSED = [
     (["teach"], "argument COMMAND: invalid choice: 'teach'"),
     ([], "the following arguments are required: COMMAND"),
 ]
+ROOT = Path(__file__).resolve().parents[1]
 NOT_ERRORS = re.compile(r"seqrec: warning:|^\d{4}/\d\d/\d\d [\d:]+ INFO mlflow")  # MLflow creating its store
 NEEDS_DATA = {"train", "evaluate", "recommend", "tune", "baselines"}
 
@@ -184,3 +189,25 @@ def test_documented_handling_says_what_it_did(argv, warning, hostile_dir, shared
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert warning in captured.err and "Traceback" not in captured.err
+
+
+MLPROJECT_REFUSED = [  # (entry point, -P params, the entry point's one line); MLflow passes them on as text
+    ("main", ["lr=nan", "epochs=1"], "seqrec train: error: argument --lr: expected a finite number, got 'nan'"),
+    ("recommend", ["items=-5,1000", "model=missing.keras"], "missing.keras: expected a .keras model file"),
+]
+
+
+@pytest.mark.slow
+def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_dir, shared_tracking):
+    """Through `mlflow run` the same line reaches the terminal; MLflow then ends the run FAILED and exits 1."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for entry_point, params, expected in MLPROJECT_REFUSED:
+        before = all_runs()
+        command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry_point, "--env-manager", "local",
+                   "-P", f"data={hostile_dir['split']}", *(f"-P{param}" for param in params)]
+        finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        errors = [line for line in finished.stderr.splitlines() if line.startswith("seqrec")]
+        assert finished.returncode == 1 and "Traceback" not in finished.stderr, finished.stderr[-2000:]
+        assert len(errors) == 1 and expected in errors[0], finished.stderr[-2000:]
+        new_runs = {run: status for run, status in all_runs().items() if run not in before}
+        assert list(new_runs.values()) == ["FAILED"]

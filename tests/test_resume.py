@@ -1,13 +1,8 @@
-"""Interrupted training: a crashed run is FAILED with its metrics; killed or crashed, it resumes where it stopped."""
+"""Interrupted training: a crashed run is FAILED with its metrics and resumes where it stopped (killed processes: test_kills.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +10,6 @@ import mlflow
 import numpy as np
 import pytest
 
-from conftest import write_synthetic_split
 from seqrec.core.data import load_split
 from seqrec.core.model import keras
 from seqrec.core.backup import default_backup_dir
@@ -25,7 +19,6 @@ from seqrec.experiment.tracking import train_run
 
 pytestmark = pytest.mark.slow  # trains or logs models, starts processes
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = TrainConfig(hidden=16, embedding=8, max_len=10, batch_size=16, lr=0.01, epochs=4, patience=50,
                      tie_order="file")
 CLI_ARGS = ["--hidden", "16", "--embedding", "8", "--max-len", "10", "--batch-size", "16", "--lr", "0.01",
@@ -96,46 +89,3 @@ def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(
         assert curve == pytest.approx(expected, rel=1e-6)
     assert resumed.best_epoch == reference.best_epoch and resumed.val == pytest.approx(reference.val)
     assert resumed.test == pytest.approx(reference.test)
-
-
-@pytest.mark.slow
-def test_killed_training_subprocess_resumes_from_its_last_completed_epoch(tmp_path, mlflow_tracking):
-    split_dir = write_synthetic_split(tmp_path / "split", n_train=400)  # epochs of a few tenths of a second
-    backup, epochs = tmp_path / "backup", 6
-    command = [sys.executable, "-m", "seqrec", "train", "--data", str(split_dir), *CLI_ARGS, "--epochs", str(epochs),
-               "--backup-dir", str(backup)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    metadata = backup / "training_metadata.json"
-    with (tmp_path / "first.log").open("w") as log:
-        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline, done = time.monotonic() + 180, 0
-        while not done:  # until the first epoch is backed up
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no epoch was backed up in 180 s"
-            try:
-                done = json.loads(metadata.read_text())["epoch"]
-            except (OSError, ValueError):  # not there yet, or being written
-                time.sleep(0.05)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert first.returncode == -signal.SIGKILL and 1 <= done < epochs
-    (killed,) = mlflow.search_runs(output_format="list")
-    assert killed.info.status == "RUNNING"  # a killed process cannot end its run
-
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
-    (run,) = mlflow.search_runs(output_format="list")  # the killed run, continued
-    resumed_from = int(run.data.metrics["resumed_from_epoch"])
-    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
-    assert done <= resumed_from < epochs
-    trained = second.stdout + second.stderr
-    assert f"Epoch {resumed_from + 1}/{epochs}" in trained and "Epoch 1/" not in trained
-    assert steps(run.info.run_id, "val_sps_at_10") == list(range(epochs)) and not backup.exists()
-    logged = {model.name for model in mlflow.search_logged_models(output_format="list")}
-    assert logged == {"recommender"}
-
-    reference = train_run(replace(CONFIG, epochs=epochs), load_split(split_dir), verbose=0)
-    assert run.data.metrics["test_sps_at_10"] == pytest.approx(reference.test["sps@10"], abs=0.005)
-    assert run.data.metrics["best_val_sps_at_10"] == pytest.approx(reference.val["sps@10"], abs=0.005)

@@ -243,7 +243,7 @@ def test_recommend_under_mlflow_run_logs_its_answer(served, capsys, monkeypatch)
 @pytest.mark.parametrize("argv, message", [
     (["--items", "1003,abc"], "--items: expected comma-separated integer MovieIDs"),
     (["--items", "1003", "--k", "0"], "--k: expected a number of movies between 1 and 40"),
-    (["--items", "1003", "--model", "missing.keras"], "missing.keras: expected a saved .keras model file"),
+    (["--items", "1003", "--model", "missing.keras"], "missing.keras: expected a .keras model file saved by seqrec"),
     (["--items", "1003", "--model", "runs:/0123456789abcdef/recommender"], "expected a seqrec model"),
 ])
 def test_recommend_cli_refuses_bad_input_in_one_line(served, capsys, monkeypatch, argv, message):
