@@ -23,7 +23,7 @@ from seqrec.core.baselines import MarkovChain, evaluate_baseline, transition_cou
 from seqrec.core.data import Sequences, Split
 from seqrec.core.sources import load_data
 from seqrec.core.ties import TieOrder, raw_timestamps, tie_order, train_tie_order, train_timestamps
-from seqrec.experiment.cli import integer
+from seqrec.experiment.cli import Parser, integer
 
 
 def evaluate(split: Split, train: Sequences, transitions: sp.csr_matrix | None = None) -> list[float]:
@@ -44,7 +44,7 @@ def summed_draws(ties: TieOrder, sequences: Sequences, n_items: int, draws: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--draws", type=integer, default=8, help="tie-order draws summed for the noisy rows")
     args = parser.parse_args(argv)

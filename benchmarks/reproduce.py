@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import add_config_arguments, integer
+from seqrec.experiment.cli import Parser, add_config_arguments, integer
 from seqrec.core.config import TrainConfig
 from seqrec.experiment.tracking import train_run
 
@@ -44,7 +44,7 @@ def table(label: str, runs: list[dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
     parser.add_argument("--data", default="auto")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import integer
+from seqrec.experiment.cli import Parser, integer
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE
 
 
@@ -44,7 +44,7 @@ def table(rows: list[tuple[str, float, float, float, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=integer, default=20)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds of the study (default: 3600)")
     parser.add_argument("--epochs-per-trial", type=integer, default=6)

@@ -87,6 +87,11 @@ REFUSED = [
     (["tune", "--grace-period", "-5"], "--grace-period: expected at least 1 second"),
     (["tune", "--search-space", "{tmp}/space.py"], "space.py: expected a search-space file"),
     (["tune", "--storage", "not a url"], "not a url: expected an SQLAlchemy database URL"),
+    (["tune", "--search-space", "{tmp}/syntax.py"], "syntax.py:2: expected a Python file that runs, got \"SyntaxError"),
+    (["tune", "--search-space", "{tmp}/raises.py"], "raises.py:3: expected suggest(trial) to return a dict of "
+                                                    "TrainConfig overrides, got 'ZeroDivisionError"),
+    (["tune", "--search-space", "{tmp}/unknown.py"], "unknown.py: expected TrainConfig fields as keys"),
+    (["tune", "--search-space", "{tmp}/invalid.py"], "hidden must be a positive integer, got 0"),
     # baselines and report
     (["baselines", "--methods", "pop,foo"], "argument --methods: choose a comma-separated list of"),
     (["baselines", "--k", "0"], "--k: expected a cut-off between 1 and 40"),
@@ -118,6 +123,11 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     with zipfile.ZipFile(tmp_path / "other.zip.keras", "w") as archive:
         archive.writestr("readme.txt", "a zip, but no Keras model")
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
+    for name, code in {"syntax": "def suggest(trial):\n    return {'hidden': }\n",
+                       "raises": "def suggest(trial):\n    lr = trial.suggest_float('lr', 1e-3, 1e-1)\n    return 1 / 0\n",
+                       "unknown": "def suggest(trial):\n    return {'hiden': 64}\n",
+                       "invalid": "def suggest(trial):\n    return {'hidden': trial.suggest_int('hidden', 0, 0)}\n"}.items():
+        (tmp_path / f"{name}.py").write_text(code)
     lines = [f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}" for user in range(1, 30)
              for movie in range(1, 12)]
     (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")

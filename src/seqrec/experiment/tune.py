@@ -29,6 +29,7 @@ import importlib.util
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from collections import Counter
 from dataclasses import dataclass, fields, replace
@@ -130,11 +131,46 @@ def load_search_space(path: Path = DEFAULT_SEARCH_SPACE) -> tuple[Callable[[optu
         raise DataError(path, None, "a search-space file defining suggest(trial) -> dict", "no such file")
     spec = importlib.util.spec_from_file_location("seqrec_search_space", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - any error of the user's file is the file's, not seqrec's
+        raise DataError(path, _error_line(error, path), "a Python file that runs", _describe(error)) from None
     suggest = getattr(module, "suggest", None)
     if not callable(suggest):
         raise DataError(path, None, "a function suggest(trial) -> dict of TrainConfig overrides", "no suggest")
+    check_search_space(suggest, str(path))
     return suggest, path
+
+
+def check_search_space(suggest: Callable[[optuna.Trial], dict], source: str) -> None:
+    """Draw one configuration from ``suggest`` in a throw-away study: a search space that fails, or proposes
+    values TrainConfig refuses, is one line before the study starts, not a failed trial (which Optuna logs with
+    a traceback) in it."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        overrides = suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
+    except Exception as error:  # noqa: BLE001 - the user's code
+        raise DataError(source, _error_line(error, Path(source)), "suggest(trial) to return a dict of TrainConfig "
+                        "overrides", _describe(error)) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    if not isinstance(overrides, dict):
+        raise DataError(source, None, "suggest(trial) to return a dict of TrainConfig overrides",
+                        type(overrides).__name__)
+    trial_config(overrides, TrainConfig.epochs, TrainConfig.seed, source)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _error_line(error: Exception, path: Path) -> int | None:
+    """The line of ``path`` where ``error`` was raised (or, for a syntax error, found), if it is in that file."""
+    if isinstance(error, SyntaxError) and error.lineno is not None:
+        return error.lineno
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename) == path]
+    return frames[-1].lineno if frames else None
 
 
 def trial_config(overrides: dict, epochs: int, seed: int, source: str = "suggest(trial)") -> TrainConfig:
@@ -467,6 +503,7 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
         source = str(space_file)
     else:
         space_file, source = None, getattr(suggest, "__name__", "suggest")
+        check_search_space(suggest, source)
     export_path = Path(export_path)
     study = create_study(split, study_name, storage, seed, warmup_epochs, pruner,
                          heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
