@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from conftest import write_synthetic_split
 from seqrec.core.model import build_model, scoring_model
@@ -221,3 +223,42 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
         assert len(errors) == 1 and expected in errors[0], finished.stderr[-2000:]
         new_runs = {run: status for run, status in all_runs().items() if run not in before}
         assert list(new_runs.values()) == ["FAILED"]
+
+
+CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods"}
+
+
+def mlproject_cases() -> list[tuple[str, str, str]]:
+    """(entry point, param, bad value) for every typed or choice param of every MLproject entry point."""
+    spec = yaml.safe_load((ROOT / "MLproject").read_text())
+    bad = {"int": ["abc", "1.5"], "float": ["abc", "nan"]}
+    return [(name, param, value) for name, entry in spec["entry_points"].items()
+            for param, declared in entry["parameters"].items()
+            for value in (["bogus"] if param in CHOICE_PARAMS
+                          else bad.get(declared.get("type") if isinstance(declared, dict) else declared, []))]
+
+
+def mlproject_argv(entry_point: str, overrides: dict[str, str]) -> list[str]:
+    """The seqrec arguments `mlflow run -e ENTRY_POINT -P ...` runs: the params substituted into the entry point's
+    command, each quoted with shlex as MLflow does."""
+    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
+    values = {name: declared.get("default") for name, declared in entry["parameters"].items()
+              if isinstance(declared, dict)}
+    command = entry["command"].format(**{name: shlex.quote(str(value)) for name, value in {**values, **overrides}.items()})
+    tokens = shlex.split(command)
+    return tokens[tokens.index("seqrec") + 1:]
+
+
+@pytest.mark.parametrize("entry_point, param, value", mlproject_cases())
+def test_every_mlproject_param_refuses_a_bad_value_in_one_line(entry_point, param, value, hostile_dir,
+                                                               shared_tracking, capsys):
+    valid = {"data": hostile_dir["split"], "model": hostile_dir["model"], "items": "1000",
+             "ratings": f"{hostile_dir['tmp']}/ratings.dat" if entry_point == "prepare" else "unknown",
+             "out": f"{hostile_dir['tmp']}/out"}
+    entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
+    argv = mlproject_argv(entry_point, {**{name: v for name, v in valid.items() if name in entry["parameters"]},
+                                        param: value})
+    status = _main(argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not NOT_ERRORS.search(line)]
+    assert status == 2 and len(lines) == 1, lines
+    assert f"--{param.replace('_', '-')}" in lines[0] and repr(value) in lines[0]
