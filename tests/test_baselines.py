@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pytest
 
@@ -167,3 +168,22 @@ def test_baselines_cli_bad_data_is_one_line_exit_2(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["baselines", "--methods", "pop,nope"])
     assert exit_info.value.code == 2
+
+
+def test_runs_on_a_split_with_times_log_the_tie_aware_metrics(tmp_path, mlflow_tracking):
+    """A prepared split keeps every set's times: each run then logs sps_tie@k and the burst shares beside sps@k."""
+    from seqrec.core.prepare import prepare_split
+    from seqrec.core.ties import with_times
+
+    rng = np.random.default_rng(0)
+    lines = [f"{user}::{movie}::{rng.integers(1, 6)}::{1000 + position // 4}"  # bursts of four ratings a second
+             for user in range(1, 41) for position, movie in enumerate(rng.choice(30, 12, replace=False) + 1)]
+    (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
+    split = with_times(load_split(prepare_split(tmp_path / "ratings.dat", tmp_path / "split", n_val=8, n_test=8)))
+    (result,) = run_baselines(split, ["pop"], k=5).values()
+    logged = mlflow.get_run(result.run_id).data.metrics
+    for prefix in ("val_", "test_"):
+        assert {f"{prefix}sps_tie_at_5", f"{prefix}cut_in_burst", f"{prefix}sps_in_burst_at_5"} <= set(logged)
+        assert logged[f"{prefix}sps_at_5"] <= logged[f"{prefix}sps_tie_at_5"]
+        assert logged[f"{prefix}sps_in_burst_at_5"] <= logged[f"{prefix}sps_at_5"]
+    assert logged["test_cut_in_burst"] == pytest.approx(result.test["cut_in_burst"]) and result.test["cut_in_burst"] > 0

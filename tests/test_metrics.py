@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,30 @@ def test_empty_goal_is_refused():
 
 def test_mlflow_metric_names():
     assert mlflow_name("sps@10", "val_") == "val_sps_at_10"
+
+
+def with_times(sequences: Sequences, times: list[list[int]]) -> Sequences:
+    return replace(sequences, times=np.concatenate([np.asarray(t, dtype=np.int64) for t in times]))
+
+
+def test_tie_aware_metrics_count_the_next_burst_and_the_cuts_inside_one():
+    # user 0: first goal item 5 shares its second (100) with goal item 6 and with the last input item 2
+    # user 1: first goal item 7 alone in its second; the next item 8 comes a second later
+    # user 2: first goal time unknown (-1): its burst is the first item only
+    inputs = with_times(Sequences.from_lists([[1, 2], [3, 4], [9, 10]]), [[90, 100], [50, 60], [-1, -1]])
+    goals = with_times(Sequences.from_lists([[5, 6, 11], [7, 8], [12, 13]]), [[100, 100, 200], [70, 71], [-1, -1]])
+    recommended = np.array([[6, 0], [8, 0], [13, 0]])  # hits the burst of user 0 only, never a first item
+    metrics = ranking_metrics(recommended, goals, 14, inputs=inputs)
+    assert metrics["sps@2"] == 0.0
+    assert metrics["sps_tie@2"] == pytest.approx(1 / 3)
+    assert metrics["cut_in_burst"] == pytest.approx(1 / 3) and metrics["sps_in_burst@2"] == 0.0
+    first_items = np.array([[5, 0], [7, 0], [0, 1]])
+    metrics = ranking_metrics(first_items, goals, 14, inputs=inputs)
+    assert metrics["sps@2"] == metrics["sps_tie@2"] == pytest.approx(2 / 3)
+    assert metrics["sps_in_burst@2"] == pytest.approx(1 / 3)  # user 0's hit rests on the order inside second 100
+
+
+def test_without_times_there_are_no_tie_aware_metrics():
+    inputs, goals = Sequences.from_lists([[1, 2]]), Sequences.from_lists([[3, 4]])
+    assert not any("tie" in name or "burst" in name
+                   for name in ranking_metrics(np.array([[3]]), goals, 5, inputs=inputs))

@@ -588,3 +588,18 @@ def test_prepare_under_mlflow_run_logs_the_split_it_wrote(tmp_path, mlflow_track
     assert run.data.metrics["n_users"] == 30 and run.data.metrics["n_interactions"] == 90
     assert {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "data")} == {"data/stats",
                                                                                        "data/prepare.json"}
+
+
+def test_every_set_keeps_its_times_for_the_tie_aware_metrics(tmp_path):
+    rows = many_users(40, per_user=6)
+    out = prepare.prepare_split(write_dat(tmp_path / "ratings.dat", rows), tmp_path / "split", n_val=5, n_test=5)
+    split = ties.with_times(load_split(out))
+    time_of = {(user, movie): stamp for user, movie, _, stamp in rows}
+    mapping = read_item_mapping(out / "item_id_mapping.tsv").movie_ids
+    by_time = sorted(rows, key=lambda row: row[3])  # stable, as prepare sorts: user ids by first appearance
+    user_of = dict(enumerate(dict.fromkeys(user for user, *_ in by_time)))
+    for sequences in (split.val, split.test):
+        assert sequences.times is not None and len(sequences.times) == len(sequences.items)
+        expected = [time_of[(user_of[int(user)], int(mapping[item]))]
+                    for user, item in zip(sequences.user_ids[sequences.row_of_interaction()], sequences.items)]
+        assert sequences.times.tolist() == expected

@@ -317,4 +317,4 @@ def evaluate_baseline(model: Baseline, split: Split, users: str = "test", k: int
         model.fit(split.train, split.n_items)
     inputs, goals = split_half(split.test if users == "test" else split.val)
     recommended = top_k(model.score(inputs), k, exclude=inputs)
-    return ranking_metrics(recommended, goals, split.n_items, split.item_popularity, split.item_similarity)
+    return ranking_metrics(recommended, goals, split.n_items, split.item_popularity, split.item_similarity, inputs)

@@ -34,6 +34,7 @@ STATS_FILE = "stats"
 STATS_COLUMNS = ("set", "n_users", "n_items", "n_interactions", "longest_sequence")
 STATS_ROWS = {"Full": None, "Train": "train", "Val": "val", "Test": "test"}  # row label -> set it counts
 TIMESTAMPS_FILE = "train_set_timestamps"  # optional: the training interactions' Unix times, -1 if unknown
+TIMESTAMP_FILES = {"train": TIMESTAMPS_FILE, "val": "val_set_timestamps", "test": "test_set_timestamps"}
 ITEM_MAPPING_FILE = "item_id_mapping.tsv"
 PADDING_ID = 0  # model inputs use item + 1, so 0 is free for padding/masking
 MAX_INT64 = 2**63 - 1
@@ -164,6 +165,7 @@ class Sequences:
     items: np.ndarray  # (n_interactions,) int32
     ratings: np.ndarray  # (n_interactions,) float32
     offsets: np.ndarray  # (n_users + 1,) int64
+    times: np.ndarray | None = None  # (n_interactions,) int64 Unix seconds, -1 unknown; None: no source (ties.py)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -191,11 +193,13 @@ class Sequences:
             items=self.items[keep],
             ratings=self.ratings[keep],
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            times=None if self.times is None else self.times[keep],
         )
 
     def reordered(self, order: np.ndarray) -> Sequences:
         """The interactions in flat ``order``, a permutation that keeps every user's items in their row."""
-        return Sequences(self.user_ids, self.items[order], self.ratings[order], self.offsets)
+        return Sequences(self.user_ids, self.items[order], self.ratings[order], self.offsets,
+                         None if self.times is None else self.times[order])
 
     @classmethod
     def from_lists(cls, sequences: list[list[int]], user_ids: list[int] | None = None,
@@ -487,7 +491,7 @@ def item_similarity(train: Sequences, n_items: int) -> np.ndarray:
     return (co_rated / np.maximum(np.outer(norms, norms), 1e-12)).astype(np.float32)
 
 
-SPLIT_FILES = (*SEQUENCE_FILES.values(), STATS_FILE, ITEM_MAPPING_FILE, TIMESTAMPS_FILE)
+SPLIT_FILES = (*SEQUENCE_FILES.values(), STATS_FILE, ITEM_MAPPING_FILE, *TIMESTAMP_FILES.values())
 
 
 def split_checksum(directory: str | Path) -> str:

@@ -66,11 +66,13 @@ def novelty(recommended: np.ndarray, popularity: np.ndarray) -> float:
 
 
 def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
-                    popularity: np.ndarray | None = None, similarity: np.ndarray | None = None) -> dict[str, float]:
+                    popularity: np.ndarray | None = None, similarity: np.ndarray | None = None,
+                    inputs: Sequences | None = None) -> dict[str, float]:
     """All metrics at k = ``recommended.shape[1]`` as fractions in [0, 1] (item coverage is a count).
 
     ``popularity`` adds blockbuster share and novelty, ``similarity``
-    (:func:`seqrec.core.data.item_similarity`) diversity.
+    (:func:`seqrec.core.data.item_similarity`) diversity, the users' ``inputs`` with the goals' times the
+    tie-aware metrics (:func:`burst_metrics`).
 
     Users with an empty goal are not allowed: the half split always leaves at least one goal item.
     """
@@ -99,6 +101,38 @@ def ranking_metrics(recommended: np.ndarray, goals: Sequences, n_items: int,
         metrics["novelty"] = novelty(recommended, popularity)
     if similarity is not None:
         metrics["diversity"] = diversity(recommended, similarity)
+    if inputs is not None:
+        metrics.update(burst_metrics(recommended, inputs, goals))
+    return metrics
+
+
+def burst_metrics(recommended: np.ndarray, inputs: Sequences, goals: Sequences) -> dict[str, float]:
+    """Tie-aware metrics, where the goal's times are known (``goals.times``; -1 = unknown).
+
+    MovieLens users rate in same-second bursts whose inner order is arbitrary, so the *first* goal item is often
+    one of several rated in that second. ``sps_tie@k``: a hit when any goal item of the first goal item's second
+    (the "next burst") is in the top-k. ``cut_in_burst``: share of users whose first goal item shares its second
+    with their last input item (the cut falls inside a burst, where only the order inside the second tells which
+    item is next); ``sps_in_burst@k``: share of users that are an sps hit *and* cut inside a burst — what part
+    of sps@k rests on that order. Empty when the times are unknown.
+    """
+    if goals.times is None:
+        return {}
+    k = recommended.shape[1]
+    rows = goals.row_of_interaction()
+    first_time = goals.times[goals.offsets[:-1]]
+    first_position = np.zeros(len(goals.items), dtype=bool)
+    first_position[goals.offsets[:-1]] = True
+    in_next_burst = first_position | ((goals.times == first_time[rows]) & (goals.times >= 0))
+    burst = np.zeros((len(goals), int(max(recommended.max(), goals.items.max())) + 1), dtype=bool)
+    burst[rows[in_next_burst], goals.items[in_next_burst]] = True
+    metrics = {f"sps_tie@{k}": float(np.mean(np.take_along_axis(burst, recommended, axis=1).any(axis=1)))}
+    if inputs.times is not None:
+        last_input_time = inputs.times[inputs.offsets[1:] - 1]
+        in_burst = (last_input_time == first_time) & (first_time >= 0)
+        sps_hit = np.any(recommended == goals.items[goals.offsets[:-1]][:, None], axis=1)
+        metrics["cut_in_burst"] = float(np.mean(in_burst))
+        metrics[f"sps_in_burst@{k}"] = float(np.mean(sps_hit & in_burst))
     return metrics
 
 

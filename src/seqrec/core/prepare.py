@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMPS_FILE, DataError, Sequences,
+from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMP_FILES, DataError, Sequences,
                               os_error, write_item_mapping, write_sequences, write_timestamps)
 from seqrec.core.ratings import read_movie_titles, read_ratings
 
@@ -63,7 +63,7 @@ def _package_version() -> str:
 
 
 def _set_sequences(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-                   members: np.ndarray) -> Sequences:
+                   members: np.ndarray, times: np.ndarray) -> Sequences:
     """CSR sequences of the users flagged in ``members``; inputs must be grouped by user in time order."""
     keep = members[users]
     counts = np.bincount(users[keep], minlength=n_users)
@@ -73,6 +73,7 @@ def _set_sequences(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_
         items=items[keep].astype(np.int32),
         ratings=ratings[keep].astype(np.float32),
         offsets=np.concatenate([[0], np.cumsum(counts[user_ids])]).astype(np.int64),
+        times=times[keep],
     )
 
 
@@ -136,10 +137,9 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
 
     group = _draw_groups(n_users, n_val, n_test, seed)
     by_user = np.argsort(users, kind="stable")  # group by user, keeping time order inside each user
-    users, items, ratings = users[by_user], items[by_user], ratings[by_user]
-    train_times = table.timestamp[order][by_user][(group == 0)[users]]
-    full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool))
-    sets = {name: _set_sequences(users, items, ratings, n_users, group == code)
+    users, items, ratings, times = users[by_user], items[by_user], ratings[by_user], table.timestamp[order][by_user]
+    full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool), times)
+    sets = {name: _set_sequences(users, items, ratings, n_users, group == code, times)
             for code, name in enumerate(("train", "val", "test"))}
     record = {
         "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
@@ -153,7 +153,8 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
     def write(directory: Path) -> None:
         for name, sequences in sets.items():
             write_sequences(directory / SEQUENCE_FILES[name], sequences)
-        write_timestamps(directory / TIMESTAMPS_FILE, sets["train"], train_times)
+        for name, sequences in sets.items():  # the times of every set: tie-aware metrics (ties.with_times)
+            write_timestamps(directory / TIMESTAMP_FILES[name], sequences, sequences.times)
         _write_stats(directory / STATS_FILE, full, sets)
         write_item_mapping(directory / ITEM_MAPPING_FILE, movie_original,
                            [titles.get(int(movie), "") for movie in movie_original])

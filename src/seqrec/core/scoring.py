@@ -62,7 +62,7 @@ def evaluate_scores(scores: np.ndarray, users: Sequences, k: int = 10, popularit
                     similarity: np.ndarray | None = None) -> dict[str, float]:
     """:func:`evaluate_users` from already computed scores of the users' input halves (scored once, used twice)."""
     inputs, goals = split_half(users)
-    return ranking_metrics(top_k(scores, k, exclude=inputs), goals, scores.shape[1], popularity, similarity)
+    return ranking_metrics(top_k(scores, k, exclude=inputs), goals, scores.shape[1], popularity, similarity, inputs)
 
 
 def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np.ndarray | None = None) -> None:

@@ -9,13 +9,15 @@ The authors' files got theirs from a non-stable quicksort by time of data listed
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.core.data import ITEM_MAPPING_FILE, TIMESTAMPS_FILE, DataError, Sequences, Split, read_timestamps
-from seqrec.core.ratings import read_ratings
+from seqrec.core.data import ITEM_MAPPING_FILE, TIMESTAMP_FILES, DataError, Sequences, Split, read_timestamps
+from seqrec.core.ratings import RatingsTable, read_ratings
 
 
 def tie_groups(sequences: Sequences, timestamps: np.ndarray) -> np.ndarray:
@@ -96,10 +98,7 @@ def train_timestamps(split: Split) -> np.ndarray | None:
     authors' split has none, so its times are joined from the raw MovieLens ratings next to it
     (``../ml-1m/``) through ``user_id_mapping.tsv`` and ``item_id_mapping.tsv``.
     """
-    own = split.directory / TIMESTAMPS_FILE
-    if own.is_file():
-        return read_timestamps(own, split.train)
-    return raw_timestamps(split, split.train)
+    return set_timestamps(split, "train")
 
 
 def raw_timestamps(split: Split, sequences: Sequences) -> np.ndarray | None:
@@ -117,7 +116,7 @@ def raw_timestamps(split: Split, sequences: Sequences) -> np.ndarray | None:
         movielens_user[[int(r["user_index"]) for r in rows]] = [int(r["user_id"]) for r in rows]
     except (KeyError, ValueError, TypeError):
         raise DataError(users_file, None, "columns user_index and user_id holding integers") from None
-    table = read_ratings(raw)
+    table = _raw_ratings(str(raw))
     width = int(max(table.movie.max(), split.catalogue.movie_ids.max())) + 1
     raw_keys = table.user * width + table.movie
     by_key = np.argsort(raw_keys, kind="stable")
@@ -126,6 +125,28 @@ def raw_timestamps(split: Split, sequences: Sequences) -> np.ndarray | None:
             + split.catalogue.movie_ids[sequences.items])
     found = np.minimum(np.searchsorted(raw_keys, keys), len(raw_keys) - 1)
     return np.where(raw_keys[found] == keys, raw_times[found], -1)
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_ratings(path: str) -> RatingsTable:
+    """The raw ratings next to the authors' split, read once per process (each set's times are joined from them)."""
+    return read_ratings(path)
+
+
+def set_timestamps(split: Split, name: str) -> np.ndarray | None:
+    """Unix times of set ``name`` (train, val or test; -1 where unknown) from the split's own
+    ``<name>_set_timestamps`` or, for the authors' split, the raw ratings; None when neither exists."""
+    sequences = {"train": split.train, "val": split.val, "test": split.test}[name]
+    own = split.directory / TIMESTAMP_FILES[name]
+    return read_timestamps(own, sequences) if own.is_file() else raw_timestamps(split, sequences)
+
+
+def with_times(split: Split) -> Split:
+    """``split`` with the Unix times of its validation and test users attached (``Sequences.times``) where they
+    are known: the metrics then add their tie-aware variants (:func:`seqrec.core.metrics.burst_metrics`)."""
+    times = {name: set_timestamps(split, name) for name in ("val", "test")}
+    return dataclasses.replace(split, **{name: dataclasses.replace(getattr(split, name), times=stamps)
+                                         for name, stamps in times.items() if stamps is not None})
 
 
 def train_tie_order(split: Split, name: str, noise: float = 0.0,

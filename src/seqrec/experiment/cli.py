@@ -118,7 +118,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: bool = True,
     for spec in fields(TrainConfig):
         if spec.name in skip:
             continue
-        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name, type=argument_type(spec.name, spec.default),
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", dest=spec.name,
+                            type=argument_type(spec.name, spec.default),
                             default=spec.default if defaults else None, choices=CHOICES.get(spec.name),
                             help=f"{TRAIN_HELP[spec.name]} (default: {spec.default})")
 
@@ -241,7 +242,8 @@ def _baselines_parser(commands) -> None:
     baselines.add_argument("--knn-neighbours", type=integer, default=80, help="user-KNN neighbourhood size")
     baselines.add_argument("--mf-factors", type=integer, default=64, help="MF latent dimension")
     baselines.add_argument("--mf-alpha", type=finite, default=10.0, help="MF confidence of a seen item is 1 + alpha")
-    baselines.add_argument("--mf-reg", type=finite, default=0.01, help="MF regularisation per unit of confidence weight")
+    baselines.add_argument("--mf-reg", type=finite, default=0.01,
+                           help="MF regularisation per unit of confidence weight")
     baselines.add_argument("--mf-iterations", type=integer, default=15, help="MF alternating least-squares sweeps")
     baselines.add_argument("--tie-order", choices=list(TIE_ORDERS), default="movie",
                            help="order of same-second training ratings (default: movie, as in the authors' files)")
@@ -294,8 +296,8 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
         if type(error).__name__ in ("ResourceExhaustedError", "MemoryError", "_ArrayMemoryError") \
                 or isinstance(error, MemoryError):
             shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
-            return say(f"error: out of memory ({shape.group(0) if shape else type(error).__name__}); expected smaller sizes "
-                       "(--hidden, --embedding, --batch-size, --max-len) for this machine", 2)
+            return say(f"error: out of memory ({shape.group(0) if shape else type(error).__name__}); expected "
+                       "smaller sizes (--hidden, --embedding, --batch-size, --max-len) for this machine", 2)
         if os.environ.get("SEQREC_DEBUG"):
             raise
         return say(f"internal error: {type(error).__name__}: {first_line(str(error))[:300]} (traceback in "

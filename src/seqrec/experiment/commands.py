@@ -21,6 +21,7 @@ from seqrec.core.config import TrainConfig
 from seqrec.core.data import DataError, Split, load_split
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.sources import load_data
+from seqrec.core.ties import with_times
 from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.owners import close_orphaned_runs
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
@@ -62,7 +63,7 @@ def train(args: argparse.Namespace) -> None:
     from seqrec.experiment.tracking import train_run
 
     config = config_from(args)
-    split = load_data(args.data)
+    split = with_times(load_data(args.data))
     check_k(config.k, split.n_items)  # before training, not at its first validation
     backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
                                                                                       Path(args.backup_dir))
@@ -74,7 +75,7 @@ def evaluate(args: argparse.Namespace) -> None:
     from seqrec.experiment.serve import load_scorer
 
     model, catalogue = load_scorer(args.model)
-    split = load_data(args.data)
+    split = with_times(load_data(args.data))
     check_catalogue(model, split, args.model, catalogue.movie_ids if catalogue is not None else None)
     check_k(args.k, split.n_items)
     users = split.test if args.users == "test" else split.val
@@ -145,7 +146,8 @@ def tune(args: argparse.Namespace) -> None:
         if seconds is not None and seconds < 1:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
-    run_study(load_data(args.data), n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
+    split = with_times(load_data(args.data))
+    run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
               storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
               search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
               heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
@@ -158,7 +160,7 @@ def baselines(args: argparse.Namespace) -> None:
     params = {"knn": {"neighbours": args.knn_neighbours},
               "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
                      "iterations": args.mf_iterations, "seed": args.seed}}
-    split = load_data(args.data)
+    split = with_times(load_data(args.data))
     try:
         results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
     except ValueError as error:  # a baseline's parameter out of range

@@ -25,6 +25,8 @@ MISSING = "–"
 # (column header, metric name without the "test_" prefix ({k} is the cut-off), kind of number)
 COLUMNS: list[tuple[str, str, str]] = [
     ("sps@{k} (%)", "sps_at_{k}", "rate"),
+    ("tie-aware sps@{k} (%)", "sps_tie_at_{k}", "rate"),  # next burst (see metrics.burst_metrics)
+    ("sps hits cut in a burst (%)", "sps_in_burst_at_{k}", "rate"),
     ("recall@{k} (%)", "recall_at_{k}", "rate"),
     ("ndcg@{k} (%)", "ndcg_at_{k}", "rate"),
     ("MRR@{k} (%)", "mrr_at_{k}", "rate"),
