@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from seqrec.core.baselines import BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, Pop, ranked, UserKNN
+from seqrec.core.baselines import BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, NextMovieId, Pop, ranked, UserKNN
 
 from seqrec.experiment.baseline_runs import run_baselines
 
@@ -187,3 +187,14 @@ def test_runs_on_a_split_with_times_log_the_tie_aware_metrics(tmp_path, mlflow_t
         assert logged[f"{prefix}sps_at_5"] <= logged[f"{prefix}sps_tie_at_5"]
         assert logged[f"{prefix}sps_in_burst_at_5"] <= logged[f"{prefix}sps_at_5"]
     assert logged["test_cut_in_burst"] == pytest.approx(result.test["cut_in_burst"]) and result.test["cut_in_burst"] > 0
+
+
+def test_nextid_recommends_the_next_larger_movie_ids_then_the_popular_ones():
+    train = Sequences.from_lists([[0, 1, 2], [2, 3], [3, 4, 3]])
+    movie_ids = np.array([50, 10, 40, 20, 30])  # item -> MovieID
+    model = NextMovieId(movie_ids).fit(train, 5)
+    inputs = Sequences.from_lists([[1, 3], [0]])  # last MovieIDs 20 and 50 (the largest)
+    recommended = top_k(model.score(inputs), 4)
+    assert recommended[0].tolist()[:2] == [4, 2]  # MovieIDs 30, 40 after 20, closest first
+    assert recommended[1].tolist()[:2] == [3, 2]  # nothing after 50: the most popular (3, then 2 by lower id)
+    assert model.params() == {} and model.method == "NEXTID"

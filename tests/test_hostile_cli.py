@@ -125,11 +125,10 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     with zipfile.ZipFile(tmp_path / "other.zip.keras", "w") as archive:
         archive.writestr("readme.txt", "a zip, but no Keras model")
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
-    for name, code in {"syntax": "def suggest(trial):\n    return {'hidden': }\n",
-                       "raises": "def suggest(trial):\n    lr = trial.suggest_float('lr', 1e-3, 1e-1)\n    return 1 / 0\n",
-                       "unknown": "def suggest(trial):\n    return {'hiden': 64}\n",
-                       "invalid": "def suggest(trial):\n    return {'hidden': trial.suggest_int('hidden', 0, 0)}\n"}.items():
-        (tmp_path / f"{name}.py").write_text(code)
+    spaces = {"syntax": "return {'hidden': }", "raises": "lr = trial.suggest_float('lr', 1e-3, 1e-1)\n    return 1 / 0",
+              "unknown": "return {'hiden': 64}", "invalid": "return {'hidden': trial.suggest_int('hidden', 0, 0)}"}
+    for name, body in spaces.items():
+        (tmp_path / f"{name}.py").write_text(f"def suggest(trial):\n    {body}\n")
     lines = [f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}" for user in range(1, 30)
              for movie in range(1, 12)]
     (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
@@ -190,7 +189,8 @@ def test_a_value_starting_with_a_dash_is_read_as_the_list_it_is():
 
 ACCEPTED_WITH_A_WARNING = [
     (["recommend", "--model", "{model}", "--items", "-5,1000"], "ignored 1 MovieID(s) not in the catalogue: [-5]"),
-    (["recommend", "--model", "{model}", "--items", "1000,99999"], "ignored 1 MovieID(s) not in the catalogue: [99999]"),
+    (["recommend", "--model", "{model}", "--items", "1000,99999"],
+     "ignored 1 MovieID(s) not in the catalogue: [99999]"),
 ]
 
 
@@ -225,7 +225,8 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
         assert list(new_runs.values()) == ["FAILED"]
 
 
-CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods"}
+CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods",
+                 "within_second"}
 
 
 def mlproject_cases() -> list[tuple[str, str, str]]:
@@ -244,7 +245,8 @@ def mlproject_argv(entry_point: str, overrides: dict[str, str]) -> list[str]:
     entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
     values = {name: declared.get("default") for name, declared in entry["parameters"].items()
               if isinstance(declared, dict)}
-    command = entry["command"].format(**{name: shlex.quote(str(value)) for name, value in {**values, **overrides}.items()})
+    quoted = {name: shlex.quote(str(value)) for name, value in {**values, **overrides}.items()}
+    command = entry["command"].format(**quoted)
     tokens = shlex.split(command)
     return tokens[tokens.index("seqrec") + 1:]
 

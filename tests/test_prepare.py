@@ -603,3 +603,46 @@ def test_every_set_keeps_its_times_for_the_tie_aware_metrics(tmp_path):
         expected = [time_of[(user_of[int(user)], int(mapping[item]))]
                     for user, item in zip(sequences.user_ids[sequences.row_of_interaction()], sequences.items)]
         assert sequences.times.tolist() == expected
+
+
+def increasing_share_in_bursts(split_dir: Path) -> float:
+    """Share of same-second neighbours (one user, one second) in increasing MovieID order, over all sets."""
+    split = ties.with_times(load_split(split_dir))
+    movie_ids = split.catalogue.movie_ids
+    pairs = []
+    for name in ("train", "val", "test"):
+        sequences = getattr(split, name)
+        times = ties.set_timestamps(split, name)
+        same = (times[1:] == times[:-1]) & (np.diff(sequences.row_of_interaction()) == 0)
+        movies = movie_ids[sequences.items]
+        pairs.append((movies[1:] > movies[:-1])[same])
+    return float(np.mean(np.concatenate(pairs)))
+
+
+def test_clean_split_draws_the_order_inside_a_second_from_the_seed(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = [(user, movie, int(rng.integers(1, 6)), 1000 + movie // 6)  # listed by MovieID, six per second
+            for user in range(1, 31) for movie in sorted(rng.choice(np.arange(1, 61), 24, replace=False))]
+    ratings = write_dat(tmp_path / "ratings.dat", rows)
+    authors = prepare.prepare_split(ratings, tmp_path / "file", n_val=5, n_test=5)
+    clean = prepare.prepare_split(ratings, tmp_path / "random", n_val=5, n_test=5, within_second="random")
+    again = prepare.prepare_split(ratings, tmp_path / "again", n_val=5, n_test=5, within_second="random")
+    other = prepare.prepare_split(ratings, tmp_path / "other", n_val=5, n_test=5, seed=1, within_second="random")
+    assert increasing_share_in_bursts(authors) == 1.0  # the file's MovieID order survives a stable sort
+    assert 0.35 < increasing_share_in_bursts(clean) < 0.65  # chance
+    assert all((clean / name).read_bytes() == (again / name).read_bytes()  # seeded
+               for name in ("train_set_sequences", "val_set_sequences", "test_set_sequences"))
+    assert (clean / "train_set_sequences").read_bytes() != (other / "train_set_sequences").read_bytes()
+    for name in ("val", "test"):  # the same users and items as the authors' way: only the order inside a second
+        same_users = [load_split(directory) for directory in (authors, clean)]
+        kept, drawn = (getattr(split, name) for split in same_users)
+        assert kept.user_ids.tolist() == drawn.user_ids.tolist() and kept.lengths.tolist() == drawn.lengths.tolist()
+        assert sorted(kept.items.tolist()) == sorted(drawn.items.tolist())
+        assert kept.items.tolist() != drawn.items.tolist()
+    record = json.loads((clean / "prepare.json").read_text())
+    assert record["within_second"] == "random" and "seeded random order" in record["protocol"]
+    for split_dir in (authors, clean):  # time order is kept either way
+        split = load_split(split_dir)
+        for name in ("train", "val", "test"):
+            times, rows_of = ties.set_timestamps(split, name), getattr(split, name).row_of_interaction()
+            assert np.all(np.diff(times)[np.diff(rows_of) == 0] >= 0)

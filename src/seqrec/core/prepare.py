@@ -28,6 +28,8 @@ PREPARE_FILE = "prepare.json"
 DEFAULT_N_VAL = 500
 DEFAULT_N_TEST = 500
 DEFAULT_SEED = 0
+SORTS = {"file": "stable time sort", "random": "time sort, same-second ratings in a seeded random order"}
+WITHIN_SECOND = tuple(SORTS)  # order of same-second ratings: the file's (the authors') or a seeded draw
 
 
 def first_appearance_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +94,15 @@ def _default_movies_path(ratings_path: Path) -> Path | None:
     return None
 
 
+def by_user_in_time(users: np.ndarray, times: np.ndarray, within_second: str, seed: int) -> np.ndarray:
+    """Indices grouping time-sorted ratings by user, in time order inside each user; a user's same-second
+    ratings keep their order (``file``) or get one drawn from ``seed`` (``random``; a stream apart from the user
+    draw's). Ids and the user draw never depend on it: both ways give the same users the same items."""
+    if within_second == "file":
+        return np.argsort(users, kind="stable")
+    return np.lexsort((np.random.default_rng([seed, 1]).random(len(users)), times, users))
+
+
 def _draw_groups(n_users: int, n_val: int, n_test: int, seed: int) -> np.ndarray:
     """Per user 0 (train), 1 (validation) or 2 (test): ``n_val`` + ``n_test`` users drawn without replacement."""
     drawn = np.random.default_rng(seed).choice(n_users, size=n_val + n_test, replace=False)
@@ -111,16 +122,23 @@ def _write_stats(path: Path, full: Sequences, sets: dict[str, Sequences]) -> Non
 
 
 def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path: str | Path | None = None,
-                  n_val: int = DEFAULT_N_VAL, n_test: int = DEFAULT_N_TEST, seed: int = DEFAULT_SEED) -> Path:
+                  n_val: int = DEFAULT_N_VAL, n_test: int = DEFAULT_N_TEST, seed: int = DEFAULT_SEED,
+                  within_second: str = "file") -> Path:
     """Build the authors' split of a ratings file in ``out_dir`` (atomically) and return ``out_dir``.
 
     ``movies_path`` (default: ``movies.dat`` next to the ratings) only supplies titles for
     ``item_id_mapping.tsv``. An existing ``out_dir`` is replaced only if it is empty or was itself
     written by this function, so a mistyped path can never wipe an unrelated directory.
+
+    ``within_second``: the order of one user's same-second ratings. ``file`` keeps the file's (the authors'
+    protocol); ``random`` draws it from ``seed`` (the *clean split*: no order inside a second that a model
+    could learn and a user's own data would not have, such as the MovieID order of the authors' files).
     """
     ratings_path, out_dir = Path(ratings_path), Path(out_dir)
     if n_val < 1 or n_test < 1:
         raise ValueError(f"n_val and n_test must be at least 1 (got n_val={n_val}, n_test={n_test})")
+    if within_second not in WITHIN_SECOND:
+        raise ValueError(f"within_second must be one of {WITHIN_SECOND}, got {within_second!r}")
     _check_target(out_dir)  # before the work, not after it
     movies = Path(movies_path) if movies_path is not None else _default_movies_path(ratings_path)
     table = read_ratings(ratings_path)
@@ -136,17 +154,18 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
                         f"({n_val} validation, {n_test} test and one training user)", f"{n_users} users")
 
     group = _draw_groups(n_users, n_val, n_test, seed)
-    by_user = np.argsort(users, kind="stable")  # group by user, keeping time order inside each user
+    by_user = by_user_in_time(users, table.timestamp[order], within_second, seed)
     users, items, ratings, times = users[by_user], items[by_user], ratings[by_user], table.timestamp[order][by_user]
     full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool), times)
     sets = {name: _set_sequences(users, items, ratings, n_users, group == code, times)
             for code, name in enumerate(("train", "val", "test"))}
     record = {
-        "protocol": "Devooght & Bersini preprocess: stable time sort, first-appearance ids, "
+        "protocol": f"Devooght & Bersini preprocess: {SORTS[within_second]}, first-appearance ids, "
                     "random val/test users without replacement",
         "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
         "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
-        "seed": seed, "n_val": n_val, "n_test": n_test, "n_users": n_users, "n_items": n_items,
+        "seed": seed, "within_second": within_second, "n_val": n_val, "n_test": n_test, "n_users": n_users,
+        "n_items": n_items,
         "n_interactions": len(table), "seqrec_version": _package_version(),
     }
 

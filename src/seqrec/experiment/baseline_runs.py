@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import mlflow
 import numpy as np
 
-from seqrec.core.baselines import BASELINES, Baseline, evaluate_baseline, make_baseline
+from seqrec.core.baselines import TABLE3_BASELINES, Baseline, evaluate_baseline, make_baseline
 from seqrec.core.data import DataError, Split
 from seqrec.core.metrics import format_metric, mlflow_name
 from seqrec.core.ties import tie_order_name, train_tie_order
@@ -32,7 +32,7 @@ class BaselineRun:
     test: dict[str, float]
 
 
-def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASELINES), k: int = 10,
+def run_baselines(split: Split, names: list[str] | tuple[str, ...] = TABLE3_BASELINES, k: int = 10,
                   params: dict[str, dict[str, object]] | None = None, tie_order: str = "movie",
                   seed: int = 0) -> dict[str, BaselineRun]:
     """Fit and evaluate each named baseline in its own MLflow run (run name = name, tag ``method``).
@@ -42,7 +42,8 @@ def run_baselines(split: Split, names: list[str] | tuple[str, ...] = tuple(BASEL
     """
     if not 1 <= k <= split.n_items:
         raise DataError("--k", None, f"a cut-off between 1 and {split.n_items} (the catalogue size)", str(k))
-    models = [make_baseline(name, **(params or {}).get(name, {})) for name in names]  # bad params: fail early
+    movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
+    models = [make_baseline(name, movie_ids, **(params or {}).get(name, {})) for name in names]  # bad params: now
     ties = train_tie_order(split, tie_order)
     if ties is not None:
         split = replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))

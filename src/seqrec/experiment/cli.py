@@ -21,9 +21,10 @@ from typing import NoReturn
 from dataclasses import fields
 from pathlib import Path
 
-from seqrec.core.baselines import BASELINES
+from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
 from seqrec.core.config import IMPUTED_TARGETS, MAX_SEED, REGIMES, TrainConfig
 from seqrec.core.data import DataError, RequestError
+from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
 
@@ -165,7 +166,11 @@ def _prepare_parser(commands) -> None:
     prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
     prepare.add_argument("--n-val", type=integer, default=500, help="validation users (default: 500)")
     prepare.add_argument("--n-test", type=integer, default=500, help="test users (default: 500)")
-    prepare.add_argument("--seed", type=seed, default=0, help="seed of the user draw (default: 0)")
+    prepare.add_argument("--seed", type=seed, default=0,
+                         help="seed of the user draw and of --within-second random (default: 0)")
+    prepare.add_argument("--within-second", choices=WITHIN_SECOND, default="file",
+                         help="order of a user's same-second ratings: file (the authors' protocol) or random, drawn "
+                              "from --seed: the clean split, with no order inside a second to learn (default: file)")
 
 
 def _train_parser(commands) -> None:
@@ -236,8 +241,9 @@ def _tune_parser(commands) -> None:
 def _baselines_parser(commands) -> None:
     baselines = commands.add_parser("baselines", help="POP, MC, user-KNN and implicit MF, one MLflow run each")
     add_data_argument(baselines)
-    baselines.add_argument("--methods", type=methods, default=list(BASELINES),
-                           help=f"comma-separated baselines (default: {','.join(BASELINES)})")
+    baselines.add_argument("--methods", type=methods, default=list(TABLE3_BASELINES),
+                           help=f"comma-separated baselines among {','.join(BASELINES)} "
+                                f"(default: {','.join(TABLE3_BASELINES)})")
     baselines.add_argument("--k", type=integer, default=10, help="cut-off of the ranking metrics (default: 10)")
     baselines.add_argument("--knn-neighbours", type=integer, default=80, help="user-KNN neighbourhood size")
     baselines.add_argument("--mf-factors", type=integer, default=64, help="MF latent dimension")

@@ -46,7 +46,7 @@ def prepare(args: argparse.Namespace) -> None:
     if args.n_val < 1 or args.n_test < 1:
         raise ParameterError(f"expected --n-val and --n-test of at least 1, got {args.n_val} and {args.n_test}")
     out = prepare_split(args.ratings, args.out, movies_path=args.movies, n_val=args.n_val, n_test=args.n_test,
-                        seed=args.seed)
+                        seed=args.seed, within_second=args.within_second)
     print(f"prepared split in {out}")
     with entry_point_run("prepare") as run:
         if run is not None:
