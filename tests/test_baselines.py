@@ -6,7 +6,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from seqrec.core.baselines import BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, NextMovieId, Pop, ranked, UserKNN
+from seqrec.core.baselines import (BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, NextMovieId, Pop, ranked,
+                                   UserKNN)
 
 from seqrec.experiment.baseline_runs import run_baselines
 
@@ -174,12 +175,14 @@ def test_runs_on_a_split_with_times_log_the_tie_aware_metrics(tmp_path, mlflow_t
     """A prepared split keeps every set's times: each run then logs sps_tie@k and the burst shares beside sps@k."""
     from seqrec.core.prepare import prepare_split
     from seqrec.core.ties import with_times
+    from seqrec.experiment import report
 
     rng = np.random.default_rng(0)
     lines = [f"{user}::{movie}::{rng.integers(1, 6)}::{1000 + position // 4}"  # bursts of four ratings a second
              for user in range(1, 41) for position, movie in enumerate(rng.choice(30, 12, replace=False) + 1)]
     (tmp_path / "ratings.dat").write_text("\n".join(lines) + "\n")
-    split = with_times(load_split(prepare_split(tmp_path / "ratings.dat", tmp_path / "split", n_val=8, n_test=8)))
+    split = with_times(load_split(prepare_split(tmp_path / "ratings.dat", tmp_path / "split", n_val=8, n_test=8,
+                                                within_second="random")))
     (result,) = run_baselines(split, ["pop"], k=5).values()
     logged = mlflow.get_run(result.run_id).data.metrics
     for prefix in ("val_", "test_"):
@@ -187,6 +190,12 @@ def test_runs_on_a_split_with_times_log_the_tie_aware_metrics(tmp_path, mlflow_t
         assert logged[f"{prefix}sps_at_5"] <= logged[f"{prefix}sps_tie_at_5"]
         assert logged[f"{prefix}sps_in_burst_at_5"] <= logged[f"{prefix}sps_at_5"]
     assert logged["test_cut_in_burst"] == pytest.approx(result.test["cut_in_burst"]) and result.test["cut_in_burst"] > 0
+    assert mlflow.get_run(result.run_id).data.params["within_second"] == "random"
+
+    markdown, page, *_ = report.write_report(tmp_path / "report", k=5)  # a clean split's runs: a table of their own
+    authors, clean = markdown.split("\n\n| method")[1:]
+    assert "| POP | ours (no run) |" in authors and f"| POP | ours (run {result.run_id[:8]}) |" in clean
+    assert "paper" not in clean and page.count("<table>") == 2 and "tie-aware sps@5" in markdown
 
 
 def test_nextid_recommends_the_next_larger_movie_ids_then_the_popular_ones():

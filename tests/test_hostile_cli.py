@@ -20,8 +20,10 @@ import pytest
 import yaml
 
 from conftest import write_synthetic_split
+from seqrec.core.errors import TrainingDiverged
 from seqrec.core.model import build_model, scoring_model
-from seqrec.experiment.cli import attach_list_values, main
+from seqrec.core.training import StopOnDivergence
+from seqrec.experiment.cli import attach_list_values, exit_status, main
 
 TINY = ["--hidden", "8", "--embedding", "8", "--max-len", "10", "--batch-size", "16", "--epochs", "1",
         "--backup-dir", "none"]
@@ -264,3 +266,36 @@ def test_every_mlproject_param_refuses_a_bad_value_in_one_line(entry_point, para
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip() and not NOT_ERRORS.search(line)]
     assert status == 2 and len(lines) == 1, lines
     assert f"--{param.replace('_', '-')}" in lines[0] and repr(value) in lines[0]
+
+
+def raise_(error: BaseException):
+    def action():
+        raise error
+    return action
+
+
+@pytest.mark.parametrize("error, status, expected", [
+    (TrainingDiverged("training diverged: the loss became nan in epoch 2; try a lower learning rate than lr=5.0"),
+     1, "seqrec train: training diverged: the loss became nan in epoch 2"),
+    (KeyboardInterrupt(), 130, "seqrec train: interrupted"),
+    (MemoryError(), 2, "seqrec train: error: out of memory (MemoryError); expected smaller sizes"),
+    (ZeroDivisionError("division by zero"), 1, "seqrec train: internal error: ZeroDivisionError: division by zero "
+                                               "(traceback in "),
+])
+def test_failures_during_a_run_are_one_line_too(error, status, expected, capsys, monkeypatch):
+    monkeypatch.delenv("SEQREC_DEBUG", raising=False)
+    assert exit_status("train", raise_(error)) == status
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(expected)
+    if "traceback in " in line:  # a bug's traceback is kept for its report
+        kept = Path(line.split("traceback in ")[1].split(";")[0])
+        assert "ZeroDivisionError" in kept.read_text()
+        kept.unlink()
+
+
+def test_a_loss_that_is_not_a_number_stops_the_fit_at_the_end_of_its_epoch():
+    stop = StopOnDivergence(lr=5.0)
+    stop.on_epoch_end(0, {"loss": 3.2})  # finite: nothing happens
+    for loss in (float("nan"), float("inf")):
+        with pytest.raises(TrainingDiverged, match=f"the loss became {loss} in epoch 3; try a lower learning rate"):
+            stop.on_epoch_end(2, {"loss": loss})

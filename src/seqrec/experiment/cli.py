@@ -17,9 +17,9 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from typing import NoReturn
 from dataclasses import fields
 from pathlib import Path
+from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
 from seqrec.core.config import IMPUTED_TARGETS, MAX_SEED, REGIMES, TrainConfig
@@ -299,8 +299,7 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         return say("interrupted (a training run with a backup continues where it stopped when run again)", 130)
     except Exception as error:  # noqa: BLE001 - the last resort of "never a traceback"
-        if type(error).__name__ in ("ResourceExhaustedError", "MemoryError", "_ArrayMemoryError") \
-                or isinstance(error, MemoryError):
+        if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":  # numpy's, TF's
             shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
             return say(f"error: out of memory ({shape.group(0) if shape else type(error).__name__}); expected "
                        "smaller sizes (--hidden, --embedding, --batch-size, --max-len) for this machine", 2)

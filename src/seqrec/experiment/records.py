@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import mlflow
 
 from seqrec.core.data import Split
+from seqrec.core.prepare import read_prepare_record
 from seqrec.experiment.owners import close_orphaned_runs, owner
 
 
@@ -30,7 +31,9 @@ def log_params_once(params: dict[str, object]) -> None:
 
 def log_data(split: Split) -> None:
     """What a run read: the resolved split directory, its checksum and sizes, and its ``stats`` file."""
+    record = read_prepare_record(split.directory)
     log_params_once({"data_path": str(split.directory.resolve()), "data_sha256": split.checksum,
+                     "within_second": (record or {}).get("within_second", "file"),  # "random": a clean split
                      "n_items": split.n_items, "n_train_users": len(split.train), "n_val_users": len(split.val),
                      "n_test_users": len(split.test)})
     if split.stats_path is not None:

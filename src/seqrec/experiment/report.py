@@ -95,22 +95,31 @@ def _finished_runs_with_test_metrics(client, experiment_ids: list[str], k: int) 
             return runs
 
 
-def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: list[str] | None = None) -> dict:
-    """The run of each table row: ``{method: mlflow Run or None}`` (latest FINISHED one of each method).
+def is_clean(run) -> bool:
+    """Whether ``run`` was evaluated on a clean split (prepared with ``--within-second random``)."""
+    return run.data.params.get("within_second") == "random"
+
+
+def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: list[str] | None = None,
+                 clean: bool = False) -> dict:
+    """The run of each table row: ``{method: mlflow Run or None}`` (latest FINISHED one of each method), on the
+    authors' kind of split (the order inside a second as in the files) or, with ``clean``, on a clean split.
 
     Baselines are the runs with a ``method`` tag and no ``regime`` param; RNN-CCE is the latest run with
-    a ``regime`` param (a training run; tuning trials have no test metrics), unless ``rnn_run_id`` is given.
+    a ``regime`` param (a training run; tuning trials have no test metrics), unless ``rnn_run_id`` is given
+    (it goes to the table of its split).
     """
     client = MlflowClient()
-    runs = _finished_runs_with_test_metrics(client, _experiment_ids(client, experiment_names), k)
+    runs = [run for run in _finished_runs_with_test_metrics(client, _experiment_ids(client, experiment_names), k)
+            if is_clean(run) == clean]
     chosen: dict[str, object] = {}
     for run in runs:  # newest first: the first run seen of a method wins
         if "regime" in run.data.params:
             chosen.setdefault(RNN_METHOD, run)
         elif "method" in run.data.tags:
             chosen.setdefault(run.data.tags["method"], run)
-    if rnn_run_id is not None:
-        chosen[RNN_METHOD] = client.get_run(rnn_run_id)
+    if rnn_run_id is not None and is_clean(given := client.get_run(rnn_run_id)) == clean:
+        chosen[RNN_METHOD] = given
     order = [method for method, _ in METHODS] + sorted(set(chosen) - {method for method, _ in METHODS})
     return {method: chosen.get(method) for method in order}
 
@@ -128,15 +137,15 @@ def _our_values(run, k: int) -> list[float | None]:
     return values
 
 
-def build_rows(runs: dict, k: int = 10) -> list[Row]:
-    """Two rows per method, ours then the paper's (the paper's only at its own k = 10)."""
+def build_rows(runs: dict, k: int = 10, with_paper: bool = True) -> list[Row]:
+    """Two rows per method, ours then the paper's (the paper's only at its own k = 10, and ``with_paper``)."""
     paper_names = dict(METHODS)
     rows = []
     for method, run in runs.items():
         run_id = run.info.run_id if run is not None else None
         source = f"ours (run {run_id[:8]})" if run_id else "ours (no run)"
         rows.append(Row(method, source, _our_values(run, k), run_id))
-        if method in paper_names:
+        if with_paper and method in paper_names:
             figures = PAPER_TABLE3.get(method, {}) if k == PAPER_K else {}
             rows.append(Row(method, f"paper ({paper_names[method]})",
                             [figures.get(template) for _, template, _ in COLUMNS]))
@@ -158,9 +167,15 @@ def _table(rows: list[Row], k: int) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _caption(k: int, data: list[str] | None = None) -> str:
-    caption = (f"Table 3, MovieLens-1M, test users, metrics at k={k}: our runs (latest FINISHED run of each method) "
-               "next to Devooght & Bersini (UMAP 2017). '–': not logged / figure not confirmed.")
+CLEAN_CAPTION = ("Clean split (same-second order drawn at random: `seqrec prepare --within-second random`), test "
+                 "users, metrics at k={k}: tie-aware sps@{k} is the figure that transfers to a user's own data; the "
+                 "paper's figures are on the authors' split.")
+
+
+def _caption(k: int, data: list[str] | None = None, clean: bool = False) -> str:
+    caption = CLEAN_CAPTION.format(k=k) if clean else (
+        f"Table 3, MovieLens-1M, test users, metrics at k={k}: our runs (latest FINISHED run of each method) "
+        "next to Devooght & Bersini (UMAP 2017). '–': not logged / figure not confirmed.")
     return caption + (f" Our data: {', '.join(data)}." if data else "")
 
 
@@ -170,15 +185,15 @@ def data_of(runs: dict) -> list[str]:
                    for run in runs.values() if run is not None and "data_path" in run.data.params})
 
 
-def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
+def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None, clean: bool = False) -> str:
     header, body = _table(rows, k)
-    lines = [_caption(k, data), "", "| " + " | ".join(header) + " |",
+    lines = [_caption(k, data, clean), "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 
-def to_html(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
+def html_table(rows: list[Row], k: int = 10, data: list[str] | None = None, clean: bool = False) -> str:
     header, body = _table(rows, k)
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     lines = []
@@ -186,31 +201,45 @@ def to_html(rows: list[Row], k: int = 10, data: list[str] | None = None) -> str:
         style = ' class="paper"' if row.source.startswith("paper") else ""
         tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
         lines.append(f"<tr{style}>{tds}</tr>")
+    return (f"<table>\n<caption>{html.escape(_caption(k, data, clean))}</caption>\n<thead><tr>{head}</tr></thead>\n"
+            "<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>\n")
+
+
+def html_page(tables: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 3</title><style>"
-            "table{border-collapse:collapse;font-family:sans-serif}th,td{border:1px solid #ccc;padding:4px 8px}"
+            "table{border-collapse:collapse;font-family:sans-serif;margin-bottom:2em}"
+            "th,td{border:1px solid #ccc;padding:4px 8px}"
             "td:nth-child(n+3){text-align:right}tr.paper{color:#555;font-style:italic}</style></head><body>\n"
-            f"<table>\n<caption>{html.escape(_caption(k, data))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-            + "\n".join(lines) + "\n</tbody>\n</table>\n</body></html>\n")
+            + "\n".join(tables) + "</body></html>\n")
 
 
 def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
                  experiment_names: list[str] | None = None) -> tuple[str, str, Path, Path, str]:
-    """Build the table, write ``table3.md``/``table3.html`` into ``out_dir`` and log them in a ``report`` run.
+    """Build the tables, write ``table3.md``/``table3.html`` into ``out_dir`` and log them in a ``report`` run.
 
-    Returns the Markdown, the HTML, both paths and the report run id.
+    The first table holds the runs on the authors' kind of split beside the paper's figures; a second one, when
+    there are runs on a clean split (``within_second`` = ``random``), holds those. Returns the Markdown, the HTML,
+    both paths and the report run id.
     """
-    runs = collect_runs(k, rnn_run_id, experiment_names)
-    rows = build_rows(runs, k)
-    data = data_of(runs)
-    markdown, page = to_markdown(rows, k, data), to_html(rows, k, data)
+    tables = {clean: collect_runs(k, rnn_run_id, experiment_names, clean) for clean in (False, True)}
+    tables = {clean: runs for clean, runs in tables.items() if not clean or any(runs.values())}
+    markdown, html_tables, params, data = [], [], {}, []
+    for clean, runs in tables.items():
+        rows = build_rows(runs, k, with_paper=not clean)
+        shown = data_of(runs)
+        markdown.append(to_markdown(rows, k, shown, clean))
+        html_tables.append(html_table(rows, k, shown, clean))
+        params.update({f"{'clean_' if clean else ''}run_{method}": (run.info.run_id if run is not None else "none")
+                       for method, run in runs.items()})
+        data += shown
+    markdown, page = "\n".join(markdown), html_page(html_tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
     md_path.write_text(markdown, encoding="utf-8")
     html_path.write_text(page, encoding="utf-8")
     with mlflow.start_run(run_name="report") as run:  # under `mlflow run`: the entry point's run
         mlflow.set_tag("seqrec.kind", "report")
-        mlflow.log_params({"k": k, **{f"run_{method}": (row.info.run_id if row is not None else "none")
-                                      for method, row in runs.items()}})
+        mlflow.log_params({"k": k, **params})
         log_params_once({"data_path": "; ".join(data) or "none"})  # the splits of the reported runs
         mlflow.log_artifact(str(md_path), artifact_path="report")
         mlflow.log_artifact(str(html_path), artifact_path="report")
