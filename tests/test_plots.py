@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from seqrec.core.data import Sequences
 from seqrec.core.metrics import top_k
 from seqrec.core.model import build_model
-from seqrec.core.figures import (cutoff_curves, embedding_figure, embedding_map, goal_ranks, horizon_figure,
-                                 horizon_profile)
+from seqrec.core.figures import (cutoff_curves, cutoff_figure, embedding_figure, embedding_map, goal_ranks,
+                                 horizon_figure, horizon_profile)
 
 SCORES = np.array([[0.9, 0.8, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]])
 INPUTS = Sequences.from_lists([[0], [3]])
@@ -47,3 +49,13 @@ def test_embedding_map_and_figures_render():
     assert [text.get_text() for text in figure.axes[0].texts] == ["a", "c"]
     profile = horizon_profile(goal_ranks(SCORES, INPUTS, GOALS), GOALS, k=1, min_users=1)
     assert len(horizon_figure(profile, 1, "test").axes) == 2
+
+
+def test_cutoff_curves_add_the_tie_aware_sps_when_the_times_are_known():
+    recommended = top_k(SCORES, 3, exclude=INPUTS)  # [[1, 3, 2], [2, 1, 0]]
+    inputs = replace(INPUTS, times=np.array([10, 50]))
+    goals = replace(GOALS, times=np.array([20, 20, 60, 61, 62]))  # user 0's goal items 2 and 1 share a second
+    curves = cutoff_curves(recommended, goals, 4, inputs)
+    assert curves["sps_tie"].tolist() == [0.5, 0.5, 1.0]  # user 0's item 1 counts from k = 1
+    assert "sps_tie" not in cutoff_curves(recommended, GOALS, 4, INPUTS)  # no times, no curve
+    assert len(cutoff_figure(curves, "test").axes[0].lines) == 3

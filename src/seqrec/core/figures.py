@@ -22,13 +22,17 @@ from seqrec.core.model import keras
 MAX_CUTOFF = 20
 
 
-def cutoff_curves(recommended: np.ndarray, goals: Sequences, n_items: int) -> dict[str, np.ndarray]:
-    """sps@k and recall@k for k = 1..``recommended.shape[1]`` (a top list, best first)."""
+def cutoff_curves(recommended: np.ndarray, goals: Sequences, n_items: int,
+                  inputs: Sequences | None = None) -> dict[str, np.ndarray]:
+    """sps@k and recall@k for k = 1..``recommended.shape[1]`` (a top list, best first), and the tie-aware sps@k
+    (``sps_tie``) when the goals' times are known and the ``inputs`` given."""
     cutoffs = np.arange(1, recommended.shape[1] + 1)
-    metrics = [ranking_metrics(recommended[:, :k], goals, n_items) for k in cutoffs]
-    return {"k": cutoffs,
-            "sps": np.array([m[f"sps@{k}"] for k, m in zip(cutoffs, metrics)]),
-            "recall": np.array([m[f"recall@{k}"] for k, m in zip(cutoffs, metrics)])}
+    metrics = [ranking_metrics(recommended[:, :k], goals, n_items, inputs=inputs) for k in cutoffs]
+    curves = {"k": cutoffs}
+    for curve, name in (("sps", "sps@{k}"), ("recall", "recall@{k}"), ("sps_tie", "sps_tie@{k}")):
+        if name.format(k=1) in metrics[0]:
+            curves[curve] = np.array([m[name.format(k=k)] for k, m in zip(cutoffs, metrics)])
+    return curves
 
 
 def goal_ranks(scores: np.ndarray, inputs: Sequences, goals: Sequences, block: int = 2048) -> np.ndarray:
@@ -92,7 +96,8 @@ def learning_curves_figure(history: dict[str, list[float]], k: int):
     axis.set_xlabel("epoch")
     axis.set_ylabel("training loss")
     right = axis.twinx()
-    for name, colour in ((f"val_sps_at_{k}", "tab:blue"), (f"val_recall_at_{k}", "tab:orange")):
+    for name, colour in ((f"val_sps_at_{k}", "tab:blue"), (f"val_sps_tie_at_{k}", "tab:cyan"),
+                         (f"val_recall_at_{k}", "tab:orange")):
         if name in history:
             right.plot(epochs, 100 * np.asarray(history[name]), "s-", color=colour,
                        label=name.removeprefix("val_").replace("_at_", "@") + " (validation)")
@@ -105,6 +110,9 @@ def learning_curves_figure(history: dict[str, list[float]], k: int):
 def cutoff_figure(curves: dict[str, np.ndarray], users: str):
     figure, axis = _figure(f"sps@k and recall@k, {users} users")
     axis.plot(curves["k"], 100 * curves["sps"], "o-", label="sps@k")
+    if "sps_tie" in curves:
+        axis.plot(curves["k"], 100 * curves["sps_tie"], "o--", color="tab:blue", alpha=0.6,
+                  label="tie-aware sps@k (any item of the next second)")
     axis.plot(curves["k"], 100 * curves["recall"], "s-", label="recall@k")
     axis.set_xlabel("k")
     axis.set_ylabel("%")

@@ -26,7 +26,7 @@ def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Sp
     titles = split.catalogue.titles if split.catalogue is not None else None
     figures = {
         "learning_curves.png": learning_curves_figure(history, k),
-        "sps_recall_at_k.png": cutoff_figure(cutoff_curves(recommended, goals, split.n_items), users),
+        "sps_recall_at_k.png": cutoff_figure(cutoff_curves(recommended, goals, split.n_items, inputs), users),
         "short_long_term_profile.png": horizon_figure(horizon_profile(goal_ranks(scores, inputs, goals), goals, k),
                                                       k, users),
         "item_embeddings.png": embedding_figure(embedding_map(model, popularity), popularity, titles),
