@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +53,26 @@ def synthetic_split_dir(tmp_path: Path) -> Path:
     return write_synthetic_split(tmp_path / "split")
 
 
-@pytest.fixture
-def mlflow_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """An isolated MLflow store per test (also for subprocesses, through the environment)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+@contextlib.contextmanager
+def isolated_tracking(directory: Path) -> Iterator[str]:
+    """An MLflow store of its own in ``directory`` (also for subprocesses, through the environment)."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield uri
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
+@pytest.fixture
+def mlflow_tracking(tmp_path: Path) -> Iterator[str]:
+    """An isolated MLflow store per test."""
+    with isolated_tracking(tmp_path) as uri:
+        yield uri

@@ -19,7 +19,7 @@ import mlflow
 import pytest
 import yaml
 
-from conftest import write_synthetic_split
+from conftest import isolated_tracking, write_synthetic_split
 from seqrec.core.errors import TrainingDiverged
 from seqrec.core.model import build_model, scoring_model
 from seqrec.core.training import StopOnDivergence
@@ -140,15 +140,8 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def shared_tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One MLflow store for the module (creating one costs a second or two): every case checks it gains no run."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_REGISTRY_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+    with isolated_tracking(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
 
 
 def all_runs() -> dict[str, str]:
