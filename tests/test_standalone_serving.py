@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import isolated_tracking
 from scoring_server import alive, post, scoring_server
 from seqrec.core.data import ItemCatalogue
 from seqrec.core.model import build_model, keras
@@ -50,23 +51,14 @@ def registered(tmp_path_factory):
     model.save(model_file)
     items = ItemCatalogue(movie_ids=np.array(MOVIE_IDS, dtype=np.int64), titles=[f"Movie {i}" for i in range(N_ITEMS)])
     catalogue = ServingCatalogue.build(items, np.arange(N_ITEMS, 0, -1, dtype=np.int64))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_REGISTRY_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        try:
-            with mlflow.start_run():
-                info = log_recommender(model_file, catalogue)
-            version = mlflow.register_model(info.model_uri, "seqrec").version
-            mlflow.MlflowClient().set_registered_model_alias("seqrec", "champion", version)
-            expected = Recommender(model, catalogue).recommend(pd.DataFrame({"items": [HISTORY], "k": [K]}))
-            yield SimpleNamespace(root=root, tracking_uri=uri, info=info,
-                                  expected_movie_ids=[int(m) for m in expected.movie_ids[0]])
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+    with isolated_tracking(root) as uri:
+        with mlflow.start_run():
+            info = log_recommender(model_file, catalogue)
+        version = mlflow.register_model(info.model_uri, "seqrec").version
+        mlflow.MlflowClient().set_registered_model_alias("seqrec", "champion", version)
+        expected = Recommender(model, catalogue).recommend(pd.DataFrame({"items": [HISTORY], "k": [K]}))
+        yield SimpleNamespace(root=root, tracking_uri=uri, info=info,
+                              expected_movie_ids=[int(m) for m in expected.movie_ids[0]])
 
 
 @pytest.fixture(scope="module")
