@@ -1,9 +1,19 @@
-"""Reproduction benchmark: train RNN-CCE with several seeds and print test metrics beside the paper's row.
+"""Reproduction benchmark: train RNN-CCE with several seeds on one or more splits and print a table for each.
 
-    python benchmarks/reproduce.py --seeds 3                  # the default configuration
+    python benchmarks/reproduce.py --seeds 5                       # the default configuration, authors' split
+    seqrec prepare ../shared/data/ml-1m/ratings.partial.dat /tmp/clean --within-second random
+    python benchmarks/reproduce.py --seeds 5 --data ../shared/data/ml1m-split --data /tmp/clean   # both tables
     python benchmarks/reproduce.py --seeds 3 --regime paper --lookahead 1 --cuts-per-user 16 --max-len 30 \
         --epochs 15 --patience 15 --imputed-targets mask    # the authors' training regime and sampler
 
+Two kinds of split, two tables (see docs/protocol-and-data.md, "Same-second ratings"):
+
+* the *authors' split* (or any split prepared with the file's order inside a second): comparison with the paper,
+  whose row is printed beside ours; plain sps@10 is the paper's metric;
+* a *clean split* (``seqrec prepare --within-second random``): no order inside a second exists to be learned, so
+  the tie-aware sps@10 is the figure that transfers to a user's own data. No paper row: other users.
+
+Both tables show the validation figures of the kept epoch too, since defaults are chosen on validation users.
 Each seed is an ordinary MLflow run (experiment ``seqrec-benchmark``), so the runs also show in ``mlflow ui``.
 Slow (minutes per seed on 2 CPU cores): this is a benchmark, not a test.
 """
@@ -16,38 +26,68 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from seqrec.core.sources import load_data
-from seqrec.experiment.cli import Parser, add_config_arguments, integer
 from seqrec.core.config import TrainConfig
-from seqrec.experiment.tracking import train_run
+from seqrec.core.data import Split
+from seqrec.core.prepare import read_prepare_record
+from seqrec.core.sources import load_data
+from seqrec.core.ties import with_times
+from seqrec.experiment.cli import Parser, add_config_arguments, integer
+from seqrec.experiment.tracking import RunSummary, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
-PAPER = {"sps@10": (33.45, 1.17), "recall@10": (7.52, None), "user_coverage": (87.73, None),
-         "item_coverage": (669.75, None)}
-COLUMNS = ["sps@10", "recall@10", "user_coverage", "item_coverage", "train_seconds", "train_tokens_per_second"]
+PAPER = {"sps@10": "33.45 ± 1.17", "recall@10": "7.52", "user_coverage": "87.73", "item_coverage": "669.75"}
 
 
-def _cell(values: list[float], scale: float, digits: int) -> str:
-    values = np.asarray(values, dtype=float) * scale
-    spread = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
-    return f"{values.mean():.{digits}f}{spread}"
+def columns(k: int) -> list[tuple[str, str, float, int]]:
+    """The table's columns at cut-off ``k``: (key in a run's :func:`figures`, heading, scale, digits)."""
+    return [(f"test sps@{k}", f"sps@{k} (%)", 100, 2), (f"test sps_tie@{k}", f"tie-aware sps@{k} (%)", 100, 2),
+            (f"test recall@{k}", f"recall@{k} (%)", 100, 2), ("test user_coverage", "user cov. (%)", 100, 2),
+            ("test item_coverage", "item cov.", 1, 1), (f"val sps@{k}", f"val sps@{k} (%)", 100, 2),
+            (f"val sps_tie@{k}", f"val tie-aware sps@{k} (%)", 100, 2), ("train_seconds", "train time (s)", 1, 0),
+            ("tokens_per_second", "tokens/s", 1, 0)]
 
 
-def table(label: str, runs: list[dict[str, float]]) -> str:
-    header = "| method | sps@10 (%) | recall@10 (%) | user cov. (%) | item cov. | train time (s) | tokens/s |"
-    rule = "|---|---|---|---|---|---|---|"
-    ours = [_cell([run[c] for run in runs], 1 if c in ("item_coverage", "train_seconds", "train_tokens_per_second")
-                  else 100, 0 if c in ("train_seconds", "train_tokens_per_second") else 2) for c in COLUMNS]
-    paper = [f"{m:.2f}" + (f" ± {s:.2f}" if s else "") for m, s in PAPER.values()] + ["–", "–"]
-    return "\n".join([header, rule, f"| {label} | " + " | ".join(ours) + " |",
-                      "| RNN-CCE, paper Table 3 | " + " | ".join(paper) + " |"])
+def is_clean(split: Split) -> bool:
+    """Whether ``split`` was prepared with a random order inside each second (``--within-second random``)."""
+    return (read_prepare_record(split.directory) or {}).get("within_second") == "random"
+
+
+def figures(summary: RunSummary) -> dict[str, float]:
+    """One run's figures, keyed as in :func:`columns`."""
+    return {**{f"test {name}": value for name, value in (summary.test or {}).items()},
+            **{f"val {name}": value for name, value in summary.val.items()},
+            "train_seconds": summary.train_seconds, "tokens_per_second": summary.tokens_per_second}
+
+
+def cell(values: list[float | None], scale: float, digits: int) -> str:
+    """Mean ± sample std over the seeds; "–" when a run lacks the figure (no times: no tie-aware metrics)."""
+    if not values or any(value is None for value in values):
+        return "–"
+    scaled = np.asarray(values, dtype=float) * scale
+    spread = f" ± {scaled.std(ddof=1):.{digits}f}" if len(scaled) > 1 else ""
+    return f"{scaled.mean():.{digits}f}{spread}"
+
+
+def table(label: str, runs: list[dict[str, float]], paper_row: bool, k: int = 10) -> str:
+    """A Markdown table: our row (mean ± std over the runs) and, for the authors' kind of split, the paper's
+    (its figures are at k = 10)."""
+    shown = columns(k)
+    lines = ["| method | " + " | ".join(heading for _, heading, _, _ in shown) + " |",
+             "|---|" + "---:|" * len(shown),
+             f"| {label} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
+                                          for key, _, scale, digits in shown) + " |"]
+    if paper_row and k == 10:
+        paper = [PAPER.get(key.removeprefix("test "), "–") for key, _, _, _ in shown]
+        lines.append("| RNN-CCE, paper Table 3 | " + " | ".join(paper) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
-    parser.add_argument("--data", default="auto")
+    parser.add_argument("--data", action="append",
+                        help="a split (as seqrec train --data); repeat it for one table per split (default: auto)")
     add_config_arguments(parser, defaults=False, skip=("seed",))  # given ones override TrainConfig()
     args = parser.parse_args(argv)
 
@@ -57,14 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = replace(TrainConfig(), **overrides)
-    split = load_data(args.data)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    summaries = [train_run(replace(base, seed=seed), split) for seed in seeds]
-    runs = [{**s.test, "train_seconds": s.train_seconds, "train_tokens_per_second": s.tokens_per_second}
-            for s in summaries]
-    label = f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)"
+    tables = []
+    for data in args.data or ["auto"]:
+        split = with_times(load_data(data))
+        runs = [figures(train_run(replace(base, seed=seed), split)) for seed in seeds]
+        clean = is_clean(split)
+        kind = ("clean split (the tie-aware sps transfers)" if clean
+                else "authors' kind of split (compare with the paper)")
+        tables.append(f"\n{kind}: {split.directory}\n"
+                      + table(f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)", runs, not clean, base.k))
     print("\nconfiguration:", ", ".join(f"{k}={v}" for k, v in vars(base).items() if k != "seed"))
-    print(table(label, runs))
+    print("\n".join(tables))
     return 0
 
 
