@@ -49,6 +49,11 @@ REFUSED = [
     (["train", *TINY, "--k", "1000"], "--k: expected a cut-off between 1 and 40 (the catalogue size), got '1000'"),
     (["train", *TINY, "--k", "0"], "k must be a positive integer, got 0"),
     (["train", *TINY, "--cell", "rnn"], "argument --cell: invalid choice: 'rnn'"),
+    (["train", *TINY, "--model", "bert"], "argument --model: invalid choice: 'bert'"),
+    (["train", *TINY, "--loss", "warp"], "argument --loss: invalid choice: 'warp'"),
+    (["train", *TINY, "--loss", "bpr", "--negatives", "0"], "negatives must be a positive integer, got 0"),
+    (["train", *TINY, "--model", "sasrec", "--blocks", "0"], "blocks must be a positive integer, got 0"),
+    (["train", *TINY, "--model", "sasrec", "--heads", "0"], "heads must be a positive integer, got 0"),
     (["train", *TINY, "--rating-input", "yes"], "argument --rating-input: expected true or false, got 'yes'"),
     (["train", *TINY, "--cuts-per-user", "5"], "cuts_per_user is for regime=paper only"),
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
@@ -221,7 +226,7 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
 
 
 CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods",
-                 "within_second"}
+                 "within_second", "loss"}
 
 
 def mlproject_cases() -> list[tuple[str, str, str]]:
@@ -230,7 +235,7 @@ def mlproject_cases() -> list[tuple[str, str, str]]:
     bad = {"int": ["abc", "1.5"], "float": ["abc", "nan"]}
     return [(name, param, value) for name, entry in spec["entry_points"].items()
             for param, declared in entry["parameters"].items()
-            for value in (["bogus"] if param in CHOICE_PARAMS
+            for value in (["bogus"] if param in CHOICE_PARAMS or (name, param) == ("main", "model")
                           else bad.get(declared.get("type") if isinstance(declared, dict) else declared, []))]
 
 
@@ -249,7 +254,8 @@ def mlproject_argv(entry_point: str, overrides: dict[str, str]) -> list[str]:
 @pytest.mark.parametrize("entry_point, param, value", mlproject_cases())
 def test_every_mlproject_param_refuses_a_bad_value_in_one_line(entry_point, param, value, hostile_dir,
                                                                shared_tracking, capsys):
-    valid = {"data": hostile_dir["split"], "model": hostile_dir["model"], "items": "1000",
+    valid = {"data": hostile_dir["split"], "model": "rnn" if entry_point == "main" else hostile_dir["model"],
+             "items": "1000",
              "ratings": f"{hostile_dir['tmp']}/ratings.dat" if entry_point == "prepare" else "unknown",
              "out": f"{hostile_dir['tmp']}/out"}
     entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]

@@ -122,8 +122,11 @@ class ResumableTraining(keras.callbacks.BackupAndRestore):
 
 
 def _seed_states(model: keras.Model) -> list:
-    """The random-seed states of the model's layers (dropout masks): not in Keras' weight files."""
-    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+    """The random-seed states of the model's layers (dropout masks) and of its loss (sampled negatives): not in
+    Keras' weight files."""
+    loss_seed = getattr(getattr(model, "loss", None), "seed_generator", None)
+    return [*(variable for variable in model.variables if variable.path.endswith("seed_generator_state")),
+            *([loss_seed.state] if loss_seed is not None else [])]
 
 
 def _number(value: object) -> float | None:

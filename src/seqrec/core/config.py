@@ -10,12 +10,15 @@ from seqrec.core.ties import TIE_ORDERS
 REGIMES = ("all_steps", "paper")
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes 0..2**32-1
 IMPUTED_TARGETS = ("mask", "keep")
+MODELS = ("rnn", "sasrec", "cnn", "pooling")  # seqrec.core.models: one file each
+LOSSES = ("cce", "pointwise", "bpr", "hinge", "adaptive_hinge")  # cce: full softmax; the others seqrec.core.losses
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run; logged as MLflow params as is."""
 
+    model: str = "rnn"
     hidden: int = 256
     embedding: int = 128
     dropout: float = 0.2
@@ -28,6 +31,10 @@ class TrainConfig:
     regime: str = "all_steps"
     lookahead: int = 3
     lookahead_decay: float = 0.5
+    loss: str = "cce"
+    negatives: int = 5
+    blocks: int = 2
+    heads: int = 1
     tie_order: str = "movie"
     tie_noise: float = 0.8
     rating_weight: float = 0.0
@@ -49,7 +56,12 @@ class TrainConfig:
             raise ValueError(f"patience must be 0 or more epochs, got {self.patience}")
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
-        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead"):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead", "negatives",
+                     "blocks", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.cuts_per_user < 0:

@@ -1,70 +1,74 @@
-"""RNN-CCE: item embedding -> GRU/LSTM -> dropout -> logits over all items, trained with softmax CCE.
+"""The network of a run: one of the sequence models of :mod:`seqrec.core.models`, and what the rest of the
+project needs from it, whichever it is (the last-step scoring model, its inputs, its catalogue size).
 
 Inputs are ``item + 1`` (0 is padding and is masked), left-padded so the last time step is the
 user's latest item. The training model of the ``all_steps`` regime returns logits at every step;
 the saved *scoring* model returns only the last step's logits, which is what recommendation needs.
-Both share the same weights (:func:`scoring_model`). The loss is :class:`NextItemsCrossentropy`.
+Both share the same weights (:func:`scoring_model`). The loss is :class:`NextItemsCrossentropy` (full softmax)
+or one of the sampled ranking losses of :mod:`seqrec.core.losses`.
 
 With ``rating_input`` the net also reads the rating the user gave each item of the history: a second
-input ``ratings`` of :data:`RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars), embedded and added to
+input ``ratings`` of :data:`seqrec.core.models.common.RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars), embedded and added to
 the item embedding. Such a model takes ``{"items": ..., "ratings": ...}`` (see :func:`model_inputs`).
 """
 
 from __future__ import annotations
 
-import os
+import re
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from seqrec.core.models import cnn, pooling, rnn, sasrec
+from seqrec.core.models.common import NetSpec, keras
 
-CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
-RATING_TOKENS = 6  # 0: unknown (or padding), 1..5: stars
+CELLS = rnn.CELLS
+BUILDERS = {"rnn": rnn.build, "sasrec": sasrec.build, "cnn": cnn.build, "pooling": pooling.build}
+MODELS = tuple(BUILDERS)
 
 
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
-                rating_input: bool = False) -> keras.Model:
-    """The RNN-CCE network; ``n_items`` output logits (the catalogue), ``n_items + 1`` input ids.
+                rating_input: bool = False, model: str = "rnn", max_len: int = 50, blocks: int = 2,
+                heads: int = 1) -> keras.Model:
+    """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
+    input ids.
 
     ``projection > 0`` inserts a linear bottleneck before the logits: the softmax layer dominates
     the cost (hidden x n_items per step), so a bottleneck buys a wider recurrent layer for free.
     ``rating_input`` adds the ``ratings`` input (see the module docstring); padding stays masked by the items.
+    ``max_len``, ``blocks`` and ``heads`` shape the self-attention and convolution models (the RNN reads any
+    length).
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-    items = keras.Input(shape=(None,), dtype="int32", name="items")
-    x = keras.layers.Embedding(n_items + 1, embedding, mask_zero=True, name="item_embedding")(items)
-    inputs = items
-    if rating_input:
-        ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
-        rated = keras.layers.Embedding(RATING_TOKENS, embedding, name="rating_embedding")(ratings)
-        x = keras.layers.Add(name="item_and_rating")([x, rated])
-        inputs = {"items": items, "ratings": ratings}
-    x = CELLS[cell](hidden, return_sequences=return_sequences, name="rnn")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    if projection > 0:
-        x = keras.layers.Dense(projection, name="projection")(x)
-    logits = keras.layers.Dense(n_items, name="logits")(x)
-    name = "rnn_cce_steps" if return_sequences else "rnn_cce"
-    return keras.Model(inputs, logits, name=name)
+    if model not in BUILDERS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
+                  rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads)
+    return BUILDERS[model](n_items, net, return_sequences)
 
 
 def model_config(model: keras.Model) -> dict:
     """Hyper-parameters of a built model, read back from its layers (for rebuilding and checks)."""
-    rnn = model.get_layer("rnn")
-    names = {layer.name for layer in model.layers}
-    return {
-        "n_items": model.get_layer("logits").units,
-        "hidden": rnn.units,
-        "embedding": model.get_layer("item_embedding").output_dim,
-        "dropout": model.get_layer("dropout").rate,
-        "cell": "lstm" if isinstance(rnn, keras.layers.LSTM) else "gru",
-        "projection": model.get_layer("projection").units if "projection" in names else 0,
+    layers = {layer.name: layer for layer in model.layers}
+    kind = model.name.removesuffix("_steps")
+    config = {
+        "model": "rnn" if kind == "rnn_cce" else kind,
+        "n_items": layers["logits"].units,
+        "embedding": layers["item_embedding"].output_dim,
+        "dropout": layers["dropout"].rate,
+        "projection": layers["projection"].units if "projection" in layers else 0,
         "rating_input": reads_ratings(model),
     }
+    if "rnn" in layers:
+        rnn_layer = layers["rnn"]
+        config.update(hidden=rnn_layer.units, cell="lstm" if isinstance(rnn_layer, keras.layers.LSTM) else "gru")
+    if "latest_items" in layers:
+        config["max_len"] = layers["latest_items"].length
+    config["blocks"] = sum(bool(re.fullmatch(r"(attention|convolution)_\d+", name)) for name in layers)
+    if "feed_forward_in_0" in layers:
+        config.update(hidden=layers["feed_forward_in_0"].units, heads=layers["attention_0"].num_heads)
+    if "convolution_0" in layers:
+        config["hidden"] = layers["convolution_0"].filters
+    return config
 
 
 def reads_ratings(model: keras.Model) -> bool:
@@ -83,7 +87,7 @@ def model_inputs(model: keras.Model, items: np.ndarray,
 
 def scoring_model(model: keras.Model) -> keras.Model:
     """A last-step model with the same weights: what is saved, evaluated and served."""
-    if not model.get_layer("rnn").return_sequences:
+    if len(model.output.shape) == 2:  # already last-step logits
         return model
     scorer = build_model(**model_config(model), return_sequences=False)
     scorer.set_weights(model.get_weights())

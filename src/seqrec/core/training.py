@@ -18,6 +18,7 @@ from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.config import TrainConfig
 from seqrec.core.data import Sequences, Split
 from seqrec.core.errors import TrainingDiverged
+from seqrec.core.losses import SampledRankingLoss
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.model import NextItemsCrossentropy, build_model, keras, scoring_model
 from seqrec.core.sampling import TrainingBatches
@@ -61,6 +62,13 @@ class StopOnDivergence(keras.callbacks.Callback):
                                    f"try a lower learning rate than lr={self.lr}")
 
 
+def training_loss(config: TrainConfig) -> keras.losses.Loss:
+    """The full-softmax CCE against the next ``lookahead`` items, or a sampled ranking loss (same weighting)."""
+    if config.loss == "cce":
+        return NextItemsCrossentropy(config.lookahead_decay)
+    return SampledRankingLoss(config.loss, config.negatives, config.lookahead_decay, seed=config.seed)
+
+
 @dataclass
 class TrainResult:
     model: keras.Model  # last-step scoring model with the best validation epoch's weights
@@ -91,11 +99,11 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                               rating_known=rating_known)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=config.regime == "all_steps",
-                        rating_input=config.rating_input)
+                        rating_input=config.rating_input, model=config.model, max_len=config.max_len,
+                        blocks=config.blocks, heads=config.heads)
     schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
                                                       alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=NextItemsCrossentropy(config.lookahead_decay))
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))
     monitor = mlflow_name(f"sps@{config.k}", "val_")
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)

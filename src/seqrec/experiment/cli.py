@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
-from seqrec.core.config import IMPUTED_TARGETS, MAX_SEED, REGIMES, TrainConfig
+from seqrec.core.config import IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, REGIMES, TrainConfig
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
@@ -30,9 +30,11 @@ from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
 
 # Defaults live in TrainConfig only; the parser reads them from there.
 TRAIN_HELP = {
-    "hidden": "recurrent units",
+    "model": "sequence model: rnn (RNN-CCE), sasrec (causal self-attention), cnn (causal convolutions) or pooling "
+             "(mean of the history's embeddings)",
+    "hidden": "recurrent units (rnn), feed-forward width (sasrec) or convolution channels (cnn)",
     "embedding": "item embedding size",
-    "dropout": "dropout rate after the recurrent layer",
+    "dropout": "dropout rate after the sequence layers (and inside the attention blocks)",
     "max_len": "training window length (items); evaluation always reads the full history",
     "batch_size": "examples per batch",
     "lr": "peak Adam learning rate (cosine decay over the epochs)",
@@ -43,6 +45,10 @@ TRAIN_HELP = {
               "item only)",
     "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
     "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
+    "loss": "cce (full softmax) or a ranking loss against sampled negatives: pointwise, bpr, hinge, adaptive_hinge",
+    "negatives": "items drawn uniformly per step as negatives for the sampled losses",
+    "blocks": "self-attention blocks (sasrec) or convolution layers (cnn)",
+    "heads": "attention heads per block (sasrec)",
     "tie_order": "order of same-second training ratings, re-drawn every epoch: file, shuffle or movie "
                  "(by MovieID with noise, as in the authors' files; needs timestamps)",
     "tie_noise": "std of the noise on the MovieID rank within a second for tie_order=movie",
@@ -57,8 +63,8 @@ TRAIN_HELP = {
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",
 }
-CHOICES = {"cell": ["gru", "lstm"], "regime": list(REGIMES), "tie_order": list(TIE_ORDERS),
-           "imputed_targets": list(IMPUTED_TARGETS)}
+CHOICES = {"model": list(MODELS), "loss": list(LOSSES), "cell": ["gru", "lstm"], "regime": list(REGIMES),
+           "tie_order": list(TIE_ORDERS), "imputed_targets": list(IMPUTED_TARGETS)}
 
 
 # --- argument types ----------------------------------------------------------------------------------------

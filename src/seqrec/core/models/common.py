@@ -1,0 +1,118 @@
+"""What the sequence models share: the history's embedding, a learned position table and the last step."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+RATING_TOKENS = 6  # 0: unknown (or padding), 1..5: stars
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """The architecture knobs of a training config (see :class:`seqrec.core.config.TrainConfig`)."""
+
+    model: str = "rnn"
+    hidden: int = 256
+    embedding: int = 128
+    dropout: float = 0.2
+    cell: str = "gru"
+    projection: int = 0
+    rating_input: bool = False
+    max_len: int = 50
+    blocks: int = 2
+    heads: int = 1
+
+
+def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tuple[keras.KerasTensor | dict,
+                                                                                   keras.KerasTensor]:
+    """The model's inputs and the embedded history (batch x steps x ``net.embedding``; padding masked).
+
+    With ``net.rating_input`` the rating of every item (0 = unknown) is embedded and added to the item's.
+    ``window``: only the latest ``window`` items are read (a model with a position table of that length).
+    """
+    items = keras.Input(shape=(None,), dtype="int32", name="items")
+    ids = items if window is None else LastItems(window, name="latest_items")(items)
+    x = keras.layers.Embedding(n_items + 1, net.embedding, mask_zero=True, name="item_embedding")(ids)
+    if not net.rating_input:
+        return items, x
+    ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
+    stars = ratings if window is None else LastItems(window, name="latest_ratings")(ratings)
+    rated = keras.layers.Embedding(RATING_TOKENS, net.embedding, name="rating_embedding")(stars)
+    return {"items": items, "ratings": ratings}, keras.layers.Add(name="item_and_rating")([x, rated])
+
+
+def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec) -> keras.KerasTensor:
+    """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue."""
+    x = keras.layers.Dropout(net.dropout, name="dropout")(x)
+    if net.projection > 0:
+        x = keras.layers.Dense(net.projection, name="projection")(x)
+    return keras.layers.Dense(n_items, name="logits")(x)
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class LastItems(keras.layers.Layer):
+    """The latest ``length`` steps of a left-padded batch: a model with a position table of that length then
+    scores histories of any length (serving and evaluation feed the whole input half)."""
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+
+    def call(self, inputs):
+        return inputs[:, -self.length:]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "length": self.length}
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class LastStep(keras.layers.Layer):
+    """The last time step of a left-padded sequence: the user's latest item, whatever the padding."""
+
+    def call(self, inputs):
+        return inputs[:, -1]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned vector per position counted from the latest item (left padding puts it last), added to the
+    items' embedding: the latest item always gets the same position, whatever the history's length."""
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.length, input_shape[-1]), initializer="glorot_uniform",
+                                     name="positions")
+
+    def call(self, inputs):
+        steps = keras.ops.shape(inputs)[1]
+        return inputs + self.table[self.length - steps:]
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "length": self.length}
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class ZeroPadding(keras.layers.Layer):
+    """Zero the padded steps and drop the mask: for layers that do not read masks (convolutions, sums)."""
+
+    def call(self, inputs, mask=None):
+        return inputs if mask is None else inputs * keras.ops.expand_dims(keras.ops.cast(mask, inputs.dtype), -1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None

@@ -1,0 +1,36 @@
+"""Causal self-attention (SASRec, Kang & McAuley 2018), trained as "SASRec+" (Klenitskiy & Vasilev, RecSys 2023):
+the full-softmax cross-entropy at every step instead of sampled negatives.
+
+Pre-norm blocks of causal multi-head attention and a feed-forward layer, a learned position table counted from
+the latest item. It reads the latest ``max_len`` items only: longer histories are cut to those.
+"""
+
+from __future__ import annotations
+
+from seqrec.core.models.common import LastStep, NetSpec, PositionEmbedding, history_input, keras, output_logits
+
+
+def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
+    """One pre-norm transformer block: x + attention(norm(x)), then x + feed-forward(norm(x))."""
+    h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"attention_norm_{index}")(x)
+    attended = keras.layers.MultiHeadAttention(net.heads, max(1, net.embedding // net.heads), dropout=net.dropout,
+                                               name=f"attention_{index}")(h, h, use_causal_mask=True)
+    x = keras.layers.Add(name=f"attention_residual_{index}")([x, attended])
+    h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"feed_forward_norm_{index}")(x)
+    h = keras.layers.Dense(net.hidden, activation="gelu", name=f"feed_forward_in_{index}")(h)
+    h = keras.layers.Dropout(net.dropout, name=f"feed_forward_dropout_{index}")(h)
+    h = keras.layers.Dense(net.embedding, name=f"feed_forward_out_{index}")(h)
+    return keras.layers.Add(name=f"feed_forward_residual_{index}")([x, h])
+
+
+def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
+    inputs, x = history_input(n_items, net, window=net.max_len)
+    x = PositionEmbedding(net.max_len, name="positions")(x)
+    x = keras.layers.Dropout(net.dropout, name="embedding_dropout")(x)
+    for index in range(net.blocks):
+        x = block(x, net, index)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    if not return_sequences:
+        x = LastStep(name="last_step")(x)
+    name = "sasrec_steps" if return_sequences else "sasrec"
+    return keras.Model(inputs, output_logits(x, n_items, net), name=name)

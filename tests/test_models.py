@@ -1,0 +1,102 @@
+"""The model zoo and the sampled losses: every model and loss trains in the same loop, learns a synthetic order
+better than popularity, and its saved scoring model stands alone (same scores after a reload)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seqrec.core.config import LOSSES, MODELS, TrainConfig
+from seqrec.core.data import Sequences, load_split, split_half
+from seqrec.core.losses import SampledRankingLoss
+from seqrec.core.model import BUILDERS, build_model, keras, model_config, scoring_model
+from seqrec.core.scoring import evaluate_scores, score_users
+from seqrec.core.training import fit
+
+TINY = dict(hidden=32, embedding=16, dropout=0.1, max_len=8, batch_size=16, lr=0.01, k=5, tie_order="file",
+            patience=20)
+
+
+def popularity_sps(split) -> float:
+    """sps@5 of ranking every validation user's items by training popularity."""
+    scores = np.tile(split.item_popularity.astype(np.float32), (len(split.val), 1))
+    return evaluate_scores(scores, split.val, 5)["sps@5"]
+
+
+def test_the_registry_builds_every_model_the_config_accepts():
+    assert tuple(BUILDERS) == MODELS
+
+
+@pytest.mark.parametrize("model, loss, epochs", [
+    ("rnn", "cce", 3), ("sasrec", "cce", 5), ("cnn", "cce", 3), ("pooling", "cce", 4),
+    ("rnn", "pointwise", 4), ("rnn", "bpr", 4), ("rnn", "hinge", 4), ("rnn", "adaptive_hinge", 4)])
+def test_every_model_and_loss_learns_the_synthetic_order_better_than_popularity(synthetic_split_dir, model, loss,
+                                                                                 epochs):
+    split = load_split(synthetic_split_dir)
+    result = fit(split, TrainConfig(model=model, loss=loss, epochs=epochs, **TINY), verbose=0)
+    losses = result.history["loss"]
+    assert losses[-1] < losses[0]
+    assert max(result.history["val_sps_at_5"]) > popularity_sps(split) + 0.2
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_dir, tmp_path, model):
+    split = load_split(synthetic_split_dir)
+    steps = build_model(split.n_items, 16, 8, 0.1, model=model, max_len=6, blocks=2, heads=2,
+                        return_sequences=True)
+    scorer = scoring_model(steps)
+    path = tmp_path / "model.keras"
+    scorer.save(path)
+    loaded = keras.models.load_model(path)
+    inputs = split_half(split.test)[0]
+    np.testing.assert_allclose(score_users(loaded, inputs), score_users(scorer, inputs), rtol=1e-5, atol=1e-5)
+    assert model_config(loaded) == model_config(steps)
+    assert model_config(loaded)["model"] == model
+
+
+@pytest.mark.parametrize("model", ["sasrec", "cnn"])
+def test_windowed_models_read_only_the_latest_max_len_items(model):
+    """A history longer than max_len scores as its latest max_len items: the position table has max_len rows."""
+    scorer = scoring_model(build_model(30, 16, 8, 0.0, model=model, max_len=5, return_sequences=True))
+    rng = np.random.default_rng(0)
+    long = rng.integers(0, 30, size=12)
+    histories = Sequences.from_lists([long.tolist(), long[-5:].tolist()], [0, 1])
+    scores = score_users(scorer, histories)
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-5)
+
+
+def test_the_last_step_scores_the_same_as_the_step_model_at_the_last_position():
+    """Scoring and training models share weights: the last row of the all-steps logits is the scoring logit."""
+    steps = build_model(20, 16, 8, 0.0, model="sasrec", max_len=6, return_sequences=True)
+    batch = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]], dtype=np.int32)
+    np.testing.assert_allclose(np.asarray(scoring_model(steps)(batch))[:, :], np.asarray(steps(batch))[:, -1],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", [name for name in LOSSES if name != "cce"])
+def test_sampled_losses_are_zero_weight_past_the_end_and_lower_when_the_target_scores_higher(kind):
+    loss = SampledRankingLoss(kind, negatives=4, seed=0)
+    logits = np.zeros((2, 10), dtype=np.float32)
+    targets = np.array([[3, -1], [-1, -1]])
+    better = logits.copy()
+    better[0, 3] = 5.0
+    assert float(loss(targets, better)) < float(loss(targets, logits))
+    assert float(SampledRankingLoss(kind)(np.array([[-1]]), logits[:1])) == 0.0
+    assert SampledRankingLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+
+
+def test_config_refuses_an_unknown_model_or_loss():
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainConfig(model="bert")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="warp")
+
+
+def test_the_training_backup_keeps_the_state_of_the_negatives_draw():
+    """A resumed fit draws the negatives an uninterrupted one would: the loss's seed state is backed up."""
+    from seqrec.core.backup import _seed_states
+
+    model = build_model(10, 8, 4, 0.1, return_sequences=True)
+    loss = SampledRankingLoss("bpr", seed=3)
+    model.compile(optimizer="adam", loss=loss)
+    assert any(state is loss.seed_generator.state for state in _seed_states(model))
