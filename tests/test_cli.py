@@ -58,7 +58,9 @@ def test_train_logs_params_curves_artifacts_and_test_metrics(trained, synthetic_
     assert [model.name for model in mlflow.search_logged_models(output_format="list")] == ["recommender"]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
         f"plots/{name}.png" for name in ("learning_curves", "sps_recall_at_k", "short_long_term_profile",
-                                         "item_embeddings")}
+                                         "item_embeddings", "new_users")}
+    new_users = [run.data.metrics[f"test_new_user_sps_at_10_given_{n}"] for n in (1, 2, 3, 5, 10, 20)]
+    assert all(0.0 <= value <= 1.0 for value in new_users) and "test_new_user_recall_at_10_given_1" in run.data.metrics
     assert 0.0 < run.data.metrics["test_diversity"] <= 1.0 and run.data.metrics["test_novelty"] > 0.0
     assert [a.path for a in client.list_artifacts(run.info.run_id, "data")] == ["data/stats"]
     assert model_file.is_file()

@@ -100,3 +100,31 @@ def test_the_training_backup_keeps_the_state_of_the_negatives_draw():
     loss = SampledRankingLoss("bpr", seed=3)
     model.compile(optimizer="adam", loss=loss)
     assert any(state is loss.seed_generator.state for state in _seed_states(model))
+
+
+def test_new_user_curve_gives_the_first_n_items_and_ends_with_the_whole_input_half(synthetic_split_dir):
+    """The recommender sees only the first n input items; the last point is the plain evaluation."""
+    from seqrec.core.scoring import new_user_curve, new_user_metrics
+
+    split = load_split(synthetic_split_dir)
+    seen = []
+
+    def next_after_last(given: Sequences) -> np.ndarray:
+        """Scores the item after the latest given one highest: the synthetic users' order."""
+        seen.append(given.lengths.copy())
+        scores = np.zeros((len(given), split.n_items), dtype=np.float32)
+        last = given.items[given.offsets[1:] - 1]
+        scores[np.arange(len(given)), (last + 1) % split.n_items] = 1.0
+        return scores
+
+    curve = new_user_curve(next_after_last, split.test, k=5, counts=(1, 3))
+    inputs = split_half(split.test)[0]
+    np.testing.assert_array_equal(seen[0], np.minimum(inputs.lengths, 1))
+    np.testing.assert_array_equal(seen[1], np.minimum(inputs.lengths, 3))
+    np.testing.assert_array_equal(seen[2], inputs.lengths)
+    assert list(curve["given"]) == [1, 3, 0]
+    whole = evaluate_scores(next_after_last(inputs), split.test, 5)
+    assert curve["sps"][-1] == pytest.approx(whole["sps@5"]) and curve["recall"][-1] == pytest.approx(whole["recall@5"])
+    assert curve["sps"][-1] > curve["sps"][0]  # the first item alone does not tell where the user is now
+    assert set(new_user_metrics(curve, 5)) == {"new_user_sps@5_given_1", "new_user_sps@5_given_3",
+                                               "new_user_recall@5_given_1", "new_user_recall@5_given_3"}

@@ -121,6 +121,20 @@ def cutoff_figure(curves: dict[str, np.ndarray], users: str):
     return figure
 
 
+def new_user_figure(curve: dict[str, np.ndarray], k: int, users: str):
+    """sps@k and recall@k against the number of items given (see :func:`seqrec.core.scoring.new_user_curve`)."""
+    figure, axis = _figure(f"New users: sps@{k} and recall@{k} from their first items, {users} users")
+    labels = [str(int(given)) if given > 0 else "whole\ninput half" for given in curve["given"]]
+    positions = np.arange(len(labels))
+    axis.plot(positions, 100 * curve["sps"], "o-", label=f"sps@{k}")
+    axis.plot(positions, 100 * curve["recall"], "s-", label=f"recall@{k}")
+    axis.set_xticks(positions, labels)
+    axis.set_xlabel("items of the input half given to the recommender")
+    axis.set_ylabel("%")
+    axis.legend()
+    return figure
+
+
 def horizon_figure(profile: dict[str, np.ndarray], k: int, users: str):
     figure, axis = _figure(f"Short- and long-term profile, {users} users")
     axis.plot(profile["n"], 100 * profile["hit_rate"], "-", color="tab:blue", label=f"n-th goal item in top-{k}")

@@ -7,6 +7,7 @@ trained on): the state after the full history is the better summary of the user.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,36 @@ def evaluate_scores(scores: np.ndarray, users: Sequences, k: int = 10, popularit
     """:func:`evaluate_users` from already computed scores of the users' input halves (scored once, used twice)."""
     inputs, goals = split_half(users)
     return ranking_metrics(top_k(scores, k, exclude=inputs), goals, scores.shape[1], popularity, similarity, inputs)
+
+
+NEW_USER_COUNTS = (1, 2, 3, 5, 10, 20)  # items a new user has rated when first served
+
+
+def new_user_curve(score: Callable[[Sequences], np.ndarray], users: Sequences, k: int = 10,
+                   counts: tuple[int, ...] = NEW_USER_COUNTS) -> dict[str, np.ndarray]:
+    """sps@k and recall@k of ``users`` when the recommender is given only the first n items of their input half
+    (n in ``counts``), then the whole half; the goal is always the second half.
+
+    This is the new-user question of the GRU-instead-of-a-user-embedding tutorial: a sequence model serves a user
+    from their history alone, so how many items does it need? Only the items given are excluded from the
+    top-k (the model does not know the others). A user whose input half is shorter than n gives it all.
+    ``score`` maps histories to scores (users x items): a trained model's :func:`score_users`, or a baseline's.
+    """
+    inputs, goals = split_half(users)
+    sps, recall = [], []
+    for count in (*counts, None):
+        given = inputs if count is None else inputs.select(inputs.positions() < count)
+        scores = score(given)
+        metrics = ranking_metrics(top_k(scores, k, exclude=given), goals, scores.shape[1])
+        sps.append(metrics[f"sps@{k}"])
+        recall.append(metrics[f"recall@{k}"])
+    return {"given": np.array([*counts, 0]), "sps": np.array(sps), "recall": np.array(recall)}  # 0: whole half
+
+
+def new_user_metrics(curve: dict[str, np.ndarray], k: int) -> dict[str, float]:
+    """The curve's points as metrics: ``new_user_sps@10_given_3`` (the whole half is the plain ``sps@10``)."""
+    return {f"new_user_{name}@{k}_given_{int(given)}": float(value)
+            for name in ("sps", "recall") for given, value in zip(curve["given"], curve[name]) if given > 0}
 
 
 def check_catalogue(model: keras.Model, split: Split, source: str, movie_ids: np.ndarray | None = None) -> None:

@@ -21,7 +21,7 @@ from seqrec.core.data import Split, split_half
 from seqrec.core.metrics import mlflow_name
 from seqrec.core.recommend import ServingCatalogue
 from seqrec.core.sampling import imputed_target_mask
-from seqrec.core.scoring import evaluate_scores, format_table, score_users
+from seqrec.core.scoring import evaluate_scores, format_table, new_user_curve, new_user_metrics, score_users
 from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
@@ -97,12 +97,15 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
         test = (evaluate_scores(scores, split.test, config.k, split.item_popularity, split.item_similarity)
                 if evaluate_test else None)
+        new_users = None
         if test is not None:
-            mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test.items()})
+            new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, config.k)
+            mlflow.log_metrics({mlflow_name(name, "test_"): value
+                                for name, value in {**test, **new_user_metrics(new_users, config.k)}.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
                             **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})
-        log_run_plots(result.model, result.history, split, plotted, config.k, scores)
+        log_run_plots(result.model, result.history, split, plotted, config.k, scores, new_users)
         with tempfile.TemporaryDirectory() as tmp:
             model_file = Path(tmp) / "scoring_model.keras"
             result.model.save(model_file)
