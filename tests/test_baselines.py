@@ -125,8 +125,18 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     mlflow.log_metrics({"test_sps_at_5": 0.9})
     mlflow.end_run(status="FAILED")
 
+    # runs of the model zoo get rows by model and loss; the paper's RNN-Hinge row sits beside ours
+    zoo = {}
+    for model, loss in (("sasrec", "cce"), ("rnn", "hinge")):
+        with mlflow.start_run(run_name=f"{model}-{loss}") as zoo[model, loss]:
+            mlflow.log_params({"regime": "all_steps", "model": model, "loss": loss})
+            mlflow.log_metrics({"test_sps_at_5": 0.25, "train_seconds": 42.0})
+
     runs = report.collect_runs(k=5)
     assert runs["RNN-CCE"].info.run_id == rnn.info.run_id != failed.info.run_id
+    assert runs["SASRec-CCE"].info.run_id == zoo["sasrec", "cce"].info.run_id
+    assert runs["RNN-Hinge"].info.run_id == zoo["rnn", "hinge"].info.run_id
+    assert list(runs)[-2:] == ["RNN-Hinge", "SASRec-CCE"]  # the paper's methods first, then the others
     assert runs["POP"].info.run_id == results["pop"].run_id
 
     out = tmp_path / "report"
@@ -138,6 +148,9 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     assert f"{100 * results['pop'].test['sps@5']:.2f}" in pop_row
     rnn_row = next(line for line in markdown.splitlines() if line.startswith("| RNN-CCE | ours"))
     assert "| 50.00 |" in rnn_row and "| 12 |" in rnn_row and "0.25" in rnn_row and "–" in rnn_row
+    sasrec_row = next(line for line in markdown.splitlines() if line.startswith("| SASRec-CCE | ours"))
+    assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 |")  # train time, last column
+    assert "| RNN-Hinge | paper (RNN-Hinge) | 30.91 |" in report.to_markdown(report.build_rows(runs, k=10))
     assert "<table>" in (out / "table3.html").read_text(encoding="utf-8")
     report_run = client.search_runs([rnn.info.experiment_id], "tags.`seqrec.kind` = 'report'")[0]
     logged = {item.path for item in client.list_artifacts(report_run.info.run_id, "report")}
