@@ -96,6 +96,34 @@ def test_read_quoted_csv(tmp_path):
     assert table.user.tolist() == [1, 1] and table.rating.tolist() == [3.0, 5.0]
 
 
+NETFLIX = "1:\n1488844,3,2005-09-06\n822109,5,2005-05-13\n\n2:\n1488844,4,2005-09-06\n30878,1,2000-01-01\n"
+
+
+def test_read_netflix_prize_format(tmp_path):
+    """combined_data_*.txt: a 'MovieID:' line, then 'CustomerID,Rating,Date'; a day is a tie (midnight UTC)."""
+    path = tmp_path / "combined_data_1.txt"
+    path.write_text(NETFLIX, encoding="utf-8")
+    table = ratings.read_ratings(path)
+    assert table.user.tolist() == [1488844, 822109, 1488844, 30878]
+    assert table.movie.tolist() == [1, 1, 2, 2] and table.rating.tolist() == [3.0, 5.0, 4.0, 1.0]
+    assert table.timestamp.tolist() == [1125964800, 1115942400, 1125964800, 946684800]  # 2005-09-06 00:00 UTC, ...
+
+
+def test_a_directory_of_netflix_files_is_one_table_and_prepares(tmp_path):
+    (tmp_path / "netflix").mkdir()
+    (tmp_path / "netflix" / "combined_data_1.txt").write_text(NETFLIX, encoding="utf-8")
+    rows = [f"{movie}:\n" + "".join(f"{user},{1 + (user + movie) % 5},2005-01-{1 + movie % 28:02d}\n"
+                                     for user in range(100, 130)) for movie in range(3, 30)]
+    (tmp_path / "netflix" / "combined_data_2.txt").write_text("".join(rows), encoding="utf-8")
+    table = ratings.read_ratings(tmp_path / "netflix")
+    assert len(table) == 4 + 27 * 30 and table.movie[:4].tolist() == [1, 1, 2, 2]
+    split = load_split(prepare.prepare_split(tmp_path / "netflix", tmp_path / "split", n_val=5, n_test=5))
+    assert len(split.train) + len(split.val) + len(split.test) == 3 + 30  # every customer
+    (tmp_path / "netflix" / "combined_data_3.txt").write_text("1:\n822109,2,2005-01-01\n", encoding="utf-8")
+    with pytest.raises(DataError, match="each .customer, movie. pair once across the files"):
+        ratings.read_ratings(tmp_path / "netflix")
+
+
 def test_a_pair_rated_twice_is_refused_with_both_lines(tmp_path):
     """Which of the two ratings, at which time, would the sequence hold? (see tests/test_hostile_data.py too)"""
     path = tmp_path / "ratings.csv"
@@ -123,6 +151,13 @@ def test_a_pair_rated_twice_is_refused_with_both_lines(tmp_path):
         ("userId,movieId,score,timestamp\n1,2,3,4\n", 1, "missing: rating"),
         ("userId,movieId,rating,timestamp\n", 2, "at least one rating line"),
         ("1 2 3 4\n", 1, "comma/tab separated header"),
+        ("1:\n6,3,2005-09-06\n6,4\n", 3, "'CustomerID,Rating,YYYY-MM-DD' (Netflix Prize format"),
+        ("1:\n6,3,2005-13-06\n", 2, "a rating date YYYY-MM-DD"),
+        ("1:\n6,3,1969-12-31\n", 2, "a rating date YYYY-MM-DD from 1970 on"),
+        ("1:\n6,six,2005-09-06\n", 2, "numeric rating"),
+        ("1:\n6,3,2005-09-06\n-2:\n", 3, "a non-negative integer MovieID before ':'"),
+        ("1:\n6,3,2005-09-06\n2:\n6,1,2005-09-07\n1:\n6,2,2005-09-08\n", 6, "each (user, movie) pair once"),
+        ("1:\n", 2, "end of file"),
     ],
 )
 def test_malformed_input_names_file_and_line(tmp_path, content, line, fragment):

@@ -22,7 +22,7 @@ import numpy as np
 
 from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMP_FILES, DataError, Sequences,
                               os_error, write_item_mapping, write_sequences, write_timestamps)
-from seqrec.core.ratings import read_movie_titles, read_ratings
+from seqrec.core.ratings import NETFLIX_FILES, read_movie_titles, read_ratings
 
 PREPARE_FILE = "prepare.json"
 DEFAULT_N_VAL = 500
@@ -42,14 +42,20 @@ def first_appearance_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks; an unreadable file is a :class:`DataError`."""
+    """Hex SHA-256 of a file, read in chunks, or of a directory's files (the Netflix Prize's
+    ``combined_data_*.txt``): their names and contents in name order. An unreadable file is a :class:`DataError`."""
+    path = Path(path)
+    files = sorted(path.glob(NETFLIX_FILES)) if path.is_dir() else []
     digest = hashlib.sha256()
-    try:
-        with Path(path).open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as error:
-        raise os_error(path, "a readable file", error) from None
+    for file in files or [path]:  # a directory without them: refused as a file
+        if files:
+            digest.update(file.name.encode() + b"\0")
+        try:
+            with file.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as error:
+            raise os_error(file, "a readable file", error) from None
     return digest.hexdigest()
 
 

@@ -48,7 +48,8 @@ class RatingsTable:
 
 
 def read_ratings(path: str | Path) -> RatingsTable:
-    """Read ``UserID::MovieID::Rating::Timestamp`` (MovieLens .dat) or a CSV/TSV with a header.
+    """Read ``UserID::MovieID::Rating::Timestamp`` (MovieLens .dat), a CSV/TSV with a header, or the Netflix
+    Prize format (see :func:`_read_netflix`): one file, or a directory of ``combined_data_*.txt``.
 
     Every malformed line is reported as a :class:`DataError` with file and line number, so a bad
     download or a wrong file fails with a message instead of a numpy traceback; so is a value that would
@@ -56,6 +57,8 @@ def read_ratings(path: str | Path) -> RatingsTable:
     rated twice (which rating, at which time, would the sequence hold?).
     """
     path = Path(path)
+    if path.is_dir() and sorted(path.glob(NETFLIX_FILES)):
+        return _concatenated([read_ratings(part) for part in sorted(path.glob(NETFLIX_FILES))], path)
     # latin-1 never fails to decode; ids/ratings/timestamps are ASCII in every accepted format.
     raw = read_bytes(path, "a ratings file (UserID::MovieID::Rating::Timestamp or a CSV with a header)")
     text = raw.decode("latin-1")
@@ -65,6 +68,10 @@ def read_ratings(path: str | Path) -> RatingsTable:
     if not numbered:
         raise DataError(path, 1, "ratings lines 'UserID::MovieID::Rating::Timestamp' or a CSV header",
                         "empty file")
+    if _is_netflix_movie_line(numbered[0][1]):
+        table, line_numbers, body_lines = _read_netflix(path, numbered)
+        _refuse_repeated_pairs(path, table, line_numbers, body_lines)
+        return table
     layout = _layout(path, numbered)
     line_numbers = np.array([number for number, _ in layout.body], dtype=np.int64)
     body_lines = [line for _, line in layout.body]
@@ -75,6 +82,72 @@ def read_ratings(path: str | Path) -> RatingsTable:
                          timestamp=values["timestamp"])
     _refuse_repeated_pairs(path, table, line_numbers, body_lines)
     return table
+
+
+# Netflix Prize (combined_data_*.txt): a 'MovieID:' line, then that movie's 'CustomerID,Rating,YYYY-MM-DD' lines
+NETFLIX_EXPECTED = "'CustomerID,Rating,YYYY-MM-DD' (Netflix Prize format, after a 'MovieID:' line)"
+SECONDS_PER_DAY = 86_400
+NETFLIX_FILES = "combined_data_*.txt"
+
+
+def _concatenated(tables: list[RatingsTable], directory: Path) -> RatingsTable:
+    """The Netflix Prize's four files as one table; a pair rated in two of them is refused like one in a file."""
+    table = RatingsTable(*(np.concatenate([getattr(part, name) for part in tables])
+                           for name in ("user", "movie", "rating", "timestamp")))
+    repeated = first_duplicate(_pair_keys(table.user, table.movie))
+    if repeated is not None:
+        raise DataError(directory, None, "each (customer, movie) pair once across the files",
+                        f"customer {table.user[repeated[0]]} rated movie {table.movie[repeated[0]]} twice")
+    return table
+
+
+def _is_netflix_movie_line(line: str) -> bool:
+    text = line.strip()
+    return text.endswith(":") and _is_int(text[:-1])
+
+
+def _read_netflix(path: Path, numbered: list[tuple[int, str]]) -> tuple[RatingsTable, np.ndarray, list[str]]:
+    """The Netflix Prize format. Its dates have no time of day: a rating's timestamp is midnight UTC of its day,
+    so one user's ratings of a day are ties, ordered like same-second MovieLens ratings (``--within-second``)."""
+    lines = [line.strip() for _, line in numbered]
+    numbers = np.array([number for number, _ in numbered], dtype=np.int64)
+    is_movie = np.fromiter(map(_is_netflix_movie_line, lines), dtype=bool, count=len(lines))
+    movie_rows = np.flatnonzero(is_movie)
+    movie_ids = parse_numbers(path, [lines[row][:-1] for row in movie_rows], numbers[movie_rows],
+                              "a non-negative integer MovieID before ':'", 0, MAX_INT64)
+    body = np.flatnonzero(~is_movie)
+    if not len(body):
+        raise DataError(path, int(numbers[-1]) + 1, NETFLIX_EXPECTED, "end of file")
+    body_lines = [lines[row] for row in body]
+    user, rating, day = _split_fields(path, body_lines, numbers[body], ",", 3, NETFLIX_EXPECTED)
+    values = {role: parse_numbers(path, tokens, numbers[body], *_COLUMN_RULES[role])
+              for role, tokens in (("user", user), ("rating", rating))}
+    movie = movie_ids[np.searchsorted(movie_rows, body) - 1]  # the latest 'MovieID:' line above each rating
+    timestamp = _days(path, day, numbers[body]) * SECONDS_PER_DAY
+    table = RatingsTable(user=values["user"], movie=movie, rating=values["rating"].astype(np.float32),
+                         timestamp=timestamp)
+    return table, numbers[body], body_lines
+
+
+def _days(path: Path, dates: list[str], line_numbers: np.ndarray) -> np.ndarray:
+    """``YYYY-MM-DD`` dates as days since 1970-01-01; a DataError at the first that is not a date after 1970."""
+    try:
+        days = np.array(dates, dtype="datetime64[D]").astype(np.int64)
+        bad = np.flatnonzero((days < 0) | np.array([len(date.strip()) != 10 for date in dates]))
+    except ValueError:
+        bad = np.array([next(i for i, date in enumerate(dates) if not _is_date(date))])
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(path, int(line_numbers[row]), "a rating date YYYY-MM-DD from 1970 on", dates[row])
+    return days
+
+
+def _is_date(text: str) -> bool:
+    try:
+        np.datetime64(text.strip(), "D")
+    except ValueError:
+        return False
+    return len(text.strip()) == 10
 
 
 class _Layout(NamedTuple):
