@@ -167,7 +167,8 @@ DASH_VALUE = re.compile(r"-(?!-)[\d\s,.+eE-]+|-(inf|infinity|nan)", re.IGNORECAS
 
 def _prepare_parser(commands) -> None:
     prepare = commands.add_parser("prepare", help="turn a raw MovieLens ratings file into the sequences split")
-    prepare.add_argument("ratings", type=Path, help="ratings.dat (UserID::MovieID::Rating::Timestamp), a CSV/TSV with a header, or the "
+    prepare.add_argument("ratings", type=Path,
+                         help="ratings.dat (UserID::MovieID::Rating::Timestamp), a CSV/TSV with a header, or the "
                               "Netflix Prize format (a combined_data_N.txt file or their directory)")
     prepare.add_argument("out", type=Path, help="output split directory")
     prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
