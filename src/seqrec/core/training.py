@@ -7,6 +7,7 @@ which restores it at the end of every fit, early-stopped or not). With a backup 
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass
@@ -69,6 +70,26 @@ def training_loss(config: TrainConfig) -> keras.losses.Loss:
     return SampledRankingLoss(config.loss, config.negatives, config.lookahead_decay, seed=config.seed)
 
 
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+KEEP_BYTES = 2**31 - 1
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for the next batch instead of handing it back to the kernel.
+
+    A batch's logits (batch x steps x items floats: 47 MB at the defaults) are above glibc's mmap threshold, so
+    every step mapped and unmapped them, and the kernel zeroed the fresh pages each time: a quarter of the
+    training CPU time was kernel time on a 2-core machine. With these thresholds the blocks stay in the heap and
+    are reused (``benchmarks/throughput.py`` measures it). Process-wide, once; a no-op off glibc (returns False).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(parameter, KEEP_BYTES) == 1 for parameter in (M_TRIM_THRESHOLD, M_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass
 class TrainResult:
     model: keras.Model  # last-step scoring model with the best validation epoch's weights
@@ -95,6 +116,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     if config.k > split.n_items:
         raise ValueError(f"k must be at most the catalogue size {split.n_items}, got {config.k}")
     keras.utils.set_random_seed(config.seed)
+    keep_freed_memory()
     batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok,
                               rating_known=rating_known)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,

@@ -1,0 +1,110 @@
+"""Training throughput: tokens/s and where the CPU time goes (user vs kernel), for variants of one configuration.
+
+    python benchmarks/throughput.py                                   # the default against glibc's plain malloc
+    python benchmarks/throughput.py --variant fast:max_len=20,batch_size=32 --variant bottleneck:projection=128
+
+Each variant trains ``--batches`` batches of the real training loop's model, loss and batches (no validation) in
+a fresh process, after one warm-up batch, and reports the target tokens per second and the process's user and
+kernel CPU seconds; the last column is the ratio to the first variant. ``malloc=glibc`` runs a variant without
+:func:`seqrec.core.training.keep_freed_memory`. Run it alone: TensorFlow slows several-fold when another process
+shares the cores, and compare variants as ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc"]
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``name:key=value,key=value`` (TrainConfig fields, and ``malloc=glibc``)."""
+    name, _, assignments = text.partition(":")
+    pairs = [item.split("=", 1) for item in assignments.split(",") if item]
+    if not name or any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME:key=value,..., got {text!r}")
+    return name, dict(pairs)
+
+
+def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, float]:
+    """In this process: train ``batches`` batches with ``overrides`` and time them."""
+    import numpy as np
+
+    from seqrec.core import training
+    from seqrec.core.config import TrainConfig
+    from seqrec.core.model import build_model, keras
+    from seqrec.core.sampling import TrainingBatches
+    from seqrec.core.sources import load_data
+
+    overrides = dict(overrides)
+    if overrides.pop("malloc", "keep") != "glibc":
+        training.keep_freed_memory()
+    defaults = TrainConfig()
+    config = replace(defaults, **{key: type(getattr(defaults, key))(value) for key, value in overrides.items()})
+    split = load_data(data)
+    keras.utils.set_random_seed(config.seed)
+    steps = TrainingBatches(split.train, config, seed=config.seed)
+    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+                        config.projection, return_sequences=True, model=config.model, max_len=config.max_len,
+                        blocks=config.blocks, heads=config.heads)
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
+    model.train_on_batch(*steps[0])
+    before, started, tokens = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), 0
+    for index in range(1, batches + 1):
+        inputs, targets = steps[index % len(steps)][:2]
+        tokens += int(np.count_nonzero(inputs))
+        model.train_on_batch(inputs, targets)
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    return {"tokens_per_second": tokens / wall, "wall": wall, "user": after.ru_utime - before.ru_utime,
+            "kernel": after.ru_stime - before.ru_stime, "page_faults": after.ru_minflt - before.ru_minflt}
+
+
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one) and the number of CPUs this process may use."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0))} CPUs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="auto")
+    parser.add_argument("--batches", type=int, default=100, help="timed batches per variant (default: 100)")
+    parser.add_argument("--variant", type=parse_variant, action="append",
+                        help="NAME:key=value,... (default: the default configuration, then with glibc's malloc)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON overrides: measure in this process
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(measure(args.data, json.loads(args.child), args.batches)))
+        return 0
+    variants = args.variant or [parse_variant(text) for text in DEFAULT_VARIANTS]
+    print(f"machine: {machine()}; {args.batches} batches each")
+    print("| variant | tokens/s | user CPU (s) | kernel CPU (s) | kernel share | page faults | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    first = None
+    for name, overrides in variants:
+        child = subprocess.run([sys.executable, __file__, "--data", args.data, "--batches", str(args.batches),
+                                "--child", json.dumps(overrides)], capture_output=True, text=True, check=True)
+        figures = json.loads(child.stdout.strip().splitlines()[-1])
+        first = first or figures["tokens_per_second"]
+        share = figures["kernel"] / max(figures["user"] + figures["kernel"], 1e-9)
+        print(f"| {name} | {figures['tokens_per_second']:.0f} | {figures['user']:.1f} | {figures['kernel']:.1f} | "
+              f"{100 * share:.0f} % | {figures['page_faults']:,} | {figures['tokens_per_second'] / first:.2f} |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
