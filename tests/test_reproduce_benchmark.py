@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import write_synthetic_split
+from seqrec.core.data import load_split
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 TINY = ["--hidden", "8", "--embedding", "4", "--max-len", "6", "--batch-size", "16", "--epochs", "1"]
@@ -31,27 +32,33 @@ def clean_split(tmp_path: Path) -> Path:
     return prepare_split(tmp_path / "ratings.dat", tmp_path / "clean", n_val=8, n_test=8, within_second="random")
 
 
-def test_two_splits_give_two_tables_with_the_tie_aware_figures_where_times_are_known(tmp_path, mlflow_tracking,
-                                                                                        capsys):
+def test_a_clean_split_gets_its_table_with_the_tie_aware_figures_and_no_paper_row(tmp_path, mlflow_tracking, capsys):
     benchmark = load_benchmark()
-    authors_kind, clean = write_synthetic_split(tmp_path / "plain"), clean_split(tmp_path)
-    assert benchmark.main(["--seeds", "2", "--data", str(authors_kind), "--data", str(clean), *TINY]) == 0
+    clean = clean_split(tmp_path)
+    assert benchmark.main(["--seeds", "2", "--data", str(clean), *TINY]) == 0
     printed = capsys.readouterr().out
-    plain_table, clean_table = printed.split("\nclean split")
-    assert "authors' kind of split" in plain_table and "RNN-CCE, paper Table 3 | 33.45 ± 1.17" in plain_table
-    assert "paper" not in clean_table
-    ours_plain = next(line for line in plain_table.splitlines() if line.startswith("| RNN-CCE, seqrec"))
-    ours_clean = next(line for line in clean_table.splitlines() if line.startswith("| RNN-CCE, seqrec"))
-    headings = next(line for line in clean_table.splitlines() if line.startswith("| method")).split(" | ")
+    assert "clean split" in printed and "paper" not in printed
+    lines = printed.splitlines()
+    headings = next(line for line in lines if line.startswith("| method")).split(" | ")
+    ours = next(line for line in lines if line.startswith("| RNN-CCE, seqrec")).split(" | ")
     tie = headings.index("tie-aware sps@10 (%)")
-    assert ours_plain.split(" | ")[tie] == "–"  # no times in that split: no tie-aware figure, not a made-up one
-    assert "±" in ours_clean.split(" | ")[tie]  # two seeds: mean ± std
-    sps, tie_aware = (float(ours_clean.split(" | ")[i].split(" ± ")[0]) for i in (1, tie))
-    assert sps <= tie_aware
+    assert "±" in ours[tie]  # two seeds: mean ± std
+    assert float(ours[1].split(" ± ")[0]) <= float(ours[tie].split(" ± ")[0])
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["seqrec-benchmark"])
-    assert len(runs) == 4 and set(runs["params.within_second"]) == {"file", "random"}
+    assert len(runs) == 2 and set(runs["params.within_second"]) == {"random"}
+    assert benchmark.is_clean(load_split(clean)) and not benchmark.is_clean(load_split(write_synthetic_split(
+        tmp_path / "plain")))
+
+
+def test_the_authors_kind_of_table_has_the_paper_row_and_a_dash_where_times_are_unknown():
+    benchmark = load_benchmark()
+    runs = [{"test sps@10": 0.36, "test recall@10": 0.08, "train_seconds": 300.0}]
+    lines = benchmark.table("ours", runs, paper_row=True).splitlines()
+    assert lines[2].startswith("| ours | 36.00 | – | 8.00 |")  # no times: no tie-aware figure, not a made-up one
+    assert lines[3].startswith("| RNN-CCE, paper Table 3 | 33.45 ± 1.17 | – | 7.52 |")
+    assert len(benchmark.table("ours", runs, paper_row=True, k=5).splitlines()) == 3  # the paper is at k = 10
 
 
 def test_cell_is_mean_and_sample_std_and_a_dash_when_a_run_lacks_the_figure():
