@@ -50,6 +50,10 @@ REFUSED = [
     (["train", *TINY, "--k", "0"], "k must be a positive integer, got 0"),
     (["train", *TINY, "--cell", "rnn"], "argument --cell: invalid choice: 'rnn'"),
     (["train", *TINY, "--model", "bert"], "argument --model: invalid choice: 'bert'"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--predictors", "svd"], "argument --predictors: choose a comma"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--test-share", "1"], "--test-share: expected a share between"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--mf-epochs", "0"], "--mf-epochs: expected a positive integer"),
+    (["ratings", "--ratings", "{tmp}/nowhere.dat"], "nowhere.dat: expected a ratings file"),
     (["train", *TINY, "--loss", "warp"], "argument --loss: invalid choice: 'warp'"),
     (["train", *TINY, "--loss", "bpr", "--negatives", "0"], "negatives must be a positive integer, got 0"),
     (["train", *TINY, "--model", "sasrec", "--blocks", "0"], "blocks must be a positive integer, got 0"),
@@ -226,7 +230,7 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
 
 
 CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods",
-                 "within_second", "loss"}
+                 "within_second", "loss", "predictors"}
 
 
 def mlproject_cases() -> list[tuple[str, str, str]]:
@@ -256,7 +260,7 @@ def test_every_mlproject_param_refuses_a_bad_value_in_one_line(entry_point, para
                                                                shared_tracking, capsys):
     valid = {"data": hostile_dir["split"], "model": "rnn" if entry_point == "main" else hostile_dir["model"],
              "items": "1000",
-             "ratings": f"{hostile_dir['tmp']}/ratings.dat" if entry_point == "prepare" else "unknown",
+             "ratings": f"{hostile_dir['tmp']}/ratings.dat" if entry_point in ("prepare", "ratings") else "unknown",
              "out": f"{hostile_dir['tmp']}/out"}
     entry = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"][entry_point]
     argv = mlproject_argv(entry_point, {**{name: v for name, v in valid.items() if name in entry["parameters"]},

@@ -120,6 +120,33 @@ def _offline_message(cache_dir: Path) -> str:
             f"or pass --data DIR with {names}, or set SEQREC_DATA")
 
 
+def resolve_ratings(ratings: str | None, cache_dir: Path | None = None) -> Path:
+    """Raw ratings for rating prediction: ``ratings`` (a file, a directory with ratings.dat/ratings.csv, or the
+    Netflix Prize's files), or for None/"auto" ``$SEQREC_RATINGS``, ``../shared/data/ml-1m/ratings.dat``, the
+    cache's ``ml-1m/ratings.dat``, else MovieLens-1M downloaded."""
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if ratings is None or str(ratings) == "auto":
+        env = os.environ.get("SEQREC_RATINGS")
+        if env and env != "auto":
+            return resolve_ratings(env, cache_dir)
+        shared = Path.cwd() / SHARED_SPLIT.parent / "ml-1m" / "ratings.dat"
+        for candidate in (shared, cache_dir / "ml-1m" / "ratings.dat"):
+            if candidate.is_file():
+                return candidate.resolve()
+        try:
+            download_movielens(cache_dir)
+        except (urllib.error.URLError, OSError) as error:
+            raise DataError(cache_dir / "ml-1m", None, _offline_message(cache_dir), str(error)) from None
+        return cache_dir / "ml-1m" / "ratings.dat"
+    path = Path(ratings).expanduser()
+    if path.is_dir() and _ratings_in(path) is not None:
+        return _ratings_in(path)
+    if not path.exists():
+        raise DataError(path, None, "a ratings file, a directory with ratings.dat, or the Netflix Prize's "
+                        "combined_data_*.txt", "no such file or directory")
+    return path
+
+
 def resolve_data(data: str | None, cache_dir: Path | None = None) -> Path:
     """Return a directory :func:`seqrec.core.data.load_split` can read, preparing or downloading if needed.
 

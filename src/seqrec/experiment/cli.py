@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
+from seqrec.core.explicit import PREDICTORS
 from seqrec.core.config import IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, REGIMES, TrainConfig
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
@@ -143,12 +144,17 @@ def positive_seconds(text: str) -> float | None:
     return None if value <= 0 else value
 
 
-def methods(text: str) -> list[str]:
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BASELINES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose a comma-separated list of {', '.join(BASELINES)}, got {text!r}")
-    return list(dict.fromkeys(names))
+def comma_list(choices: tuple[str, ...]):
+    """An argument type: a comma-separated list of some of ``choices`` (each once, in the order given)."""
+    def parse(text: str) -> list[str]:
+        names = [name.strip().lower() for name in text.split(",") if name.strip()]
+        if not names or any(name not in choices for name in names):
+            raise argparse.ArgumentTypeError(f"choose a comma-separated list of {', '.join(choices)}, got {text!r}")
+        return list(dict.fromkeys(names))
+    return parse
+
+
+methods = comma_list(BASELINES)
 
 
 # --- the parser --------------------------------------------------------------------------------------------
@@ -264,6 +270,22 @@ def _baselines_parser(commands) -> None:
     baselines.add_argument("--seed", type=seed, default=0, help="MF initialisation and tie-order seed")
 
 
+def _ratings_parser(commands) -> None:
+    ratings = commands.add_parser("ratings", help="rating prediction: RMSE and MAE on a seeded 90/10 split of the "
+                                                  "ratings, one MLflow run per predictor")
+    ratings.add_argument("--ratings", default="auto",
+                         help="raw ratings (ratings.dat, a CSV, Netflix Prize files) or 'auto' ($SEQREC_RATINGS, "
+                              "../shared/data/ml-1m/ratings.dat, the cache, else download ml-1m)")
+    ratings.add_argument("--predictors", type=comma_list(PREDICTORS), default=list(PREDICTORS),
+                         help=f"comma-separated predictors among {','.join(PREDICTORS)} (default: all)")
+    ratings.add_argument("--test-share", type=finite, default=0.1, help="share of the ratings held out (default: 0.1)")
+    ratings.add_argument("--seed", type=seed, default=0, help="seed of the split and of the models (default: 0)")
+    ratings.add_argument("--mf-factors", type=integer, default=64, help="biased MF latent dimension (default: 64)")
+    ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF epochs (default: 20)")
+    ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
+    ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder epochs (default: 50)")
+
+
 def _report_parser(commands) -> None:
     report = commands.add_parser("report", help="Table 3: the latest runs of every method beside the paper's figures")
     report.add_argument("--k", type=integer, default=10, help="cut-off of the metrics to report (default: 10)")
@@ -278,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="seqrec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_prepare_parser, _train_parser, _evaluate_parser, _recommend_parser, _tune_parser,
-                _baselines_parser, _report_parser):
+                _baselines_parser, _ratings_parser, _report_parser):
         add(commands)
     return parser
 

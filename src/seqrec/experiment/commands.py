@@ -170,6 +170,27 @@ def baselines(args: argparse.Namespace) -> None:
     print(format_results(results, title=f"test users ({len(split.test)}), metrics at k={args.k} (%):"))
 
 
+def ratings(args: argparse.Namespace) -> None:
+    from seqrec.core.explicit import random_split
+    from seqrec.core.ratings import read_ratings
+    from seqrec.core.sources import resolve_ratings
+    from seqrec.experiment.rating_runs import format_results, run_rating_predictors
+
+    if not 0 < args.test_share < 1:
+        raise ParameterError(f"argument --test-share: expected a share between 0 and 1, got {args.test_share}")
+    for option in ("mf_factors", "mf_epochs", "autorec_hidden", "autorec_epochs"):
+        if getattr(args, option) < 1:
+            raise ParameterError(f"argument --{option.replace('_', '-')}: expected a positive integer, "
+                                 f"got {getattr(args, option)}")
+    path = resolve_ratings(args.ratings)
+    split = random_split(read_ratings(path), args.test_share, args.seed)
+    params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs},
+              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs}
+                 for name in ("item_autorec", "user_autorec")}}
+    results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
+    print(format_results(results))
+
+
 def report(args: argparse.Namespace) -> None:
     from seqrec.experiment.report import write_report
 

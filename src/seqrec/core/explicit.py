@@ -1,0 +1,208 @@
+"""Rating prediction, the tutorials' own task: RMSE and MAE on a seeded random split of the ratings.
+
+The usual protocol of the literature (AutoRec, the Keras and Spotlight explicit-feedback tutorials): the ratings,
+not the users, are split at random, 90 % train and 10 % test. Predictors, one interface (``fit`` then ``predict``
+on (user, item) index pairs):
+
+* ``global_mean``, ``user_mean``, ``item_mean``: the means of the training ratings (an unseen user or item falls
+  back to the global mean);
+* ``biased_mf``: the Keras tutorial's dot-product factorisation with user and item biases (MSE + L2, Adam);
+* ``item_autorec`` / ``user_autorec``: a deep autoencoder over an item's vector of user ratings (or a user's of
+  item ratings), DeepRecommender's recipe: SELU layers, large dropout on the code, an optionally tied
+  (constrained) decoder, the loss masked to the observed ratings (Sedhain et al. 2015; Kuchaiev & Ginsburg 2017).
+
+Predictions are clipped to the rating scale. No MLflow here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqrec.core.models.common import keras
+from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
+
+PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
+
+
+@dataclass(frozen=True)
+class RatingSplit:
+    """Ratings as (user index, item index, rating) triples, train and test; indexes are 0-based and dense."""
+
+    train_users: np.ndarray
+    train_items: np.ndarray
+    train_ratings: np.ndarray
+    test_users: np.ndarray
+    test_items: np.ndarray
+    test_ratings: np.ndarray
+    n_users: int
+    n_items: int
+
+
+def random_split(table: RatingsTable, test_share: float = 0.1, seed: int = 0) -> RatingSplit:
+    """A seeded random ``1 - test_share`` / ``test_share`` split of the ratings (not of the users)."""
+    if not 0 < test_share < 1:
+        raise ValueError(f"test_share must be between 0 and 1, got {test_share}")
+    users = np.unique(table.user, return_inverse=True)[1].reshape(-1)
+    items = np.unique(table.movie, return_inverse=True)[1].reshape(-1)
+    order = np.random.default_rng(seed).permutation(len(table))
+    n_test = int(round(test_share * len(table)))
+    train, test = order[n_test:], order[:n_test]
+    ratings = table.rating.astype(np.float32)
+    return RatingSplit(users[train], items[train], ratings[train], users[test], items[test], ratings[test],
+                       int(users.max()) + 1, int(items.max()) + 1)
+
+
+def rmse_mae(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    error = np.asarray(predicted, dtype=np.float64) - actual
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+
+
+class MeanPredictor:
+    """The global, a user's or an item's mean training rating (``by`` = None, "user" or "item")."""
+
+    def __init__(self, by: str | None = None):
+        self.by = by
+
+    def fit(self, split: RatingSplit, seed: int = 0) -> MeanPredictor:
+        self.mean = float(split.train_ratings.mean())
+        if self.by is not None:
+            keys, size = (split.train_users, split.n_users) if self.by == "user" else (split.train_items, split.n_items)
+            counts = np.bincount(keys, minlength=size)
+            sums = np.bincount(keys, weights=split.train_ratings, minlength=size)
+            self.means = np.where(counts > 0, sums / np.maximum(counts, 1), self.mean)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if self.by is None:
+            return np.full(len(users), self.mean, dtype=np.float32)
+        return self.means[users if self.by == "user" else items].astype(np.float32)
+
+
+class BiasedMF:
+    """Dot product of user and item factors plus user, item and global biases (the Keras tutorial's model)."""
+
+    def __init__(self, factors: int = 64, reg: float = 1e-4, epochs: int = 20, lr: float = 1e-3,
+                 batch_size: int = 1024):
+        self.factors, self.reg, self.epochs, self.lr, self.batch_size = factors, reg, epochs, lr, batch_size
+
+    def fit(self, split: RatingSplit, seed: int = 0) -> BiasedMF:
+        keras.utils.set_random_seed(seed)
+        self.mean = float(split.train_ratings.mean())
+        user = keras.Input(shape=(), dtype="int32", name="user")
+        item = keras.Input(shape=(), dtype="int32", name="item")
+        l2 = keras.regularizers.L2(self.reg)
+        factors = [keras.layers.Embedding(size, self.factors, embeddings_regularizer=l2, name=f"{name}_factors")(ids)
+                   for size, name, ids in ((split.n_users, "user", user), (split.n_items, "item", item))]
+        biases = [keras.layers.Embedding(size, 1, embeddings_initializer="zeros", name=f"{name}_bias")(ids)
+                  for size, name, ids in ((split.n_users, "user", user), (split.n_items, "item", item))]
+        dot = keras.layers.Dot(axes=-1, name="dot")(factors)
+        out = keras.layers.Add(name="rating")([dot, *biases])
+        self.model = keras.Model({"user": user, "item": item}, keras.layers.Flatten()(out))
+        self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss="mse")
+        self.model.fit({"user": split.train_users, "item": split.train_items}, split.train_ratings - self.mean,
+                       batch_size=self.batch_size, epochs=self.epochs, verbose=0, shuffle=True)
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raw = self.model.predict({"user": users, "item": items}, batch_size=65536, verbose=0).reshape(-1)
+        return raw + self.mean
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class MaskedMSE(keras.losses.Loss):
+    """Mean squared error over the observed entries only (a 0 target is "not rated")."""
+
+    def call(self, targets, predictions):
+        observed = keras.ops.cast(targets > 0, predictions.dtype)
+        squared = keras.ops.square((predictions - targets) * observed)
+        return keras.ops.sum(squared, axis=-1) / keras.ops.maximum(keras.ops.sum(observed, axis=-1), 1.0)
+
+
+class AutoRec:
+    """Deep autoencoder over rating vectors: ``by="item"`` reconstructs an item's ratings by all users (I-AutoRec),
+    ``by="user"`` a user's ratings of all items (DeepRecommender). A rating (u, i) is read off the reconstruction.
+
+    ``layers``: encoder widths (SELU); the decoder mirrors them, tied to the encoder's weights when ``tied``
+    (DeepRecommender's constrained decoder: half the parameters). ``dropout`` acts on the code.
+    """
+
+    def __init__(self, by: str = "item", layers: tuple[int, ...] = (500,), dropout: float = 0.5,
+                 reg: float = 1e-3, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, tied: bool = False):
+        self.by, self.layers, self.dropout, self.reg = by, tuple(layers), dropout, reg
+        self.epochs, self.lr, self.batch_size, self.tied = epochs, lr, batch_size, tied
+
+    def _vectors(self, split: RatingSplit) -> np.ndarray:
+        """Rows to reconstruct: one per item (columns = users) or one per user (columns = items); 0 = unrated."""
+        rows, columns = ((split.train_items, split.train_users) if self.by == "item"
+                         else (split.train_users, split.train_items))
+        shape = (split.n_items, split.n_users) if self.by == "item" else (split.n_users, split.n_items)
+        matrix = np.zeros(shape, dtype=np.float32)
+        matrix[rows, columns] = split.train_ratings
+        return matrix
+
+    def _network(self, width: int) -> keras.Model:
+        l2 = keras.regularizers.L2(self.reg)
+        vector = keras.Input(shape=(width,), name="ratings")
+        x, encoders = vector, []
+        for index, units in enumerate(self.layers):
+            encoders.append(keras.layers.Dense(units, activation="selu", kernel_regularizer=l2,
+                                               name=f"encoder_{index}"))
+            x = encoders[-1](x)
+        x = keras.layers.Dropout(self.dropout, name="code_dropout")(x)
+        outputs = [*reversed(self.layers[:-1]), width]
+        for index, (units, encoder) in enumerate(zip(outputs, reversed(encoders))):
+            activation = "selu" if index < len(outputs) - 1 else None
+            x = (TiedDense(encoder, units, activation, name=f"decoder_{index}") if self.tied
+                 else keras.layers.Dense(units, activation=activation, kernel_regularizer=l2,
+                                         name=f"decoder_{index}"))(x)
+        return keras.Model(vector, x)
+
+    def fit(self, split: RatingSplit, seed: int = 0) -> AutoRec:
+        keras.utils.set_random_seed(seed)
+        self.vectors = self._vectors(split)
+        self.mean = float(split.train_ratings.mean())
+        self.model = self._network(self.vectors.shape[1])
+        self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss=MaskedMSE())
+        self.model.fit(self.vectors, self.vectors, batch_size=self.batch_size, epochs=self.epochs, verbose=0,
+                       shuffle=True)
+        self.reconstruction = self.model.predict(self.vectors, batch_size=256, verbose=0)
+        self.seen = self.vectors.any(axis=1)  # a row with no training rating has nothing to reconstruct from
+        return self
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        rows, columns = (items, users) if self.by == "item" else (users, items)
+        return np.where(self.seen[rows], self.reconstruction[rows, columns], self.mean).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class TiedDense(keras.layers.Layer):
+    """A decoder layer whose kernel is the transpose of an encoder layer's (its own bias only)."""
+
+    def __init__(self, encoder: keras.layers.Dense, units: int, activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.units, self.activation = encoder, units, keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return self.activation(keras.ops.matmul(inputs, keras.ops.transpose(self.encoder.kernel)) + self.bias)
+
+
+def make_predictor(name: str, **params) -> MeanPredictor | BiasedMF | AutoRec:
+    """Predictor ``name`` (see :data:`PREDICTORS`) with its hyper-parameters."""
+    if name not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {PREDICTORS}, got {name!r}")
+    if name.endswith("_mean"):
+        return MeanPredictor(None if name == "global_mean" else name.removesuffix("_mean"))
+    if name == "biased_mf":
+        return BiasedMF(**params)
+    return AutoRec(by=name.removesuffix("_autorec"), **params)
+
+
+def evaluate_predictor(predictor, split: RatingSplit) -> dict[str, float]:
+    """Test RMSE and MAE, the predictions clipped to the rating scale (0.5 to 5 stars)."""
+    predicted = np.clip(predictor.predict(split.test_users, split.test_items), MIN_STARS, MAX_STARS)
+    return rmse_mae(predicted, split.test_ratings)

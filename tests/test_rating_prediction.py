@@ -1,0 +1,73 @@
+"""Rating prediction: the seeded 90/10 split, the mean baselines, biased MF and the autoencoders, the command."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+
+from seqrec.core.explicit import (AutoRec, BiasedMF, MeanPredictor, evaluate_predictor, random_split, rmse_mae)
+from seqrec.core.ratings import RatingsTable
+from seqrec.experiment.cli import main
+
+
+def low_rank_ratings(n_users: int = 120, n_items: int = 60, share: float = 0.5, seed: int = 0) -> RatingsTable:
+    """Ratings from 2 user and item factors plus biases, rounded to 1..5 stars: learnable beyond the means."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    scores = 3.2 + users @ items.T + rng.normal(0, 0.3, size=(n_users, 1)) + rng.normal(0, 0.3, size=(1, n_items))
+    user, movie = np.nonzero(rng.random((n_users, n_items)) < share)
+    return RatingsTable(user=user + 1, movie=movie + 100, rating=np.clip(np.rint(scores[user, movie]), 1, 5)
+                        .astype(np.float32), timestamp=np.arange(len(user), dtype=np.int64))
+
+
+def test_the_split_is_seeded_disjoint_and_holds_out_the_share():
+    table = low_rank_ratings()
+    first, again, other = random_split(table, 0.1, 0), random_split(table, 0.1, 0), random_split(table, 0.1, 1)
+    assert len(first.test_ratings) == round(0.1 * len(table)) and len(first.train_ratings) + len(
+        first.test_ratings) == len(table)
+    np.testing.assert_array_equal(first.test_users, again.test_users)
+    assert not np.array_equal(first.test_users, other.test_users)
+    train = set(zip(first.train_users.tolist(), first.train_items.tolist()))
+    assert not train & set(zip(first.test_users.tolist(), first.test_items.tolist()))
+    with pytest.raises(ValueError, match="test_share"):
+        random_split(table, 1.0)
+
+
+def test_means_and_an_unseen_user_fall_back_to_the_global_mean():
+    table = RatingsTable(user=np.array([1, 1, 2, 3]), movie=np.array([5, 6, 5, 6]),
+                         rating=np.array([4.0, 2.0, 5.0, 1.0], dtype=np.float32), timestamp=np.arange(4))
+    split = random_split(table, 0.25, 0)
+    user_mean = MeanPredictor("user").fit(split)
+    assert user_mean.mean == pytest.approx(split.train_ratings.mean())
+    unseen = np.setdiff1d(np.arange(split.n_users), split.train_users)
+    assert user_mean.predict(unseen, np.zeros_like(unseen)) == pytest.approx(np.full(len(unseen), user_mean.mean))
+    assert rmse_mae(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == {"rmse": pytest.approx(0.5 ** 0.5), "mae": 0.5}
+
+
+@pytest.mark.parametrize("predictor", [
+    BiasedMF(factors=4, epochs=30, lr=0.01, batch_size=64),
+    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8),
+    AutoRec("user", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, tied=True),
+], ids=["biased_mf", "item_autorec", "user_autorec_tied"])
+def test_learned_predictors_beat_the_global_mean_on_low_rank_ratings(predictor):
+    split = random_split(low_rank_ratings(), 0.1, 0)
+    baseline = evaluate_predictor(MeanPredictor().fit(split), split)["rmse"]
+    assert evaluate_predictor(predictor.fit(split, seed=0), split)["rmse"] < 0.9 * baseline
+
+
+def test_the_tied_decoder_reuses_the_encoder_weights():
+    untied, tied = (AutoRec("item", layers=(16, 8), tied=flag)._network(30) for flag in (False, True))
+    assert tied.count_params() < untied.count_params()
+
+
+def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, capsys):
+    table = low_rank_ratings()
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
+                                                                               table.timestamp)))
+    assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "| global_mean |" in printed and "| item_mean |" in printed
+    runs = mlflow.search_runs(filter_string="tags.rating_predictor = 'item_mean'")
+    assert len(runs) == 1 and runs["params.seed"][0] == "3" and 0 < runs["metrics.test_rmse"][0] < 2
