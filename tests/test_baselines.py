@@ -149,7 +149,9 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     rnn_row = next(line for line in markdown.splitlines() if line.startswith("| RNN-CCE | ours"))
     assert "| 50.00 |" in rnn_row and "| 12 |" in rnn_row and "0.25" in rnn_row and "–" in rnn_row
     sasrec_row = next(line for line in markdown.splitlines() if line.startswith("| SASRec-CCE | ours"))
-    assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 |")  # train time, last column
+    assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 | `seqrec train --model sasrec` |")  # time, command
+    assert rnn_row.endswith("| `seqrec train --hidden 8` |")  # the params that differ from the defaults
+    assert pop_row.endswith("| `seqrec baselines --methods pop` |")
     assert "| RNN-Hinge | paper (RNN-Hinge) | 30.91 |" in report.to_markdown(report.build_rows(runs, k=10))
     assert "<table>" in (out / "table3.html").read_text(encoding="utf-8")
     report_run = client.search_runs([rnn.info.experiment_id], "tags.`seqrec.kind` = 'report'")[0]

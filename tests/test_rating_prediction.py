@@ -71,3 +71,9 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     assert "| global_mean |" in printed and "| item_mean |" in printed
     runs = mlflow.search_runs(filter_string="tags.rating_predictor = 'item_mean'")
     assert len(runs) == 1 and runs["params.seed"][0] == "3" and 0 < runs["metrics.test_rmse"][0] < 2
+
+    from seqrec.experiment.report import write_report
+
+    markdown = write_report(tmp_path / "report")[0]  # the report's rating table
+    row = next(line for line in markdown.splitlines() if line.startswith("| item_mean |"))
+    assert f"| {runs['metrics.test_rmse'][0]:.4f} |" in row and "`seqrec ratings --predictors item_mean --seed 3" in row

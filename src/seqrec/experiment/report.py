@@ -12,13 +12,15 @@ test users. A paper figure that could not be confirmed is shown as '–' rather 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from seqrec.experiment.records import log_params_once
+from seqrec.core.config import TrainConfig
+from seqrec.experiment.rating_runs import ANCHORS
+from seqrec.experiment.records import log_params_once, param_value
 
 MISSING = "–"
 
@@ -76,6 +78,19 @@ class Row:
     source: str  # "ours (run <id>)", "ours (no run)" or "paper (<name>)"
     values: list[float | None]
     run_id: str | None = None
+    command: str = ""  # how to reproduce our row (empty for the paper's)
+
+
+def run_command(run) -> str:
+    """The command that reproduces a run of the table: ``seqrec train`` with the params that differ from the
+    defaults, or ``seqrec baselines --methods NAME``."""
+    params = run.data.params
+    if "regime" not in params:
+        return f"seqrec baselines --methods {run.data.tags.get('method', '?').lower()}"
+    defaults = {spec.name: str(param_value(getattr(TrainConfig(), spec.name))) for spec in fields(TrainConfig)}
+    changed = [f"--{name.replace('_', '-')} {params[name]}" for name in defaults
+               if name in params and params[name] != defaults[name]]
+    return " ".join(["seqrec train", *changed])
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -155,7 +170,7 @@ def build_rows(runs: dict, k: int = 10, with_paper: bool = True) -> list[Row]:
     for method, run in runs.items():
         run_id = run.info.run_id if run is not None else None
         source = f"ours (run {run_id[:8]})" if run_id else "ours (no run)"
-        rows.append(Row(method, source, _our_values(run, k), run_id))
+        rows.append(Row(method, source, _our_values(run, k), run_id, run_command(run) if run is not None else ""))
         if with_paper and method in paper_names:
             figures = PAPER_TABLE3.get(method, {}) if k == PAPER_K else {}
             rows.append(Row(method, f"paper ({paper_names[method]})",
@@ -172,9 +187,9 @@ def _cell(value: float | None, kind: str) -> str:
 
 
 def _table(rows: list[Row], k: int) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "source"] + [title.format(k=k) for title, _, _ in COLUMNS]
+    header = ["method", "source"] + [title.format(k=k) for title, _, _ in COLUMNS] + ["command"]
     body = [[row.method, row.source] + [_cell(value, kind) for value, (_, _, kind) in zip(row.values, COLUMNS)]
-            for row in rows]
+            + [f"`{row.command}`" if row.command else ""] for row in rows]
     return header, body
 
 
@@ -199,21 +214,56 @@ def data_of(runs: dict) -> list[str]:
 def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None, clean: bool = False) -> str:
     header, body = _table(rows, k)
     lines = [_caption(k, data, clean), "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS)) + "|"]
+             "|" + "|".join(["---", "---"] + ["---:"] * len(COLUMNS) + ["---"]) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
 
 
 def html_table(rows: list[Row], k: int = 10, data: list[str] | None = None, clean: bool = False) -> str:
     header, body = _table(rows, k)
+    return _html(header, body, _caption(k, data, clean), [row.source.startswith("paper") for row in rows])
+
+
+def _html(header: list[str], body: list[list[str]], caption: str, paper: list[bool]) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
     lines = []
-    for row, cells in zip(rows, body):
-        style = ' class="paper"' if row.source.startswith("paper") else ""
-        tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+    for is_paper, cells in zip(paper, body):
+        style = ' class="paper"' if is_paper else ""
+        tds = "".join(f"<td>{html.escape(cell.strip('`'))}</td>" for cell in cells)
         lines.append(f"<tr{style}>{tds}</tr>")
-    return (f"<table>\n<caption>{html.escape(_caption(k, data, clean))}</caption>\n<thead><tr>{head}</tr></thead>\n"
+    return (f"<table>\n<caption>{html.escape(caption)}</caption>\n<thead><tr>{head}</tr></thead>\n"
             "<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>\n")
+
+
+# --------------------------------------------------------------------------------------------- ratings table
+
+RATING_CAPTION = ("Rating prediction (`seqrec ratings`): test RMSE and MAE on a seeded random split of the ratings, "
+                  "latest FINISHED run of each predictor; the anchors are published figures on their own data.")
+
+
+def collect_rating_runs(experiment_names: list[str] | None = None) -> dict:
+    """The latest FINISHED rating-prediction run of each predictor (tag ``rating_predictor``)."""
+    client = MlflowClient()
+    runs = client.search_runs(_experiment_ids(client, experiment_names),
+                              "tags.rating_predictor LIKE '%' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+    chosen: dict[str, object] = {}
+    for run in runs:
+        chosen.setdefault(run.data.tags["rating_predictor"], run)
+    return chosen
+
+
+def rating_table(runs: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["predictor", "source", "RMSE", "MAE", "fit time (s)", "published anchor", "command"]
+    body = []
+    for name, run in runs.items():
+        metrics, params = run.data.metrics, run.data.params
+        command = (f"seqrec ratings --predictors {name} --seed {params.get('seed', 0)} "
+                   f"--test-share {params.get('test_share', 0.1)}")
+        body.append([name, f"ours (run {run.info.run_id[:8]})", f"{metrics.get('test_rmse', float('nan')):.4f}",
+                     f"{metrics.get('test_mae', float('nan')):.4f}", f"{metrics.get('fit_seconds', 0):.0f}",
+                     ANCHORS.get(name, MISSING), f"`{command}`"])
+    return header, body
 
 
 def html_page(tables: list[str]) -> str:
@@ -243,6 +293,14 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
         params.update({f"{'clean_' if clean else ''}run_{method}": (run.info.run_id if run is not None else "none")
                        for method, run in runs.items()})
         data += shown
+    rating_runs = collect_rating_runs(experiment_names)
+    if rating_runs:
+        header, body = rating_table(rating_runs)
+        markdown.append("\n".join([RATING_CAPTION, "", "| " + " | ".join(header) + " |",
+                                    "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---"]) + "|"]
+                                   + ["| " + " | ".join(cells) + " |" for cells in body]) + "\n")
+        html_tables.append(_html(header, body, RATING_CAPTION, [False] * len(body)))
+        params.update({f"rating_run_{name}": run.info.run_id for name, run in rating_runs.items()})
     markdown, page = "\n".join(markdown), html_page(html_tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
