@@ -323,8 +323,54 @@ class NextMovieId(Baseline):
         return ranked(after, self._tie_break)
 
 
+class DenoisingAutoencoder(Baseline):
+    """DAE, the autoencoder of the tutorials as a top-N model: a user's set of items (multi-hot, L2-normalised,
+    half of it dropped at random in training) -> a SELU code (DeepRecommender's activation) with dropout -> logits
+    over the catalogue, trained with the multinomial likelihood of the user's items (Liang et al. 2018,
+    Mult-DAE). It reads no order: the users' input halves go in as sets. Keras is imported on fit only.
+    """
+
+    name = "dae"
+
+    def __init__(self, hidden: int = 600, dropout: float = 0.5, epochs: int = 100, lr: float = 1e-3,
+                 batch_size: int = 128, seed: int = 0) -> None:
+        super().__init__()
+        if hidden < 1 or epochs < 1 or batch_size < 1 or not 0 <= dropout < 1 or lr <= 0:
+            raise ValueError(f"DAE needs hidden, epochs, batch_size >= 1, 0 <= dropout < 1 and lr > 0, got "
+                             f"hidden={hidden}, dropout={dropout}, epochs={epochs}, lr={lr}, batch_size={batch_size}")
+        self.hidden, self.dropout, self.epochs, self.lr, self.batch_size, self.seed = (hidden, dropout, epochs, lr,
+                                                                                      batch_size, seed)
+
+    def params(self) -> dict[str, object]:
+        return {"hidden": self.hidden, "dropout": self.dropout, "epochs": self.epochs, "lr": self.lr,
+                "batch_size": self.batch_size}
+
+    def fit(self, train: Sequences, n_items: int) -> DenoisingAutoencoder:
+        from seqrec.core.models.common import keras
+
+        super().fit(train, n_items)
+        keras.utils.set_random_seed(self.seed)
+        items = keras.Input(shape=(self.n_items,), name="items")
+        x = keras.layers.UnitNormalization(name="normalised")(items)
+        x = keras.layers.Dropout(self.dropout, name="input_dropout")(x)
+        x = keras.layers.Dense(self.hidden, activation="selu", name="code")(x)
+        x = keras.layers.Dropout(self.dropout, name="code_dropout")(x)
+        self.network = keras.Model(items, keras.layers.Dense(self.n_items, name="logits")(x))
+        self.network.compile(optimizer=keras.optimizers.Adam(self.lr),
+                             loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+        seen = user_item_matrix(train, self.n_items).toarray()
+        self.network.fit(seen, seen / np.maximum(seen.sum(axis=1, keepdims=True), 1), batch_size=self.batch_size,
+                         epochs=self.epochs, verbose=0, shuffle=True)
+        return self
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        self._check_fitted()
+        seen = user_item_matrix(inputs, self.n_items).toarray()
+        return ranked(self.network.predict(seen, batch_size=512, verbose=0), self._tie_break)
+
+
 BASELINES: dict[str, type[Baseline]] = {"pop": Pop, "mc": MarkovChain, "knn": UserKNN, "mf": ImplicitMF,
-                                        "nextid": NextMovieId}
+                                        "nextid": NextMovieId, "dae": DenoisingAutoencoder}
 TABLE3_BASELINES = ("pop", "mc", "knn", "mf")  # the paper's rows, run by default
 
 
