@@ -230,7 +230,7 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
 
 
 CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods",
-                 "within_second", "loss", "predictors"}
+                 "within_second", "loss", "predictors", "autorec_refeed"}
 
 
 def mlproject_cases() -> list[tuple[str, str, str]]:

@@ -6,7 +6,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from seqrec.core.explicit import (AutoRec, BiasedMF, MeanPredictor, evaluate_predictor, random_split, rmse_mae)
+from seqrec.core.explicit import (AutoRec, BiasedMF, MaskedMSE, MeanPredictor, evaluate_predictor, random_split,
+                                   rmse_mae)
 from seqrec.core.ratings import RatingsTable
 from seqrec.experiment.cli import main
 
@@ -49,7 +50,8 @@ def test_means_and_an_unseen_user_fall_back_to_the_global_mean():
     BiasedMF(factors=4, epochs=30, lr=0.01, batch_size=64),
     AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8),
     AutoRec("user", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, tied=True),
-], ids=["biased_mf", "item_autorec", "user_autorec_tied"])
+    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, refeed=True),
+], ids=["biased_mf", "item_autorec", "user_autorec_tied", "item_autorec_refeeding"])
 def test_learned_predictors_beat_the_global_mean_on_low_rank_ratings(predictor):
     split = random_split(low_rank_ratings(), 0.1, 0)
     baseline = evaluate_predictor(MeanPredictor().fit(split), split)["rmse"]
@@ -77,3 +79,14 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     markdown = write_report(tmp_path / "report")[0]  # the report's rating table
     row = next(line for line in markdown.splitlines() if line.startswith("| item_mean |"))
     assert f"| {runs['metrics.test_rmse'][0]:.4f} |" in row and "`seqrec ratings --predictors item_mean --seed 3" in row
+
+
+def test_dense_refeeding_adds_the_loss_of_the_output_fed_back_in():
+    vectors = np.array([[5.0, 0.0, 3.0, 0.0], [0.0, 4.0, 0.0, 1.0]], dtype=np.float32)
+    plain, refeeding = (AutoRec("item", layers=(3,), refeed=flag)._network(4) for flag in (False, True))
+    refeeding.set_weights(plain.get_weights())
+    losses = []
+    for network in (plain, refeeding):
+        network.compile(optimizer="adam", loss=MaskedMSE())
+        losses.append(float(network.compute_loss(vectors, vectors, network(vectors), training=False)))
+    assert losses[1] > losses[0] > 0

@@ -9,7 +9,8 @@ on (user, item) index pairs):
 * ``biased_mf``: the Keras tutorial's dot-product factorisation with user and item biases (MSE + L2, Adam);
 * ``item_autorec`` / ``user_autorec``: a deep autoencoder over an item's vector of user ratings (or a user's of
   item ratings), DeepRecommender's recipe: SELU layers, large dropout on the code, an optionally tied
-  (constrained) decoder, the loss masked to the observed ratings (Sedhain et al. 2015; Kuchaiev & Ginsburg 2017).
+  (constrained) decoder, the loss masked to the observed ratings, optionally dense re-feeding (Sedhain et al.
+  2015; Kuchaiev & Ginsburg 2017).
 
 Predictions are clipped to the rating scale. No MLflow here.
 """
@@ -120,18 +121,31 @@ class MaskedMSE(keras.losses.Loss):
         return keras.ops.sum(squared, axis=-1) / keras.ops.maximum(keras.ops.sum(observed, axis=-1), 1.0)
 
 
+class RefeedingAutoencoder(keras.Model):
+    """DeepRecommender's dense re-feeding: after the masked loss on the observed ratings, the dense output f(x) is
+    fed back in as if it were a fully rated vector, and f(f(x)) is pulled towards it (f(x) held fixed), which
+    trains the network on every entry, not only the observed ones."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        observed = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        dense = keras.ops.stop_gradient(y_pred)
+        return observed + keras.ops.mean(keras.ops.square(self(dense, training=training) - dense))
+
+
 class AutoRec:
     """Deep autoencoder over rating vectors: ``by="item"`` reconstructs an item's ratings by all users (I-AutoRec),
     ``by="user"`` a user's ratings of all items (DeepRecommender). A rating (u, i) is read off the reconstruction.
 
     ``layers``: encoder widths (SELU); the decoder mirrors them, tied to the encoder's weights when ``tied``
-    (DeepRecommender's constrained decoder: half the parameters). ``dropout`` acts on the code.
+    (DeepRecommender's constrained decoder: half the parameters). ``dropout`` acts on the code. ``refeed`` adds
+    dense re-feeding (:class:`RefeedingAutoencoder`).
     """
 
     def __init__(self, by: str = "item", layers: tuple[int, ...] = (500,), dropout: float = 0.5,
-                 reg: float = 1e-3, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, tied: bool = False):
+                 reg: float = 1e-3, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, tied: bool = False,
+                 refeed: bool = False):
         self.by, self.layers, self.dropout, self.reg = by, tuple(layers), dropout, reg
-        self.epochs, self.lr, self.batch_size, self.tied = epochs, lr, batch_size, tied
+        self.epochs, self.lr, self.batch_size, self.tied, self.refeed = epochs, lr, batch_size, tied, refeed
 
     def _vectors(self, split: RatingSplit) -> np.ndarray:
         """Rows to reconstruct: one per item (columns = users) or one per user (columns = items); 0 = unrated."""
@@ -157,7 +171,7 @@ class AutoRec:
             x = (TiedDense(encoder, units, activation, name=f"decoder_{index}") if self.tied
                  else keras.layers.Dense(units, activation=activation, kernel_regularizer=l2,
                                          name=f"decoder_{index}"))(x)
-        return keras.Model(vector, x)
+        return (RefeedingAutoencoder if self.refeed else keras.Model)(vector, x)
 
     def fit(self, split: RatingSplit, seed: int = 0) -> AutoRec:
         keras.utils.set_random_seed(seed)

@@ -284,6 +284,8 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF epochs (default: 20)")
     ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
     ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder epochs (default: 50)")
+    ratings.add_argument("--autorec-refeed", type=boolean, default=False,
+                         help="autoencoder dense re-feeding, true or false (default: false)")
 
 
 def _report_parser(commands) -> None:

@@ -186,7 +186,8 @@ def ratings(args: argparse.Namespace) -> None:
     path = resolve_ratings(args.ratings)
     split = random_split(read_ratings(path), args.test_share, args.seed)
     params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs},
-              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs}
+              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,
+                        "refeed": args.autorec_refeed}
                  for name in ("item_autorec", "user_autorec")}}
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))
