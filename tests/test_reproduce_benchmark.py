@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import write_synthetic_split
 from seqrec.core.data import load_split
@@ -66,3 +67,20 @@ def test_cell_is_mean_and_sample_std_and_a_dash_when_a_run_lacks_the_figure():
     assert benchmark.cell([0.30, 0.40], 100, 2) == "35.00 ± 7.07"
     assert benchmark.cell([0.30], 100, 2) == "30.00"
     assert benchmark.cell([0.30, None], 100, 2) == "–"
+
+
+def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_tracking, capsys):
+    spec = importlib.util.spec_from_file_location("zoo_benchmark", BENCHMARK.parent / "zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    split = write_synthetic_split(tmp_path / "plain")
+    assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--data", str(split), *TINY]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")
+            or line.startswith("| rnn:bpr")]
+    assert len(rows) == 2
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["seqrec-zoo"])
+    assert sorted(zip(runs["params.model"], runs["params.loss"])) == [("pooling", "cce"), ("rnn", "bpr")]
+    with pytest.raises(SystemExit):
+        zoo.main(["--variants", "bert:cce"])

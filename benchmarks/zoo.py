@@ -1,0 +1,74 @@
+"""The model zoo side by side: every model and loss, several seeds, one table per split.
+
+    python benchmarks/zoo.py --seeds 3 --data ../shared/data/ml1m-split --data /tmp/clean
+    python benchmarks/zoo.py --variants rnn:cce,rnn:hinge,sasrec:cce --seeds 3 --epochs 3
+
+Each variant (``model:loss``) trains with the same configuration otherwise (the defaults, or the options given)
+and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows the latest run of each. The table
+gives validation and test figures (mean ± std over the seeds), the tie-aware sps where the split's times are known,
+and the train time; defaults are chosen on the validation columns, never the test ones. Slow: a benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reproduce import cell, columns, figures, is_clean  # noqa: E402  (the same table cells as the reproduction)
+
+from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
+from seqrec.core.sources import load_data  # noqa: E402
+from seqrec.core.ties import with_times  # noqa: E402
+from seqrec.experiment.cli import Parser, add_config_arguments, integer  # noqa: E402
+from seqrec.experiment.tracking import train_run  # noqa: E402
+
+ALL_VARIANTS = [f"{model}:cce" for model in MODELS] + [f"rnn:{loss}" for loss in LOSSES if loss != "cce"]
+
+
+def variant(text: str) -> tuple[str, str]:
+    """``model:loss``, both known."""
+    model, _, loss = text.partition(":")
+    if model not in MODELS or loss not in LOSSES:
+        raise argparse.ArgumentTypeError(f"expected model:loss with a model of {', '.join(MODELS)} and a loss of "
+                                         f"{', '.join(LOSSES)}, got {text!r}")
+    return model, loss
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", type=lambda text: [variant(part) for part in text.split(",")],
+                        default=[variant(text) for text in ALL_VARIANTS],
+                        help="comma-separated model:loss pairs (default: every model with cce, then the RNN "
+                             "with every sampled loss)")
+    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds, from 0 (default: 3)")
+    parser.add_argument("--data", action="append", help="a split; repeat it for one table per split (default: auto)")
+    add_config_arguments(parser, defaults=False, skip=("seed", "model", "loss"))
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    mlflow.set_experiment("seqrec-zoo")
+    base = replace(TrainConfig(), **{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+                                     if spec.name not in ("seed", "model", "loss")
+                                     and getattr(args, spec.name) is not None})
+    shown = columns(base.k)
+    for data in args.data or ["auto"]:
+        split = with_times(load_data(data))
+        kind = "clean split" if is_clean(split) else "authors' kind of split"
+        print(f"\n{kind}: {split.directory} ({args.seeds} seeds)")
+        print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
+        print("|---|" + "---:|" * len(shown))
+        for model, loss in args.variants:
+            runs = [figures(train_run(replace(base, model=model, loss=loss, seed=seed), split, verbose=0))
+                    for seed in range(args.seeds)]
+            print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
+                                                     for key, _, scale, digits in shown) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
