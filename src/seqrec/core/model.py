@@ -8,8 +8,9 @@ Both share the same weights (:func:`scoring_model`). The loss is :class:`NextIte
 or one of the sampled ranking losses of :mod:`seqrec.core.losses`.
 
 With ``rating_input`` the net also reads the rating the user gave each item of the history: a second
-input ``ratings`` of :data:`seqrec.core.models.common.RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars), embedded and added to
-the item embedding. Such a model takes ``{"items": ..., "ratings": ...}`` (see :func:`model_inputs`).
+input ``ratings`` of :data:`seqrec.core.models.common.RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars),
+embedded and added to the item embedding. Such a model takes ``{"items": ..., "ratings": ...}`` (see
+:func:`model_inputs`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def training_loss(config: TrainConfig) -> keras.losses.Loss:
 
 
 # glibc mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEEP_BYTES = 2**31 - 1
 
 

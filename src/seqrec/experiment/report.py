@@ -61,7 +61,8 @@ PAPER_K = 10
 
 RNN_METHOD = "RNN-CCE"
 MODEL_NAMES = {"rnn": "RNN", "sasrec": "SASRec", "cnn": "CNN", "pooling": "Pooling"}
-LOSS_NAMES = {"cce": "CCE", "hinge": "Hinge", "bpr": "BPR", "pointwise": "pointwise", "adaptive_hinge": "adaptive-hinge"}
+LOSS_NAMES = {"cce": "CCE", "hinge": "Hinge", "bpr": "BPR", "pointwise": "pointwise",
+              "adaptive_hinge": "adaptive-hinge"}
 
 
 def trained_method(params: dict[str, str]) -> str:
