@@ -90,3 +90,17 @@ def test_dense_refeeding_adds_the_loss_of_the_output_fed_back_in():
         network.compile(optimizer="adam", loss=MaskedMSE())
         losses.append(float(network.compute_loss(vectors, vectors, network(vectors), training=False)))
     assert losses[1] > losses[0] > 0
+
+
+def test_resolve_ratings_takes_a_file_a_directory_or_the_environment(tmp_path, monkeypatch):
+    from seqrec.core.data import DataError
+    from seqrec.core.sources import resolve_ratings
+
+    (tmp_path / "ml").mkdir()
+    ratings = tmp_path / "ml" / "ratings.dat"
+    ratings.write_text("1::2::3::4\n")
+    assert resolve_ratings(str(tmp_path / "ml")) == ratings and resolve_ratings(str(ratings)) == ratings
+    monkeypatch.setenv("SEQREC_RATINGS", str(ratings))
+    assert resolve_ratings("auto") == ratings
+    with pytest.raises(DataError, match="no such file or directory"):
+        resolve_ratings(str(tmp_path / "nowhere.dat"))
