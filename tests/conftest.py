@@ -55,13 +55,21 @@ def synthetic_split_dir(tmp_path: Path) -> Path:
 
 @contextlib.contextmanager
 def isolated_tracking(directory: Path) -> Iterator[str]:
-    """An MLflow store of its own in ``directory`` (also for subprocesses, through the environment)."""
+    """An MLflow store of its own in ``directory`` (also for subprocesses, through the environment).
+
+    An experiment set inside (``mlflow.set_experiment``, as the benchmarks do) is forgotten on the way out: MLflow
+    keeps its id in a module global and in ``MLFLOW_EXPERIMENT_ID``, and the next store has no such experiment.
+    """
     import mlflow
+    import mlflow.tracking.fluent as fluent
 
     uri = f"sqlite:///{directory / 'mlflow.db'}"
+    active = fluent._active_experiment_id
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("MLFLOW_REGISTRY_URI", uri)
+        patch.setenv("MLFLOW_EXPERIMENT_ID", "0")  # undone on exit, whatever set_experiment wrote meanwhile
+        patch.delenv("MLFLOW_EXPERIMENT_ID")
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         try:
@@ -69,6 +77,7 @@ def isolated_tracking(directory: Path) -> Iterator[str]:
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
+            fluent._active_experiment_id = active
 
 
 @pytest.fixture
