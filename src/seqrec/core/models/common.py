@@ -15,18 +15,19 @@ RATING_TOKENS = 6  # 0: unknown (or padding), 1..5: stars
 
 @dataclass(frozen=True)
 class NetSpec:
-    """The architecture knobs of a training config (see :class:`seqrec.core.config.TrainConfig`)."""
+    """The architecture knobs of a training config; their defaults and meaning are
+    :class:`seqrec.core.config.TrainConfig`'s (``build_model`` fills every one)."""
 
-    model: str = "rnn"
-    hidden: int = 256
-    embedding: int = 128
-    dropout: float = 0.2
-    cell: str = "gru"
-    projection: int = 0
-    rating_input: bool = False
-    max_len: int = 50
-    blocks: int = 2
-    heads: int = 1
+    model: str
+    hidden: int
+    embedding: int
+    dropout: float
+    cell: str
+    projection: int
+    rating_input: bool
+    max_len: int
+    blocks: int
+    heads: int
 
 
 def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tuple[keras.KerasTensor | dict,
