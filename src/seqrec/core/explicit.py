@@ -94,10 +94,11 @@ class BiasedMF:
         user = keras.Input(shape=(), dtype="int32", name="user")
         item = keras.Input(shape=(), dtype="int32", name="item")
         l2 = keras.regularizers.L2(self.reg)
-        factors = [keras.layers.Embedding(size, self.factors, embeddings_regularizer=l2, name=f"{name}_factors")(ids)
-                   for size, name, ids in ((split.n_users, "user", user), (split.n_items, "item", item))]
-        biases = [keras.layers.Embedding(size, 1, embeddings_initializer="zeros", name=f"{name}_bias")(ids)
-                  for size, name, ids in ((split.n_users, "user", user), (split.n_items, "item", item))]
+        factors, biases = [], []
+        for size, name, ids in ((split.n_users, "user", user), (split.n_items, "item", item)):
+            factors.append(keras.layers.Embedding(size, self.factors, embeddings_regularizer=l2,
+                                                  name=f"{name}_factors")(ids))
+            biases.append(keras.layers.Embedding(size, 1, embeddings_initializer="zeros", name=f"{name}_bias")(ids))
         dot = keras.layers.Dot(axes=-1, name="dot")(factors)
         out = keras.layers.Add(name="rating")([dot, *biases])
         self.model = keras.Model({"user": user, "item": item}, keras.layers.Flatten()(out))

@@ -37,10 +37,11 @@ def run_rating_predictors(split: RatingSplit, names: list[str], ratings_path: Pa
                                    "n_test_ratings": len(split.test_ratings), **params.get(name, {})})
                 started = time.perf_counter()
                 predictor = make_predictor(name, **params.get(name, {})).fit(split, seed)
-                metrics = {**evaluate_predictor(predictor, split), "fit_seconds": time.perf_counter() - started}
-                mlflow.log_metrics({f"test_{key}" if key != "fit_seconds" else key: value
-                                    for key, value in metrics.items()})
-                results[name] = metrics
+                fit_seconds = time.perf_counter() - started
+                test = evaluate_predictor(predictor, split)
+                mlflow.log_metrics({**{f"test_{key}": value for key, value in test.items()},
+                                    "fit_seconds": fit_seconds})
+                results[name] = {**test, "fit_seconds": fit_seconds}
     return results
 
 
