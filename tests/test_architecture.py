@@ -1,9 +1,13 @@
 """The two layers: the core imports neither MLflow nor Optuna nor the experiment layer, and no import cycle hides
-anywhere, function-level imports included. Read from the source (ast), so nothing needs to be importable."""
+anywhere, function-level imports included. Read from the source (ast), so nothing needs to be importable; and the
+command line parses without loading TensorFlow or MLflow."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,13 @@ def test_every_module_of_the_package_is_in_one_layer():
     assert top_level == {"__init__.py", "__main__.py"}
     assert {path.name for path in PACKAGE.iterdir() if path.is_dir() and path.name != "__pycache__"} == {
         "core", "experiment"}
+
+
+def test_the_command_line_parses_without_loading_tensorflow_or_mlflow():
+    # every seqrec invocation (--help, a refused option, stack up/down) pays for what the CLI module imports
+    probe = ("import sys; import seqrec.experiment.cli; "
+             "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -266,7 +266,7 @@ def test_killed_tune_is_cleaned_up_by_its_restart_which_retries_the_trial_to_the
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = enqueued_study(url, "s")
     command = [sys.executable, "-m", "seqrec", "tune", "--data", str(split_dir), "--storage", url, "--study-name", "s",
-               "--epochs-per-trial", "3", "--warmup-epochs", "1", "--search-space", str(space),
+               "--epochs-per-trial", "2", "--warmup-epochs", "1", "--search-space", str(space),
                "--export", str(tmp_path / "best.keras"), "--seed", "0", "--heartbeat-interval", "60"]
 
     def second_trial_training() -> bool:
@@ -303,7 +303,7 @@ def test_killed_tune_is_cleaned_up_by_its_restart_which_retries_the_trial_to_the
 
     enqueued_study(f"sqlite:///{tmp_path / 'reference.db'}", "reference")
     reference = run_study(load_split(split_dir), n_trials=2, study_name="reference",
-                          storage=f"sqlite:///{tmp_path / 'reference.db'}", epochs_per_trial=3, warmup_epochs=1,
+                          storage=f"sqlite:///{tmp_path / 'reference.db'}", epochs_per_trial=2, warmup_epochs=1,
                           seed=0, search_space_path=space, export_path=tmp_path / "reference.keras",
                           register_name="reference")
     assert parent.data.metrics["best_val_sps_at_10"] == pytest.approx(reference.best_value, abs=0.005)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +290,37 @@ def test_rating_input_model_learns_what_only_the_ratings_tell(tmp_path):
     reloaded = keras.models.load_model(saved, compile=False)
     assert evaluate_users(reloaded, split.test, 1)["sps@1"] == pytest.approx(
         evaluate_users(with_ratings.model, split.test, 1)["sps@1"])
+
+
+# two logical CPU devices stand in for two GPUs: TensorFlow must be told before it starts, so in a new process
+DEVICES_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from seqrec.core.config import TrainConfig
+from seqrec.core.data import load_split
+from seqrec.core.scoring import evaluate_users
+from seqrec.core.training import fit
+split = load_split(Path(sys.argv[1]))
+config = TrainConfig(hidden=32, embedding=16, max_len=10, batch_size=8, epochs=4, lr=0.005, patience=2,
+                     distribute=sys.argv[2], precision=sys.argv[3])
+result = fit(split, config, verbose=0)
+print(json.dumps({"replicas": result.replicas, "loss": result.history["loss"], "dtype": result.model.dtype_policy.name,
+                  "val": evaluate_users(result.model, split.val, 10)["sps@10"]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("distribute,precision,replicas", [("mirrored", "float32", 2),
+                                                           ("none", "mixed_bfloat16", 1)])
+def test_data_parallel_and_mixed_precision_fits_learn_and_score_in_float32(synthetic_split_dir, distribute,
+                                                                            precision, replicas):
+    done = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT, str(synthetic_split_dir), distribute, precision],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == replicas and result["dtype"] == "float32"  # the saved scorer is float32
+    assert result["loss"][-1] < result["loss"][0] and result["val"] > 0.5

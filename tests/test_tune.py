@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -20,13 +15,12 @@ from seqrec.core.model import n_items_of
 from seqrec.core.scoring import evaluate_users
 from seqrec.experiment.cli import main
 from seqrec.experiment.serve import load_model
-from seqrec.experiment.owners import HOST_TAG
-from seqrec.experiment.tune import (OWNER_ATTR, RUN_ID_ATTR, PruningCallback, load_search_space, open_storage,
-                                    run_study, trial_config)
+from seqrec.experiment.owners import owner
+from seqrec.experiment.tune import (OWNER_ATTR, RUN_ID_ATTR, PruningCallback, last_finisher, load_search_space,
+                                    open_storage, run_study, trial_config)
 
 pytestmark = pytest.mark.slow  # every test here runs a study or a trial
 
-ROOT = Path(__file__).resolve().parents[1]
 TrialState = optuna.trial.TrialState
 
 # hidden <= 16, max_len 10: a trial of 2 epochs takes a couple of seconds
@@ -43,10 +37,6 @@ class PruneTrialOne(optuna.pruners.BasePruner):
 
     def prune(self, study, trial) -> bool:
         return trial.number == 1
-
-
-def env_with_src() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
 # --- fast units -------------------------------------------------------------------------------------------
@@ -99,6 +89,23 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path, synthetic_split_dir, mlflo
         open_storage("postgresql+nosuchdriver://user:secret@localhost/db")
 
 
+def test_only_the_worker_whose_trial_finished_last_publishes():
+    study = optuna.create_study(direction="maximize")
+    mine, other = owner(), {**owner(), "seqrec.pid": "1"}
+    for worker in (mine, other):
+        trial = study.ask()
+        trial.set_user_attr(OWNER_ATTR, worker)
+        study.tell(trial, 0.5)
+    assert not last_finisher(study)  # the other worker's trial finished last: it publishes
+    elsewhere = study.ask()
+    trial = study.ask()
+    trial.set_user_attr(OWNER_ATTR, mine)
+    study.tell(trial, 0.1)
+    assert not last_finisher(study)  # a trial still runs on another worker, which will finish after us
+    study.tell(elsewhere, state=TrialState.FAIL)  # a lost trial (failed, not finished) does not count
+    assert last_finisher(study)
+
+
 # --- one study, run twice (module fixture: ~4 tiny trials) ------------------------------------------------
 
 
@@ -122,8 +129,7 @@ def tuned(tmp_path_factory):
         second = run_study(split, **kwargs)  # the same study name and storage: continue it
         after = optuna.load_study(study_name="tiny", storage=storage).get_trials()
         yield SimpleNamespace(split=split, split_dir=split_dir, first=first, second=second, before=before,
-                              after=after, export=root / "out" / "best_model.keras", uri=uri,
-                              env={**env_with_src(), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri})
+                              after=after, export=root / "out" / "best_model.keras", uri=uri)
         mlflow.set_tracking_uri(None)
 
 
@@ -204,12 +210,9 @@ def test_champion_is_registered_described_and_exported(tuned):
     assert evaluate_users(model, tuned.split.test, 10, tuned.split.item_popularity) == tuned.second.test
 
 
-def test_champion_evaluates_in_a_new_process_like_the_logged_test_metric(tuned):
-    result = subprocess.run([sys.executable, "-m", "seqrec", "evaluate", "--model", "models:/seqrec@champion",
-                             "--data", str(tuned.split_dir), "--json"],
-                            capture_output=True, text=True, env=tuned.env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+def test_champion_evaluates_from_the_registry_like_the_logged_test_metric(tuned, capsys):
+    assert main(["evaluate", "--model", "models:/seqrec@champion", "--data", str(tuned.split_dir), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     logged = mlflow.MlflowClient().get_run(tuned.second.parent_run_id).data.metrics
     assert metrics["sps@10"] == pytest.approx(logged["test_sps_at_10"])
     assert metrics["recall@10"] == pytest.approx(logged["test_recall_at_10"])
@@ -245,63 +248,3 @@ def test_refit_retrains_the_best_configuration_and_the_better_on_validation_is_p
     model = load_model(str(tmp_path / "best.keras"))
     assert evaluate_users(model, split.test, 10, split.item_popularity) == summary.test
 
-
-# --- a worker killed mid-trial ----------------------------------------------------------------------------
-
-
-def _trials(storage: optuna.storages.RDBStorage, name: str) -> list[optuna.trial.FrozenTrial]:
-    try:
-        return optuna.load_study(study_name=name, storage=storage).get_trials()
-    except KeyError:  # the worker has not created the study yet
-        return []
-
-
-@pytest.mark.slow
-def test_worker_lost_elsewhere_loses_no_finished_trial_and_its_trial_is_retried_after_the_grace_period(
-        tmp_path, synthetic_split_dir, mlflow_tracking):
-    space = tmp_path / "space.py"
-    space.write_text(TINY_SPACE)
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    command = [sys.executable, "-m", "seqrec", "tune", "--study-name", "crash", "--storage", url,
-               "--epochs-per-trial", "1", "--timeout", "0", "--data", str(synthetic_split_dir),
-               "--search-space", str(space), "--export", str(tmp_path / "best_model.keras"),
-               "--heartbeat-interval", "1", "--grace-period", "2"]
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([*command, "--n-trials", "5"], stdout=log, stderr=subprocess.STDOUT, env=env_with_src())
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    deadline = time.monotonic() + 180
-    try:
-        while True:  # wait until trial 0 is finished and trial 1 is training (its MLflow run exists)
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the worker did not reach its second trial"
-            trials = _trials(storage, "crash")
-            if len(trials) == 2 and trials[0].state == TrialState.COMPLETE and RUN_ID_ATTR in trials[1].user_attrs:
-                break
-            time.sleep(0.2)
-    finally:
-        worker.kill()
-        worker.wait()
-        log.close()
-    killed = _trials(storage, "crash")
-    assert [t.state for t in killed] == [TrialState.COMPLETE, TrialState.RUNNING]
-    # as if the worker had run on another host: only its missing heartbeats tell that it is lost
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("crash"), 1)
-    storage.set_trial_user_attr(trial_id, OWNER_ATTR,
-                                {**killed[1].user_attrs[OWNER_ATTR], HOST_TAG: "elsewhere.invalid"})
-
-    rerun = subprocess.run([*command, "--n-trials", "1"], capture_output=True, text=True, env=env_with_src(),
-                           timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "trial 1 of study" not in rerun.stderr  # failed by the heartbeat check, not as a dead local worker's
-    after = _trials(storage, "crash")
-    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
-    assert (after[0].value, after[0].params, after[0].user_attrs) == \
-           (killed[0].value, killed[0].params, killed[0].user_attrs)
-    assert after[2].system_attrs["failed_trial"] == 1 and after[2].params == killed[1].params  # retried as is
-    client = mlflow.MlflowClient()
-    lost = client.get_run(killed[1].user_attrs[RUN_ID_ATTR])
-    assert lost.info.status == "KILLED" and lost.data.tags["optuna.state"].startswith("FAIL")
-    assert after[2].user_attrs[RUN_ID_ATTR] != lost.info.run_id
-    assert mlflow.search_runs(filter_string="attributes.status = 'RUNNING'", output_format="list") == []
-    assert client.get_model_version_by_alias("seqrec", "champion").run_id in {
-        after[0].user_attrs[RUN_ID_ATTR], after[2].user_attrs[RUN_ID_ATTR]}

@@ -12,6 +12,10 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) tak
 IMPUTED_TARGETS = ("mask", "keep")
 MODELS = ("rnn", "sasrec", "cnn", "pooling")  # seqrec.core.models: one file each
 LOSSES = ("cce", "pointwise", "bpr", "hinge", "adaptive_hinge")  # cce: full softmax; the others seqrec.core.losses
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies (mixed: float32 weights)
+DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
+# rating predictors of seqrec.core.explicit, named here so that the command line knows them without loading Keras
+PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 3
     k: int = 10
+    precision: str = "float32"
+    distribute: str = "auto"
 
     def __post_init__(self) -> None:
         for spec in fields(self):  # nan passes every comparison below, inf would train to nan
@@ -80,6 +86,10 @@ class TrainConfig:
             raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
         if self.imputed_targets not in IMPUTED_TARGETS:
             raise ValueError(f"imputed_targets must be one of {IMPUTED_TARGETS}, got {self.imputed_targets!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.distribute not in DISTRIBUTE:
+            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.rating_weight < 0:
             raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
         if self.tie_noise < 0:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seqrec.core.config import PREDICTORS
 from seqrec.core.models.common import keras
 from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
 
-PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ embedded and added to the item embedding. Such a model takes ``{"items": ..., "r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -86,11 +88,24 @@ def model_inputs(model: keras.Model, items: np.ndarray,
     return {"items": items, "ratings": np.zeros_like(items) if ratings is None else ratings}
 
 
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``name`` (``float32``, ``mixed_float16``...) for the layers built inside."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def scoring_model(model: keras.Model) -> keras.Model:
-    """A last-step model with the same weights: what is saved, evaluated and served."""
-    if len(model.output.shape) == 2:  # already last-step logits
+    """A last-step model with the same weights, in float32 whatever the training precision: what is saved,
+    evaluated and served."""
+    if len(model.output.shape) == 2 and model.dtype_policy.name == "float32":  # already last-step logits
         return model
-    scorer = build_model(**model_config(model), return_sequences=False)
+    with dtype_policy("float32"):
+        scorer = build_model(**model_config(model), return_sequences=False)
     scorer.set_weights(model.get_weights())
     return scorer
 

@@ -59,6 +59,10 @@ def read_ratings(path: str | Path) -> RatingsTable:
     path = Path(path)
     if path.is_dir() and sorted(path.glob(NETFLIX_FILES)):
         return _concatenated([read_ratings(part) for part in sorted(path.glob(NETFLIX_FILES))], path)
+    if path.is_file() and path.stat().st_size >= LARGE_FILE_BYTES:
+        table = _read_large(path)
+        if table is not None:
+            return table
     # latin-1 never fails to decode; ids/ratings/timestamps are ASCII in every accepted format.
     raw = read_bytes(path, "a ratings file (UserID::MovieID::Rating::Timestamp or a CSV with a header)")
     text = raw.decode("latin-1")
@@ -82,6 +86,47 @@ def read_ratings(path: str | Path) -> RatingsTable:
                          timestamp=values["timestamp"])
     _refuse_repeated_pairs(path, table, line_numbers, body_lines)
     return table
+
+
+LARGE_FILE_BYTES = 64 << 20  # from here (ML-10M and larger) a well-formed file is parsed by pandas' C reader
+
+
+def _read_large(path: Path) -> RatingsTable | None:
+    """A large ``.dat`` or CSV/TSV ratings file through pandas' C parser: seconds and one int64 column per field
+    for 25M ratings, where the exact parser below holds every field as a Python string. None whenever anything is
+    off (a malformed line, a value out of range, a repeated pair, another format): the exact parser then reads
+    the file and names the line."""
+    import pandas as pd
+
+    with open(path, "rb") as handle:
+        first = handle.readline().decode("latin-1").strip()
+    if "::" in first:  # UserID::MovieID::Rating::Timestamp, split on ':' (one-character separators stay in C)
+        options = {"sep": ":", "header": None, "usecols": [0, 2, 4, 6], "names": [*range(7)]}
+        columns = dict(zip(_ROLES, (0, 2, 4, 6)))
+    else:
+        delimiter = "\t" if "\t" in first else ","
+        header = [name.strip() for name in first.split(delimiter)]
+        if all(_is_int(name) for name in header[:2]) or len(header) < 4:
+            return None  # headerless: the exact parser decides
+        try:
+            columns = _header_columns(path, 1, header)
+        except DataError:
+            return None
+        options = {"sep": delimiter, "header": 0, "usecols": sorted(columns.values()), "names": [*range(len(header))]}
+    try:
+        frame = pd.read_csv(path, engine="c", encoding="latin-1", dtype="float64", **options)
+    except (ValueError, pd.errors.ParserError, OverflowError):
+        return None
+    values = {role: frame[columns[role]].to_numpy() for role in _ROLES}
+    for role, (_, low, high, integer) in _COLUMN_RULES.items():
+        column = values[role]
+        if not np.all((column >= low) & (column <= high)) or (integer and np.any(column % 1)):
+            return None
+    if max(values["user"].max(initial=0), values["movie"].max(initial=0), values["timestamp"].max(initial=0)) >= 2**53:
+        return None  # beyond float64's exact integers: the exact parser reads them as int64
+    table = RatingsTable(user=values["user"].astype(np.int64), movie=values["movie"].astype(np.int64),
+                         rating=values["rating"].astype(np.float32), timestamp=values["timestamp"].astype(np.int64))
+    return table if first_duplicate(_pair_keys(table.user, table.movie)) is None else None
 
 
 # Netflix Prize (combined_data_*.txt): a 'MovieID:' line, then that movie's 'CustomerID,Rating,YYYY-MM-DD' lines

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.config import TrainConfig
@@ -21,7 +22,7 @@ from seqrec.core.data import Sequences, Split
 from seqrec.core.errors import TrainingDiverged
 from seqrec.core.losses import SampledRankingLoss
 from seqrec.core.metrics import mlflow_name
-from seqrec.core.model import NextItemsCrossentropy, build_model, keras, scoring_model
+from seqrec.core.model import NextItemsCrossentropy, build_model, dtype_policy, keras, scoring_model
 from seqrec.core.sampling import TrainingBatches
 from seqrec.core.scoring import evaluate_users
 from seqrec.core.ties import TieOrder
@@ -98,6 +99,7 @@ class TrainResult:
     train_seconds: float
     tokens_per_second: float
     resumed_epochs: int = 0  # epochs restored from a backup (see seqrec.core.backup) instead of trained here
+    replicas: int = 1  # devices the fit ran on (data parallel)
 
 
 def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
@@ -117,15 +119,27 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         raise ValueError(f"k must be at most the catalogue size {split.n_items}, got {config.k}")
     keras.utils.set_random_seed(config.seed)
     keep_freed_memory()
-    batches = TrainingBatches(split.train, config, seed=config.seed, ties=ties, target_ok=target_ok,
-                              rating_known=rating_known)
-    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
-                        config.projection, return_sequences=config.regime == "all_steps",
-                        rating_input=config.rating_input, model=config.model, max_len=config.max_len,
-                        blocks=config.blocks, heads=config.heads)
-    schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=config.epochs * len(batches),
-                                                      alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))
+    strategy = device_strategy(config.distribute)
+    replicas = strategy.num_replicas_in_sync
+    # batch_size is per device: the global batch grows with the devices, and the peak learning rate with it (the
+    # linear scaling rule), so one epoch takes 1/replicas of the steps at the same per-example step size
+    batches = TrainingBatches(split.train, replace(config, batch_size=config.batch_size * replicas),
+                              seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known)
+    with dtype_policy(config.precision), strategy.scope():
+        model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+                            config.projection, return_sequences=config.regime == "all_steps",
+                            rating_input=config.rating_input, model=config.model, max_len=config.max_len,
+                            blocks=config.blocks, heads=config.heads)
+        schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
+                                                          decay_steps=config.epochs * len(batches), alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))
+    return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
+
+
+def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, config: TrainConfig,
+                  callbacks: list | None, verbose: int, backup_dir: Path | None, replicas: int) -> TrainResult:
+    """Fit a compiled model with validation, early stopping and the optional backup; the scoring model of the
+    best epoch."""
     monitor = mlflow_name(f"sps@{config.k}", "val_")
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)
@@ -151,4 +165,19 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         train_seconds=seconds,
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
         resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
+        replicas=replicas,
     )
+
+
+def device_strategy(distribute: str) -> tf.distribute.Strategy:
+    """Where the fit runs (see ``TrainConfig.distribute``): ``MirroredStrategy`` over all visible GPUs (``auto``
+    from 2 on; ``mirrored`` also over the CPU devices when there is no GPU), else TensorFlow's default, one device
+    (a visible GPU, else the CPU)."""
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if distribute == "mirrored" or (distribute == "auto" and len(gpus) >= 2):
+        if gpus:
+            return tf.distribute.MirroredStrategy(gpus)
+        cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+        # NCCL all-reduce is for GPUs; CPU replicas reduce through one device
+        return tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.get_strategy()

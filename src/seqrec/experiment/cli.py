@@ -1,6 +1,6 @@
 """seqrec: the one command line of the project; every MLproject entry point calls it.
 
-    seqrec prepare | train | evaluate | recommend | tune | baselines | report   (--help on each)
+    seqrec prepare | train | evaluate | recommend | tune | baselines | ratings | report | stack   (--help on each)
 
 Each command is a thin layer over the library. Refused input (a bad file, parameter or request) is one
 line on stderr and exit status 2; a run that could not produce its result is one line and status 1.
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
-from seqrec.core.explicit import PREDICTORS
-from seqrec.core.config import IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, REGIMES, TrainConfig
+from seqrec.core.config import (DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, PRECISIONS, PREDICTORS,
+                                 REGIMES, TrainConfig)
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
@@ -63,9 +63,15 @@ TRAIN_HELP = {
     "seed": "random seed (numpy, Python, TensorFlow)",
     "patience": "epochs without validation sps improvement before stopping",
     "k": "cut-off of the ranking metrics",
+    "precision": "float32, or mixed_float16 (GPUs) / mixed_bfloat16 (TPUs, CPUs with AMX): compute in 16 bits, keep "
+                 "float32 weights and logits",
+    "distribute": "auto: MirroredStrategy over all visible GPUs when there are 2 or more, else one device; none: one "
+                  "device; mirrored: MirroredStrategy over all GPUs (or all CPU devices). batch_size is per device "
+                  "and lr is scaled by the number of devices",
 }
 CHOICES = {"model": list(MODELS), "loss": list(LOSSES), "cell": ["gru", "lstm"], "regime": list(REGIMES),
-           "tie_order": list(TIE_ORDERS), "imputed_targets": list(IMPUTED_TARGETS)}
+           "tie_order": list(TIE_ORDERS), "imputed_targets": list(IMPUTED_TARGETS), "precision": list(PRECISIONS),
+           "distribute": list(DISTRIBUTE)}
 
 
 # --- argument types ----------------------------------------------------------------------------------------
@@ -298,11 +304,22 @@ def _report_parser(commands) -> None:
                         help="also keep table3.md and table3.html in this directory (default: only as artifacts)")
 
 
+def _stack_parser(commands) -> None:
+    stack = commands.add_parser("stack", help="a local team stack: PostgreSQL and an MLflow tracking server on it")
+    stack.add_argument("action", choices=["up", "down", "status"], help="start (and print the URIs to export), "
+                       "stop, or say what runs")
+    stack.add_argument("--dir", type=Path, default=Path("team-stack"),
+                       help="where the databases, artifacts, logs and passwords live (default: team-stack)")
+    stack.add_argument("--host", default=None, help="address both servers listen on (default: 127.0.0.1)")
+    stack.add_argument("--pg-port", type=integer, default=None, help="PostgreSQL's port (default: 5433)")
+    stack.add_argument("--mlflow-port", type=integer, default=None, help="the MLflow server's port (default: 5000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="seqrec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_prepare_parser, _train_parser, _evaluate_parser, _recommend_parser, _tune_parser,
-                _baselines_parser, _ratings_parser, _report_parser):
+                _baselines_parser, _ratings_parser, _report_parser, _stack_parser):
         add(commands)
     return parser
 
@@ -314,7 +331,7 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
     from mlflow.exceptions import MlflowException
 
     from seqrec.core.errors import TrainingDiverged
-    from seqrec.experiment.errors import ParameterError, TuningError
+    from seqrec.experiment.errors import ParameterError, StackError, TuningError
 
     def say(message: str, status: int) -> int:
         print(f"seqrec {command}: {message}", file=sys.stderr)
@@ -326,7 +343,7 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
         return say(f"error: {error}", 2)
     except MlflowException as error:
         return say(f"error: {first_line(error.message or str(error))}", 2)
-    except (TuningError, TrainingDiverged) as error:
+    except (TuningError, TrainingDiverged, StackError) as error:
         return say(str(error), 1)
     except KeyboardInterrupt:
         return say("interrupted (a training run with a backup continues where it stopped when run again)", 130)
@@ -384,8 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
     default_sigterm = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
+    def run_command() -> None:
+        if args.command != "stack":
+            commands.check_tracking_server()
+        getattr(commands, args.command)(args)
+
     try:
-        return exit_status(args.command, lambda: getattr(commands, args.command)(args))
+        return exit_status(args.command, run_command)
     finally:
         warnings.formatwarning = default_format
         if in_main_thread:

@@ -27,6 +27,27 @@ from seqrec.experiment.owners import close_orphaned_runs
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
 
+def check_tracking_server(timeout: float = 10.0) -> None:
+    """Refuse at once an MLflow tracking server that does not answer: the client would otherwise retry each call
+    for minutes before failing. Only ``http(s)://`` tracking URIs are checked (a file or database store is opened
+    by MLflow itself)."""
+    import urllib.error
+    import urllib.request
+
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError as error:
+        reason = f"HTTP {error.code} from {uri}/health"
+    except (OSError, ValueError) as error:
+        reason = str(getattr(error, "reason", None) or error)
+    raise ParameterError(f"MLFLOW_TRACKING_URI={uri}: expected a reachable MLflow tracking server "
+                         f"(seqrec stack up starts one), got {reason}")
+
+
 def config_from(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the parsed ``--hidden``, ``--lr``, ... options."""
     try:
@@ -205,3 +226,22 @@ def report(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             markdown, *_ = write_report(Path(tmp), args.k, args.rnn_run_id, args.experiments)
     print(markdown, end="")
+
+
+def stack(args: argparse.Namespace) -> None:
+    from seqrec.experiment import stack as team_stack
+
+    for option, port in (("--pg-port", args.pg_port), ("--mlflow-port", args.mlflow_port)):
+        if port is not None and not 1 <= port <= 65535:
+            raise ParameterError(f"{option}: expected a TCP port (1-65535), got {port}")
+    if args.action == "up":
+        state = team_stack.up(args.dir, args.host, args.pg_port, args.mlflow_port)
+        print(f"# PostgreSQL on {state.host}:{state.pg_port}, MLflow server on {state.tracking_uri} "
+              f"(data in {args.dir.resolve()}); for every worker:")
+        print(team_stack.exports(state))
+    elif args.action == "down":
+        stopped = team_stack.down(args.dir)
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    else:
+        for name, running in team_stack.status(args.dir).items():
+            print(f"{name}: {'running' if running else 'stopped'}")

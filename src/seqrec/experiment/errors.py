@@ -10,3 +10,7 @@ class ParameterError(ValueError):
 
 class TuningError(RuntimeError):
     """The study has no completed trial to pick a model from."""
+
+
+class StackError(RuntimeError):
+    """The team stack (PostgreSQL, the MLflow server) could not be started or stopped; the message says why."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-DEFAULT_STORAGE = "sqlite:///tuning/optuna.db"
+# a team stack (seqrec stack up) prints the export that points every worker at its PostgreSQL study store
+DEFAULT_STORAGE = os.environ.get("SEQREC_OPTUNA_STORAGE") or "sqlite:///tuning/optuna.db"
 DEFAULT_SEARCH_SPACE = Path("tuning/search_space.py")
 REGISTERED_MODEL = "seqrec"
 CHAMPION = "champion"  # the alias `mlflow models serve -m models:/seqrec@champion` resolves

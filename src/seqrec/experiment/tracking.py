@@ -102,6 +102,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
             new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, config.k)
             mlflow.log_metrics({mlflow_name(name, "test_"): value
                                 for name, value in {**test, **new_user_metrics(new_users, config.k)}.items()})
+        log_params_once({"replicas": result.replicas})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
                             **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})

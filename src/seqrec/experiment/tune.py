@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import re
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ OWNER_ATTR = "owner"  # trial user attribute: the worker process running it (seq
 VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
 STARTUP_TRIALS = 8  # random trials before TPE models the search space
+SCHEMA_ATTEMPTS = 4  # tries at opening a storage whose tables other workers may be creating
 
 
 @dataclass
@@ -74,10 +76,10 @@ class TuneSummary:
     best_params: dict
     best_run_id: str  # MLflow run of the best trial
     model_run_id: str  # MLflow run of the registered, exported model: the best trial's, or its refit's
-    model_version: str  # registered version that the ``champion`` alias points to
+    model_version: str | None  # registered version that ``champion`` points to; None: another worker publishes
     export_path: Path
-    val: dict[str, float]  # the published model's validation metrics at its best epoch
-    test: dict[str, float]  # the exported model on the test users
+    val: dict[str, float]  # the published model's validation metrics at its best epoch ({} when not published)
+    test: dict[str, float] | None  # the exported model on the test users (None when not published)
     study_seconds: float  # wall time of this invocation's trials (the refit and the export excluded)
 
 
@@ -210,6 +212,7 @@ class _RetryStale:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if RUN_ID_ATTR in trial.user_attrs:
             _end_run(trial.user_attrs[RUN_ID_ATTR], "KILLED", "FAIL (worker lost)")
+            _end_lost_parent(trial.user_attrs[RUN_ID_ATTR])
         trial = copy.copy(trial)
         trial.user_attrs = {name: value for name, value in trial.user_attrs.items()
                             if name not in (OWNER_ATTR, RUN_ID_ATTR)}
@@ -256,17 +259,32 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int = 60, grace
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # local workers wait for the file lock
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                              grace_period=grace_period,
-                                              heartbeat_stale_trial_callback=_RetryStale(max_retry))
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                                      heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                                      heartbeat_stale_trial_callback=_RetryStale(max_retry))
+            except sqlalchemy.exc.IntegrityError:
+                # workers started together on an empty database race to create Optuna's tables and version row;
+                # the losers find them made on the next attempt
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(1.0 + attempt)
     except ImportError as error:
         raise DataError(shown_url(url), None, f"{expected} whose database driver is installed",
                         str(error.__cause__ or error)) from None
     except sqlalchemy.exc.SQLAlchemyError as error:
-        raise DataError(shown_url(url), None, "a reachable Optuna storage database",
-                        str(error).splitlines()[0]) from None
+        raise DataError(shown_url(url), None, "a reachable Optuna storage database", database_reason(error)) from None
+
+
+def database_reason(error: Exception) -> str:
+    """The part of a database driver's error that says what went wrong: 'password authentication failed for user
+    "optuna"', 'Connection refused', ... (psycopg puts it after the server address and 'FATAL:')."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return re.split(r"FATAL:|failed:", first)[-1].strip() or first
 
 
 # --- MLflow edges -----------------------------------------------------------------------------------------
@@ -281,6 +299,19 @@ def _end_run(run_id: str, status: str, state: str) -> None:
             client.set_terminated(run_id, status)
     except MlflowException as error:
         warnings.warn(f"could not update MLflow run {run_id}: {error.message}", stacklevel=2)
+
+
+def _end_lost_parent(run_id: str) -> None:
+    """End the lost worker's own ``tune`` run as KILLED: its trial's heartbeats stopped, so did the process that
+    held both (on another host no other check could tell). Best effort, like :func:`_end_run`."""
+    client = MlflowClient()
+    try:
+        parent_id = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        if parent_id and client.get_run(parent_id).info.status == "RUNNING":
+            client.set_tag(parent_id, "seqrec.closed_reason", "a trial's heartbeats stopped: worker lost")
+            client.set_terminated(parent_id, "KILLED")
+    except MlflowException as error:
+        warnings.warn(f"could not end the lost worker's run: {error.message}", stacklevel=2)
 
 
 def _log_plots(study: optuna.Study) -> list[str]:
@@ -419,6 +450,32 @@ def create_study(split: Split, study_name: str, storage: str, seed: int, warmup_
     return study
 
 
+def _run_requeued(study: optuna.Study, objective: Callable) -> None:
+    """Before leaving, fail the trials of lost workers whose heartbeats are stale and run the re-queued copies of
+    those (and any other waiting trial), so that a killed worker's trial is re-run while a worker is still up."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if waiting:
+        study.optimize(objective, n_trials=len(waiting), gc_after_trial=True)
+
+
+def last_finisher(study: optuna.Study) -> bool:
+    """Whether this worker publishes the study's champion: no trial is still running (on any worker) and the
+    trial that finished last (complete or pruned) was this process's. So of several workers the one that ends the
+    study publishes, once, the best trial of all; a worker that finishes while others train leaves it to them."""
+    trials = study.get_trials(deepcopy=False)
+    if any(trial.state == optuna.trial.TrialState.RUNNING for trial in trials):
+        return False
+    finished = [trial for trial in trials if trial.state in (optuna.trial.TrialState.COMPLETE,
+                                                              optuna.trial.TrialState.PRUNED)]
+    if not finished:
+        return False
+    latest = max(finished, key=lambda trial: (trial.datetime_complete, trial.number))
+    return latest.user_attrs.get(OWNER_ATTR) == owner()
+
+
 def _log_outcome(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, dict[str, int]]:
     """Log the trial counts, plots and table of the study to the parent run; return its best trial."""
     states = dict(Counter(trial.state.name for trial in study.get_trials(deepcopy=False)))
@@ -516,21 +573,30 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
         if space_file is not None:
             mlflow.log_artifact(str(space_file), artifact_path="tuning")
         started = time.perf_counter()
-        study.optimize(_objective(split, suggest, epochs_per_trial, seed, study_name, source),
-                       n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+        objective = _objective(split, suggest, epochs_per_trial, seed, study_name, source)
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+        _run_requeued(study, objective)
         study_seconds = time.perf_counter() - started
         mlflow.log_metric("study_seconds", study_seconds)
         best, states = _log_outcome(study)
-        model_run_id, val, origin = _refit(best, split, suggest, final_epochs, seed, source)
-        version, test = _publish(study, best, split, model_run_id, val, origin, export_path, register_name)
+        publisher = last_finisher(study)
+        mlflow.set_tags({"seqrec.publisher": str(publisher).lower()})
+        model_run_id, val, version, test = best.user_attrs[RUN_ID_ATTR], {}, None, None
+        if publisher:
+            model_run_id, val, origin = _refit(best, split, suggest, final_epochs, seed, source)
+            version, test = _publish(study, best, split, model_run_id, val, origin, export_path, register_name)
 
     n_trials_total = sum(states.values())
     print(f"study {study_name!r} ({shown_url(storage)}): {n_trials_total} trials "
           f"({', '.join(f'{count} {state.lower()}' for state, count in states.items())})")
     print(f"best trial {best.number}: validation sps@{K} {100 * best.value:.2f} %, params {best.params}")
-    print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}, run {model_run_id}), "
-          f"exported to {export_path}")
-    print(format_table(test, title=f"{origin.lower()} on the test users ({len(split.test)}):"))
+    if publisher:
+        print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}, run {model_run_id}), "
+              f"exported to {export_path}")
+        print(format_table(test, title=f"{origin.lower()} on the test users ({len(split.test)}):"))
+    else:
+        print("other workers' trials finished after this worker's: the last of them to finish publishes the study's "
+              f"best trial as @{CHAMPION}")
     return TuneSummary(study_name, shown_url(storage), parent.info.run_id, n_trials_total, states, best.number,
                        best.value, dict(best.params), best.user_attrs[RUN_ID_ATTR], model_run_id, version,
                        export_path, val, test, study_seconds)

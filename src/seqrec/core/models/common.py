@@ -49,11 +49,17 @@ def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tupl
 
 
 def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec) -> keras.KerasTensor:
-    """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue."""
+    """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue.
+
+    Under a mixed-precision policy the logits are computed in 16 bits (the largest product of the step) and cast to
+    float32 for the softmax, whose sum over the catalogue would lose too much in 16 bits."""
     x = keras.layers.Dropout(net.dropout, name="dropout")(x)
     if net.projection > 0:
         x = keras.layers.Dense(net.projection, name="projection")(x)
-    return keras.layers.Dense(n_items, name="logits")(x)
+    logits = keras.layers.Dense(n_items, name="logits")(x)
+    if keras.config.dtype_policy().compute_dtype != "float32":
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
+    return logits
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
