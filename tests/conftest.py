@@ -13,6 +13,14 @@ from seqrec.core.data import ITEM_MAPPING_FILE, SEQUENCE_FILES, Sequences, STATS
 
 SHARED_SPLIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml1m-split"
 
+# the search space of the tuning tests: hidden <= 16, max_len 10, so a trial of 2 epochs takes a couple of seconds
+TINY_SPACE = """
+def suggest(trial):
+    return {"hidden": trial.suggest_categorical("hidden", [8, 16]),
+            "lr": trial.suggest_float("lr", 5e-3, 3e-2, log=True),
+            "embedding": 8, "max_len": 10, "batch_size": 32}
+"""
+
 
 def synthetic_sequences(n_users: int, n_items: int, rng: np.random.Generator, first_user: int = 0) -> Sequences:
     """Users walk the catalogue in steps of +1 (mostly) or +2 from a random start: learnable order."""

@@ -20,7 +20,7 @@ import mlflow
 import optuna
 import pytest
 
-from conftest import write_synthetic_split
+from conftest import TINY_SPACE, write_synthetic_split
 from seqrec.core.data import load_split
 from seqrec.core.model import keras
 from seqrec.experiment.baseline_runs import run_baselines
@@ -240,12 +240,6 @@ def test_killed_mlflow_run_is_closed_by_its_rerun_which_resumes_to_the_same_resu
     assert resumed.data.metrics["best_val_sps_at_10"] == pytest.approx(reference.val["sps@10"], abs=0.005)
 
 
-SPACE = """
-def suggest(trial):
-    return {"hidden": trial.suggest_categorical("hidden", [8, 16]),
-            "lr": trial.suggest_float("lr", 5e-3, 3e-2, log=True),
-            "embedding": 8, "max_len": 10, "batch_size": 32}
-"""
 ENQUEUED = [{"hidden": 16, "lr": 0.01}, {"hidden": 8, "lr": 0.02}]
 
 
@@ -262,7 +256,7 @@ def test_killed_tune_is_cleaned_up_by_its_restart_which_retries_the_trial_to_the
                                                                                             mlflow_tracking):
     split_dir = write_synthetic_split(tmp_path / "split")
     space = tmp_path / "space.py"
-    space.write_text(SPACE)
+    space.write_text(TINY_SPACE)
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = enqueued_study(url, "s")
     command = [sys.executable, "-m", "seqrec", "tune", "--data", str(split_dir), "--storage", url, "--study-name", "s",

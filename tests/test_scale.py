@@ -82,3 +82,27 @@ def test_a_malformed_large_file_is_named_by_the_exact_reader(tmp_path, monkeypat
     monkeypatch.setattr(ratings, "LARGE_FILE_BYTES", 0)
     with pytest.raises(DataError, match=rf"ratings.csv:{line}: .*{message}"):
         ratings.read_ratings(path)
+
+
+def test_evaluation_in_chunks_equals_evaluation_at_once(synthetic_split_dir):
+    from seqrec.core.data import load_split
+    from seqrec.core.model import build_model
+    from seqrec.core.scoring import evaluate_users
+    from seqrec.core.ties import with_times
+
+    split = with_times(load_split(synthetic_split_dir))
+    model = build_model(split.n_items, hidden=8, embedding=4)
+    at_once = evaluate_users(model, split.test, 5, split.item_popularity, chunk=10**6)
+    assert evaluate_users(model, split.test, 5, split.item_popularity, chunk=7) == at_once
+
+
+def test_hits_found_by_pair_keys_equal_the_dense_mask():
+    from seqrec.core.metrics import pairs_in
+
+    rng = np.random.default_rng(0)
+    recommended = rng.integers(0, 50, size=(30, 10))
+    rows, items = rng.integers(0, 30, size=200), rng.integers(0, 50, size=200)
+    mask = np.zeros((30, 50), dtype=bool)
+    mask[rows, items] = True
+    assert np.array_equal(pairs_in(recommended, rows, items, 50), np.take_along_axis(mask, recommended, axis=1))
+    assert not pairs_in(recommended, rows[:0], items[:0], 50).any()

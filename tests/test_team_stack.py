@@ -21,7 +21,7 @@ import mlflow
 import optuna
 import pytest
 
-from conftest import write_synthetic_split
+from conftest import TINY_SPACE, write_synthetic_split
 from seqrec.experiment import stack
 from seqrec.experiment.cli import main
 from seqrec.experiment.errors import StackError
@@ -29,12 +29,6 @@ from seqrec.experiment.tune import OWNER_ATTR, RUN_ID_ATTR
 
 ROOT = Path(__file__).resolve().parents[1]
 TrialState = optuna.trial.TrialState
-SPACE = """
-def suggest(trial):
-    return {"hidden": trial.suggest_categorical("hidden", [8, 16]),
-            "lr": trial.suggest_float("lr", 5e-3, 3e-2, log=True),
-            "embedding": 8, "max_len": 10, "batch_size": 32}
-"""
 
 
 def _postgres_missing() -> str | None:
@@ -76,7 +70,7 @@ def team():
         exported = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
                         if line.startswith("export "))
         assert set(exported) == {"MLFLOW_TRACKING_URI", "SEQREC_OPTUNA_STORAGE"}
-        (root / "space.py").write_text(SPACE)
+        (root / "space.py").write_text(TINY_SPACE)
         write_synthetic_split(root / "split")
         with pytest.MonkeyPatch.context() as patch:
             for name, value in exported.items():

@@ -9,7 +9,7 @@ import mlflow
 import optuna
 import pytest
 
-from conftest import write_synthetic_split
+from conftest import TINY_SPACE, write_synthetic_split
 from seqrec.core.data import DataError, load_split
 from seqrec.core.model import n_items_of
 from seqrec.core.scoring import evaluate_users
@@ -22,15 +22,6 @@ from seqrec.experiment.tune import (OWNER_ATTR, RUN_ID_ATTR, PruningCallback, la
 pytestmark = pytest.mark.slow  # every test here runs a study or a trial
 
 TrialState = optuna.trial.TrialState
-
-# hidden <= 16, max_len 10: a trial of 2 epochs takes a couple of seconds
-TINY_SPACE = """
-def suggest(trial):
-    return {"hidden": trial.suggest_categorical("hidden", [8, 16]),
-            "lr": trial.suggest_float("lr", 5e-3, 3e-2, log=True),
-            "embedding": 8, "max_len": 10, "batch_size": 32}
-"""
-
 
 class PruneTrialOne(optuna.pruners.BasePruner):
     """Deterministic pruning for the tests: trial 1 is pruned at its first report."""

@@ -35,9 +35,17 @@ def top_k(scores: np.ndarray, k: int, exclude: Sequences | None = None) -> np.nd
 
 def hit_matrix(recommended: np.ndarray, goals: Sequences, n_items: int) -> np.ndarray:
     """Boolean (users x k): is the recommendation at each rank one of the user's goal items?"""
-    goal_mask = np.zeros((len(goals), n_items), dtype=bool)
-    goal_mask[goals.row_of_interaction(), goals.items] = True
-    return np.take_along_axis(goal_mask, recommended, axis=1)
+    return pairs_in(recommended, goals.row_of_interaction(), goals.items, n_items)
+
+
+def pairs_in(recommended: np.ndarray, rows: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """Boolean like ``recommended`` (users x k): is (user, item) one of the pairs (``rows``, ``items``)? Looked up
+    as sorted pair keys, so memory grows with the pairs and the top-k, never with users x catalogue (10,000 users
+    of a 59,000-movie catalogue would take 590 MB as a mask)."""
+    keys = np.unique(rows.astype(np.int64) * n_items + items)
+    wanted = np.arange(len(recommended), dtype=np.int64)[:, None] * n_items + recommended
+    found = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    return keys[found] == wanted if len(keys) else np.zeros(recommended.shape, dtype=bool)
 
 
 def top_popular(popularity: np.ndarray, share: float = 0.01) -> np.ndarray:
@@ -124,9 +132,9 @@ def burst_metrics(recommended: np.ndarray, inputs: Sequences, goals: Sequences) 
     first_position = np.zeros(len(goals.items), dtype=bool)
     first_position[goals.offsets[:-1]] = True
     in_next_burst = first_position | ((goals.times == first_time[rows]) & (goals.times >= 0))
-    burst = np.zeros((len(goals), int(max(recommended.max(), goals.items.max())) + 1), dtype=bool)
-    burst[rows[in_next_burst], goals.items[in_next_burst]] = True
-    metrics = {f"sps_tie@{k}": float(np.mean(np.take_along_axis(burst, recommended, axis=1).any(axis=1)))}
+    n_items = int(max(recommended.max(), goals.items.max())) + 1
+    burst_hits = pairs_in(recommended, rows[in_next_burst], goals.items[in_next_burst], n_items)
+    metrics = {f"sps_tie@{k}": float(np.mean(burst_hits.any(axis=1)))}
     if inputs.times is not None:
         last_input_time = inputs.times[inputs.offsets[1:] - 1]
         in_burst = (last_input_time == first_time) & (first_time >= 0)
