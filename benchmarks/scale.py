@@ -75,7 +75,7 @@ def train_step(split_dir: str, epochs: int, n_batches: int) -> dict:
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=NextItemsCrossentropy(config.lookahead_decay))
     warm = 3
     draws, rss, tokens, seconds = [], [], 0, 0.0
-    for epoch in range(epochs):
+    for epoch in range(1, epochs + 1):  # epoch 0 was drawn with the batches
         drawn = time.perf_counter()
         batches.set_epoch(epoch)
         draws.append(time.perf_counter() - drawn)
@@ -83,7 +83,7 @@ def train_step(split_dir: str, epochs: int, n_batches: int) -> dict:
             step = time.perf_counter()
             x, y = batches[index]
             model.train_on_batch(x, y)
-            if epoch or index >= warm:
+            if epoch > 1 or index >= warm:
                 seconds += time.perf_counter() - step
                 tokens += int(np.count_nonzero(x))
         rss.append(rss_bytes())
@@ -132,9 +132,13 @@ def peak_of(command: list[str]) -> tuple[float, int, str]:
 
 def ratings_file(size: str, work: Path, ml1m: Path | None) -> Path:
     if size == "ml1m":
-        if ml1m is None or not ml1m.is_file():
+        shared = ROOT.parent / "shared" / "data" / "ml-1m"
+        found = ml1m or next((path for path in (shared / "ratings.dat", shared / "ratings.partial.dat")
+                              if path.is_file()), None)
+        if found is None or not found.is_file():
             raise SystemExit("--ml1m: expected the path of ML-1M's ratings.dat for size ml1m")
-        return ml1m
+        print(f"ml1m: {found}", flush=True)
+        return found
     path = work / f"synthetic-{size}" / "ratings.csv"
     if not path.exists():
         from seqrec.core.synthetic import movielens_like, write_ratings_csv
@@ -189,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("scale-work"), help="generated files and splits")
     parser.add_argument("--sizes", default="ml1m,1m,5m,25m", help="comma-separated among ml1m, 1m, 5m, 25m")
-    parser.add_argument("--ml1m", type=Path, default=ROOT.parent / "shared" / "data" / "ml-1m" / "ratings.dat")
+    parser.add_argument("--ml1m", type=Path, default=None,
+                        help="ML-1M's ratings.dat (default: ../shared/data/ml-1m/ratings.dat, else ratings.partial.dat)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the training step (default: 3)")
     parser.add_argument("--batches", type=int, default=40, help="batches timed per epoch (default: 40)")
     parser.add_argument("--no-serve", action="store_true", help="skip the serving step")

@@ -193,6 +193,8 @@ class TrainingBatches(keras.utils.PyDataset):
         if epoch == self.epoch:
             return
         self.epoch, self.rng = epoch, np.random.default_rng([self.seed, epoch])
+        # the last epoch's arrays go before the next ones are drawn: memory holds one epoch, not two
+        self.inputs = self.targets = self.weights = self.ratings = None
         sequences, target_ok, tokens = self.sequences, self.target_ok, self.tokens
         if self.ties is not None:
             tie_order = self.ties.order(self.rng)
@@ -209,7 +211,8 @@ class TrainingBatches(keras.utils.PyDataset):
                                     n_examples=self.n_examples, target_ok=target_ok)
         order = self.rng.permutation(len(examples.inputs))
         self.inputs, self.targets = examples.inputs[order], examples.targets[order]
-        self.weights = rating_weights(examples.target_ratings[order], self.config.rating_weight)
+        self.weights = (rating_weights(examples.target_ratings[order], self.config.rating_weight)
+                        if self.config.rating_weight else None)  # all 1 otherwise: never fed (see __getitem__)
         self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])
 
     def __len__(self) -> int:
