@@ -31,21 +31,12 @@ def check_tracking_server(timeout: float = 10.0) -> None:
     """Refuse at once an MLflow tracking server that does not answer: the client would otherwise retry each call
     for minutes before failing. Only ``http(s)://`` tracking URIs are checked (a file or database store is opened
     by MLflow itself)."""
-    import urllib.error
-    import urllib.request
+    from seqrec.experiment.stack import server_problem
 
     uri = mlflow.get_tracking_uri()
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError as error:
-        reason = f"HTTP {error.code} from {uri}/health"
-    except (OSError, ValueError) as error:
-        reason = str(getattr(error, "reason", None) or error)
-    raise ParameterError(f"MLFLOW_TRACKING_URI={uri}: expected a reachable MLflow tracking server "
-                         f"(seqrec stack up starts one), got {reason}")
+    if uri.startswith(("http://", "https://")) and (reason := server_problem(uri, timeout)) is not None:
+        raise ParameterError(f"MLFLOW_TRACKING_URI={uri}: expected a reachable MLflow tracking server "
+                             f"(seqrec stack up starts one), got {reason}")
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:

@@ -264,11 +264,18 @@ def start_mlflow(directory: Path, state: StackState, workers: int = 2) -> None:
 
 
 def server_healthy(uri: str, timeout: float = 2.0) -> bool:
+    return server_problem(uri, timeout) is None
+
+
+def server_problem(uri: str, timeout: float) -> str | None:
+    """Why the MLflow server at ``uri`` does not answer its ``/health``, or None when it does."""
     try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=timeout) as answer:
-            return answer.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
+            return None if answer.status == 200 else f"HTTP {answer.status} from {uri}/health"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code} from {uri}/health"
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "reason", None) or error)
 
 
 def stop_process_group(pid_file: Path, wait: float = 20.0) -> bool:
