@@ -2,11 +2,15 @@
 
     python benchmarks/throughput.py                                   # the default against glibc's plain malloc
     python benchmarks/throughput.py --variant fast:max_len=20,batch_size=32 --variant bottleneck:projection=128
+    python benchmarks/throughput.py --variant fit:input=feed --variant pydataset:input=pydataset  # input pipelines
 
 Each variant trains ``--batches`` batches of the real training loop's model, loss and batches (no validation) in
 a fresh process, after one warm-up batch, and reports the target tokens per second and the process's user and
 kernel CPU seconds; the last column is the ratio to the first variant. ``malloc=glibc`` runs a variant without
-:func:`seqrec.core.training.keep_freed_memory`. Run it alone: TensorFlow slows several-fold when another process
+:func:`seqrec.core.training.keep_freed_memory`. ``input`` is how batches reach the step: ``step`` (the default)
+calls ``train_on_batch`` with numpy arrays, ``feed`` runs ``model.fit`` through
+:class:`seqrec.core.training.EpochFeed` as training does, ``pydataset`` runs ``model.fit`` on the batches as a Keras
+``PyDataset`` (what training did before). Run it alone: TensorFlow slows several-fold when another process
 shares the cores, and compare variants as ratios measured in the same run.
 """
 
@@ -23,6 +27,7 @@ import time
 from dataclasses import replace
 
 DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc"]
+INPUTS = ("step", "feed", "pydataset")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -47,6 +52,9 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     overrides = dict(overrides)
     if overrides.pop("malloc", "keep") != "glibc":
         training.keep_freed_memory()
+    feed_by = overrides.pop("input", "step")
+    if feed_by not in INPUTS:
+        raise SystemExit(f"input must be one of {INPUTS}, got {feed_by!r}")
     defaults = TrainConfig()
     config = replace(defaults, **{key: type(getattr(defaults, key))(value) for key, value in overrides.items()})
     split = load_data(data)
@@ -57,11 +65,17 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
                         blocks=config.blocks, heads=config.heads)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
     model.train_on_batch(*steps[0])
-    before, started, tokens = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), 0
-    for index in range(1, batches + 1):
-        inputs, targets = steps[index % len(steps)][:2]
-        tokens += int(np.count_nonzero(inputs))
-        model.train_on_batch(inputs, targets)
+    feed = training.EpochFeed(steps)
+    pipelines = {"feed": feed.dataset().repeat().skip(1).take(batches), "pydataset": steps}
+    if feed_by != "step":  # one warm-up batch traces Keras' fit step
+        model.fit(pipelines[feed_by], steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+    tokens = int(sum(np.count_nonzero(steps[index % len(steps)][0]) for index in range(1, batches + 1)))
+    before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    if feed_by == "step":
+        for index in range(1, batches + 1):
+            model.train_on_batch(*steps[index % len(steps)][:2])
+    else:
+        model.fit(pipelines[feed_by], steps_per_epoch=batches, epochs=1, verbose=0, shuffle=False)
     wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     return {"tokens_per_second": tokens / wall, "wall": wall, "user": after.ru_utime - before.ru_utime,
             "kernel": after.ru_stime - before.ru_stime, "page_faults": after.ru_minflt - before.ru_minflt}

@@ -21,7 +21,7 @@ from seqrec.core.config import TrainConfig
 from seqrec.core.model import NextItemsCrossentropy
 from seqrec.core.sampling import (cut_examples, imputed_target_mask, rating_weights, TrainingBatches,
                                   user_cut_examples, window_examples)
-from seqrec.core.training import fit
+from seqrec.core.training import EpochFeed, fit
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -141,6 +141,27 @@ def test_batches_have_a_fixed_epoch_length(synthetic_split_dir):
         lengths.add(len(batches))
         batches.on_epoch_end()
     assert lengths == {len(batches)} and batches.tokens_per_epoch > 0
+
+
+@pytest.mark.parametrize("config", [TrainConfig(max_len=8, batch_size=16),
+                                    TrainConfig(max_len=8, batch_size=16, regime="paper", rating_weight=1.0,
+                                                rating_input=True)],
+                         ids=["windows", "cuts-with-ratings-and-weights"])
+def test_epoch_feed_gives_each_epoch_the_batches_it_drew(synthetic_split_dir, config):
+    split = load_split(synthetic_split_dir)
+    batches = TrainingBatches(split.train, config, seed=0)
+    feed = EpochFeed(batches)
+    dataset = feed.dataset()
+    assert int(dataset.cardinality()) == len(batches)
+    for epoch in range(3):
+        feed.on_epoch_begin(epoch)
+        fed = list(dataset)
+        assert len(fed) == len(batches)
+        for index in (0, len(batches) // 2, len(batches) - 1):  # the last batch may be partial
+            expected, got = keras.tree.flatten(batches[index]), keras.tree.flatten(fed[index])
+            assert len(expected) == len(got) == (4 if config.rating_input else 2)
+            for array, tensor in zip(expected, got):
+                np.testing.assert_array_equal(np.asarray(tensor), array)
 
 
 def test_config_refuses_bad_values():

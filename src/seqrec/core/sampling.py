@@ -219,12 +219,19 @@ class TrainingBatches(keras.utils.PyDataset):
         return self.n_batches
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        batch = slice(index * self.config.batch_size, (index + 1) * self.config.batch_size)
-        inputs = (self.inputs[batch] if self.ratings is None
-                  else {"items": self.inputs[batch], "ratings": self.ratings[batch]})
+        return self._rows(slice(index * self.config.batch_size, (index + 1) * self.config.batch_size))
+
+    def epoch_examples(self) -> tuple[np.ndarray, ...]:
+        """Every example of the current epoch, in batch order: batch ``i`` is rows ``i * batch_size`` on. The
+        rows no batch takes (the paper regime drops a last partial batch) are left out."""
+        return self._rows(slice(0, self.n_batches * self.config.batch_size))
+
+    def _rows(self, rows: slice) -> tuple[np.ndarray, ...]:
+        inputs = (self.inputs[rows] if self.ratings is None
+                  else {"items": self.inputs[rows], "ratings": self.ratings[rows]})
         if self.config.rating_weight == 0:  # all weights 1: leave Keras' unweighted loss as it is
-            return inputs, self.targets[batch]
-        return inputs, self.targets[batch], self.weights[batch]
+            return inputs, self.targets[rows]
+        return inputs, self.targets[rows], self.weights[rows]
 
     @property
     def tokens_per_epoch(self) -> int:

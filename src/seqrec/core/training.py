@@ -144,8 +144,9 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)
     resumable = ResumableTraining(backup_dir, early_stopping) if backup_dir is not None else None
+    feed = EpochFeed(batches)
     all_callbacks = [
-        EpochSampling(batches),
+        feed,
         StopOnDivergence(config.lr),
         RankingValidation(split.val, config.k, split.item_popularity),
         early_stopping,
@@ -155,7 +156,8 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
     started = time.perf_counter()
     # shuffle=False: the batches shuffle their own examples from (seed, epoch); Keras' batch-order shuffle
     # draws from Python's global random state, which a resumed fit would not continue
-    history = model.fit(batches, epochs=config.epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
+    history = model.fit(feed.dataset(), epochs=config.epochs, callbacks=all_callbacks, verbose=verbose,
+                        shuffle=False)
     seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))  # by this process
     return TrainResult(
@@ -167,6 +169,34 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
         resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
         replicas=replicas,
     )
+
+
+class EpochFeed(EpochSampling):
+    """The training batches as a ``tf.data`` pipeline that reads each epoch from variables, not from Python.
+
+    Keras reads a ``PyDataset`` through ``from_generator``: with a Python function anywhere in the pipeline, an
+    epoch took up to 1.7x as long on 2 cores, mostly in kernel time (``benchmarks/throughput.py`` compares the
+    two). Here ``on_epoch_begin`` draws the epoch (as
+    :class:`EpochSampling`) and loads its examples into variables, and tf.data slices them into the same batches.
+    The dataset's known length makes Keras open a fresh iterator every epoch, after ``on_epoch_begin``.
+    """
+
+    def __init__(self, batches: TrainingBatches):
+        super().__init__(batches)
+        self.examples = tf.nest.map_structure(
+            lambda array: tf.Variable(array, trainable=False, shape=(None, *array.shape[1:])),
+            batches.epoch_examples())
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_begin(epoch, logs)
+        tf.nest.map_structure(lambda variable, array: variable.assign(array), self.examples,
+                              self.batches.epoch_examples())
+
+    def dataset(self) -> tf.data.Dataset:
+        size = self.batches.config.batch_size
+        return tf.data.Dataset.range(len(self.batches)).map(
+            lambda index: tf.nest.map_structure(lambda variable: variable[index * size:(index + 1) * size],
+                                                self.examples))
 
 
 def device_strategy(distribute: str) -> tf.distribute.Strategy:
