@@ -176,9 +176,9 @@ class EpochFeed(EpochSampling):
 
     Keras reads a ``PyDataset`` through ``from_generator``: with a Python function anywhere in the pipeline, an
     epoch took up to 1.7x as long on 2 cores, mostly in kernel time (``benchmarks/throughput.py`` compares the
-    two). Here ``on_epoch_begin`` draws the epoch (as
-    :class:`EpochSampling`) and loads its examples into variables, and tf.data slices them into the same batches.
-    The dataset's known length makes Keras open a fresh iterator every epoch, after ``on_epoch_begin``.
+    two). Here ``on_epoch_begin`` draws the epoch (as :class:`EpochSampling` does) and loads its examples into
+    variables, and tf.data slices them into the same batches. The dataset's known length makes Keras open a fresh
+    iterator every epoch, after ``on_epoch_begin``, so each epoch reads its own draw.
     """
 
     def __init__(self, batches: TrainingBatches):
