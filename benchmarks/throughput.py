@@ -65,17 +65,17 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
                         blocks=config.blocks, heads=config.heads)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
     model.train_on_batch(*steps[0])
-    feed = training.EpochFeed(steps)
-    pipelines = {"feed": feed.dataset().repeat().skip(1).take(batches), "pydataset": steps}
+    # fit's input: training's epoch feed (batch 0 left out, as the warm-up took it) or Keras' PyDataset adapter
+    pipeline = (training.EpochFeed(steps).dataset().repeat().skip(1).take(batches) if feed_by == "feed" else steps)
     if feed_by != "step":  # one warm-up batch traces Keras' fit step
-        model.fit(pipelines[feed_by], steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+        model.fit(pipeline, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
     tokens = int(sum(np.count_nonzero(steps[index % len(steps)][0]) for index in range(1, batches + 1)))
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if feed_by == "step":
         for index in range(1, batches + 1):
             model.train_on_batch(*steps[index % len(steps)][:2])
     else:
-        model.fit(pipelines[feed_by], steps_per_epoch=batches, epochs=1, verbose=0, shuffle=False)
+        model.fit(pipeline, steps_per_epoch=batches, epochs=1, verbose=0, shuffle=False)
     wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
     return {"tokens_per_second": tokens / wall, "wall": wall, "user": after.ru_utime - before.ru_utime,
             "kernel": after.ru_stime - before.ru_stime, "page_faults": after.ru_minflt - before.ru_minflt}
