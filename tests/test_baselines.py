@@ -13,7 +13,7 @@ from seqrec.experiment.baseline_runs import run_baselines
 
 from seqrec.experiment.cli import main
 from seqrec.core.data import load_split, Sequences, split_half
-from seqrec.core.metrics import top_k
+from seqrec.core.metrics import ranking_metrics, top_k
 
 
 def seqs(*lists: list[int]) -> Sequences:
@@ -103,6 +103,23 @@ def test_the_denoising_autoencoder_learns_which_items_go_together() -> None:
     assert recall(Pop()) == 0.0 and recall(DenoisingAutoencoder(hidden=16, epochs=30, lr=0.01, batch_size=16)) > 0.2
     with pytest.raises(ValueError, match="DAE needs"):
         DenoisingAutoencoder(dropout=1.0)
+
+
+def test_the_dot_product_factorisation_folds_in_unseen_users_of_a_taste() -> None:
+    """Two tastes as above; the evaluated users are unseen, so their vectors come from their input halves only."""
+    from seqrec.core.baselines import DotProductMF
+
+    rng = np.random.default_rng(0)
+    train = Sequences.from_lists([(half * 20 + rng.choice(20, 10, replace=False)).tolist()
+                                  for half in [0] * 150 + [1] * 50])
+    inputs, goals = split_half(Sequences.from_lists([(20 + rng.choice(20, 10, replace=False)).tolist()
+                                                     for _ in range(30)]))
+    model = DotProductMF(factors=4, epochs=40, fold_in_epochs=40, lr=0.05, batch_size=16).fit(train, 40)
+    recommended = top_k(model.score(inputs), 5, exclude=inputs)
+    assert np.mean(recommended >= 20) > 0.9  # POP would recommend only the first half
+    assert ranking_metrics(recommended, goals, 40)["recall@5"] > 0.2
+    with pytest.raises(ValueError, match="DOTMF needs"):
+        DotProductMF(factors=0)
 
 
 def test_evaluate_baseline_fits_and_follows_the_protocol(synthetic_split_dir) -> None:

@@ -84,3 +84,23 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
     assert sorted(zip(runs["params.model"], runs["params.loss"])) == [("pooling", "cce"), ("rnn", "bpr")]
     with pytest.raises(SystemExit):
         zoo.main(["--variants", "bert:cce"])
+
+
+def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
+    """benchmarks/baseline_grid.py: one row per setting, tie-aware sps where times are known; bad settings exit 2."""
+    spec = importlib.util.spec_from_file_location("baseline_grid", BENCHMARK.with_name("baseline_grid.py"))
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    clean = clean_split(tmp_path)
+    assert grid.main(["--data", str(clean), "--method", "knn", "--seeds", "2",
+                      '{"neighbours": 2}', '{"neighbours": 5}']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| sps@10 | sps_tie@10 | recall@10 | item_coverage | fit (s) |" in lines[0]
+    rows = [line for line in lines if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ['{"neighbours": 2}', '{"neighbours": 5}']
+    assert all(row.count("±") == 4 for row in rows)  # mean ± std over the 2 seeds
+    for bad in ('{"neighbors": 2}', "[2]", '{"neighbours": 0}'):
+        with pytest.raises(SystemExit) as stopped:
+            grid.main(["--data", str(clean), "--method", "knn", bad])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err.count("\n") == 1

@@ -172,7 +172,7 @@ def baselines(args: argparse.Namespace) -> None:
     params = {"knn": {"neighbours": args.knn_neighbours},
               "mf": {"factors": args.mf_factors, "alpha": args.mf_alpha, "reg": args.mf_reg,
                      "iterations": args.mf_iterations, "seed": args.seed},
-              "dae": {"seed": args.seed}}
+              "dae": {"seed": args.seed}, "dotmf": {"seed": args.seed}}
     split = with_times(load_data(args.data))
     try:
         results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
