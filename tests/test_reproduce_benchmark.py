@@ -1,4 +1,5 @@
-"""benchmarks/reproduce.py: one table per split, the paper's row only beside the authors' kind of split."""
+"""benchmarks/reproduce.py: one table per split, the paper's row only beside the authors' kind of split; and
+benchmarks/baseline_grid.py, which scores a baseline's settings on the validation users of such a split."""
 
 from __future__ import annotations
 

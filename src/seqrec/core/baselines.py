@@ -369,7 +369,6 @@ class DenoisingAutoencoder(Baseline):
         return ranked(self.network.predict(seen, batch_size=512, verbose=0), self._tie_break)
 
 
-
 class DotProductMF(Baseline):
     """DOTMF, the Keras tutorial's dot-product factorisation as a top-N model: a vector per user and per item, the
     logit of an item its dot product with the user's vector plus an item bias (the tutorial's user and global
