@@ -17,13 +17,18 @@ import inspect
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from seqrec.core.baselines import BASELINES, evaluate_baseline, make_baseline
-from seqrec.core.sources import load_data
-from seqrec.core.ties import with_times
-from seqrec.experiment.cli import Parser, integer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reproduce import cell  # noqa: E402  (mean ± std over the seeds, as the reproduction's tables)
+
+from seqrec.core.baselines import BASELINES, evaluate_baseline, make_baseline  # noqa: E402
+from seqrec.core.sources import load_data  # noqa: E402
+from seqrec.core.ties import with_times  # noqa: E402
+from seqrec.experiment.cli import Parser, integer  # noqa: E402
 
 COLUMNS = [("sps@10", 100), ("sps_tie@10", 100), ("recall@10", 100), ("item_coverage", 1)]
 
@@ -38,11 +43,6 @@ def settings(text: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"factors\": 64}}', got {text!r}")
     return value
-
-
-def cell(values: list[float], scale: float) -> str:
-    values = np.asarray(values, dtype=float) * scale
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if len(values) > 1 else f"{values.mean():.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if number == 0:
             print("| settings (validation users) | " + " | ".join(name for name, _ in shown) + " | fit (s) |")
             print("|---|" + "---:|" * (len(shown) + 1))
-        print(f"| `{json.dumps(setting)}` | " + " | ".join(cell([run[name] for run in runs], scale)
+        print(f"| `{json.dumps(setting)}` | " + " | ".join(cell([run[name] for run in runs], scale, 2)
                                                          for name, scale in shown)
               + f" | {np.mean(seconds):.0f} |", flush=True)
     return 0
