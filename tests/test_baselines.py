@@ -190,6 +190,7 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 | `seqrec train --model sasrec` |")  # time, command
     assert rnn_row.endswith("| `seqrec train --hidden 8` |")  # the params that differ from the defaults
     assert pop_row.endswith("| `seqrec baselines --methods pop` |")
+    assert float(pop_row.split(" | ")[-2]) >= 0  # the baseline's fit time in the train time column
     assert "| RNN-Hinge | paper (RNN-Hinge) | 30.91 |" in report.to_markdown(report.build_rows(runs, k=10))
     assert "<table>" in (out / "table3.html").read_text(encoding="utf-8")
     report_run = client.search_runs([rnn.info.experiment_id], "tags.`seqrec.kind` = 'report'")[0]

@@ -154,12 +154,16 @@ def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: l
 # --------------------------------------------------------------------------------------------- table
 
 
+RUN_METRIC_FALLBACKS = {"train_seconds": "fit_seconds"}  # a baseline's run logs its fit time as fit_seconds
+
+
 def _our_values(run, k: int) -> list[float | None]:
     metrics = run.data.metrics if run is not None else {}
     values = []
     for _, template, kind in COLUMNS:
         name = template.format(k=k)
-        value = metrics.get(f"test_{name}", metrics.get(f"test_{name}_at_{k}", metrics.get(name)))  # diversity@k
+        names = (f"test_{name}", f"test_{name}_at_{k}", name, RUN_METRIC_FALLBACKS.get(name))  # _at_k: diversity@k
+        value = next((metrics[found] for found in names if found in metrics), None)
         values.append(None if value is None else (100 * value if kind == "rate" else value))
     return values
 
