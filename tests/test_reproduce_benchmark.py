@@ -16,8 +16,9 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 TINY = ["--hidden", "8", "--embedding", "4", "--max-len", "6", "--batch-size", "16", "--epochs", "1"]
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("reproduce_benchmark", BENCHMARK)
+def load_benchmark(script: str = "reproduce.py"):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(f"{Path(script).stem}_benchmark", BENCHMARK.with_name(script))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,9 +72,7 @@ def test_cell_is_mean_and_sample_std_and_a_dash_when_a_run_lacks_the_figure():
 
 
 def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_tracking, capsys):
-    spec = importlib.util.spec_from_file_location("zoo_benchmark", BENCHMARK.parent / "zoo.py")
-    zoo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(zoo)
+    zoo = load_benchmark("zoo.py")
     split = write_synthetic_split(tmp_path / "plain")
     assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--data", str(split), *TINY]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")
@@ -89,9 +88,7 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
 
 def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
     """benchmarks/baseline_grid.py: one row per setting, tie-aware sps where times are known; bad settings exit 2."""
-    spec = importlib.util.spec_from_file_location("baseline_grid", BENCHMARK.with_name("baseline_grid.py"))
-    grid = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grid)
+    grid = load_benchmark("baseline_grid.py")
     clean = clean_split(tmp_path)
     assert grid.main(["--data", str(clean), "--method", "knn", "--seeds", "2",
                       '{"neighbours": 2}', '{"neighbours": 5}']) == 0
