@@ -1,14 +1,15 @@
 """Training throughput: tokens/s and where the CPU time goes (user vs kernel), for variants of one configuration.
 
-    python benchmarks/throughput.py                                   # the default against glibc's plain malloc
+    python benchmarks/throughput.py              # the default against glibc's plain malloc, and with padded steps
     python benchmarks/throughput.py --variant fast:max_len=20,batch_size=32 --variant bottleneck:projection=128
     python benchmarks/throughput.py --variant fit:input=feed --variant pydataset:input=pydataset  # input pipelines
 
 Each variant trains ``--batches`` batches of the real training loop's model, loss and batches (no validation) in
 a fresh process, after one warm-up batch, and reports the target tokens per second and the process's user and
 kernel CPU seconds; the last column is the ratio to the first variant. ``malloc=glibc`` runs a variant without
-:func:`seqrec.core.training.keep_freed_memory`. ``input`` is how batches reach the step: ``step`` (the default)
-calls ``train_on_batch`` with numpy arrays, ``feed`` runs ``model.fit`` through
+:func:`seqrec.core.training.keep_freed_memory`; ``padding=compute`` computes the logits of the padded window
+cells too, as training did before :func:`seqrec.core.training.skips_padding`. ``input`` is how batches reach the
+step: ``step`` (the default) calls ``train_on_batch`` with numpy arrays, ``feed`` runs ``model.fit`` through
 :class:`seqrec.core.training.EpochFeed` as training does, ``pydataset`` runs ``model.fit`` on the batches as a Keras
 ``PyDataset`` (what training did before). Run it alone: TensorFlow slows several-fold when another process
 shares the cores, and compare variants as ratios measured in the same run.
@@ -26,8 +27,9 @@ import sys
 import time
 from dataclasses import replace
 
-DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc"]
+DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc", "padded-steps:padding=compute"]
 INPUTS = ("step", "feed", "pydataset")
+PADDING = ("skip", "compute")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -50,6 +52,9 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     from seqrec.core.sources import load_data
 
     overrides = dict(overrides)
+    padding = overrides.pop("padding", "skip")
+    if padding not in PADDING:
+        raise SystemExit(f"padding must be one of {PADDING}, got {padding!r}")
     if overrides.pop("malloc", "keep") != "glibc":
         training.keep_freed_memory()
     feed_by = overrides.pop("input", "step")
@@ -62,7 +67,7 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     steps = TrainingBatches(split.train, config, seed=config.seed)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=True, model=config.model, max_len=config.max_len,
-                        blocks=config.blocks, heads=config.heads)
+                        blocks=config.blocks, heads=config.heads, skip_padding=padding == "skip" and training.skips_padding(config))
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
     model.train_on_batch(*steps[0])
     # fit's input: training's epoch feed (batch 0 left out, as the warm-up took it) or Keras' PyDataset adapter

@@ -8,8 +8,8 @@ import pytest
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig
 from seqrec.core.data import Sequences, load_split, split_half
-from seqrec.core.losses import SampledRankingLoss
-from seqrec.core.model import BUILDERS, build_model, keras, model_config, scoring_model
+from seqrec.core.losses import PADDED_TARGET, SampledRankingLoss
+from seqrec.core.model import BUILDERS, NextItemsCrossentropy, build_model, keras, model_config, scoring_model
 from seqrec.core.scoring import evaluate_scores, score_users
 from seqrec.core.training import fit
 
@@ -52,6 +52,25 @@ def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_di
     np.testing.assert_allclose(score_users(loaded, inputs), score_users(scorer, inputs), rtol=1e-5, atol=1e-5)
     assert model_config(loaded) == model_config(steps)
     assert model_config(loaded)["model"] == model
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_skipping_the_padded_steps_gives_the_mean_loss_over_the_cells_holding_an_item(model):
+    """Training computes the logits of the window cells holding an item only: the loss is the mean over those
+    cells of what the model with every step computes (for every model, masked or not), and the scores are the
+    same rows."""
+    every_step = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True)
+    skipping = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True, skip_padding=True)
+    skipping.set_weights(every_step.get_weights())
+    items = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]], dtype=np.int32)
+    targets = np.full((2, 5, 2), PADDED_TARGET, dtype=np.int32)
+    targets[0, 2:], targets[1], targets[1, 4] = [3, 4], [1, 2], [-1, -1]  # the last cell: an item, no target
+    loss = NextItemsCrossentropy(0.5)
+    per_cell = np.asarray(loss.call(targets, every_step(items)))
+    np.testing.assert_allclose(np.asarray(skipping(items)), np.asarray(every_step(items))[items > 0],
+                               rtol=1e-5, atol=1e-5)
+    assert float(loss(targets, skipping(items))) == pytest.approx(per_cell[items > 0].mean(), rel=1e-5)
+    assert model_config(skipping) == model_config(every_step)
 
 
 @pytest.mark.parametrize("model", ["sasrec", "cnn"])

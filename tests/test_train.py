@@ -18,6 +18,7 @@ from seqrec.core.ties import TieOrder
 from seqrec.core.scoring import evaluate_users
 from seqrec.core.model import build_model, keras, scoring_model
 from seqrec.core.config import TrainConfig
+from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import NextItemsCrossentropy
 from seqrec.core.sampling import (cut_examples, imputed_target_mask, rating_weights, TrainingBatches,
                                   user_cut_examples, window_examples)
@@ -31,6 +32,7 @@ def test_windows_use_every_transition_once(seed):
     inputs, targets, *_ = window_examples(USERS, max_len=4, rng=np.random.default_rng(seed))
     used = inputs > 0
     assert targets.shape == (*inputs.shape, 1) and np.all((targets[..., 0] >= 0) == used)
+    assert np.all(targets[~used] == PADDED_TARGET)  # what a training model that skips its padding gathers by
     pairs = sorted(zip((inputs[used] - 1).tolist(), targets[used][:, 0].tolist()))
     assert pairs == [(3, 4), (10, 11), (11, 12), (12, 13), (13, 14), (14, 15), (15, 16)]
     for row_inputs, row_targets in zip(inputs, targets):  # consecutive cells are consecutive items

@@ -18,6 +18,18 @@ from seqrec.core.config import LOSSES
 from seqrec.core.models.common import keras
 
 SAMPLED_LOSSES = tuple(name for name in LOSSES if name != "cce")
+PADDED_TARGET = -2  # the targets of a padded window cell (-1: a cell holding an item, with no target there)
+
+
+def step_targets(targets, logits):
+    """The targets of the steps ``logits`` holds: all of them, or, when a training model skips its padded steps
+    (:class:`seqrec.core.models.common.ItemSteps`: logits of rank 2 against per-step targets, batch x steps x
+    lookahead), those of the cells holding an item, flattened in the same row order."""
+    ops = keras.ops
+    if len(targets.shape) == len(logits.shape):
+        return targets
+    flat = ops.reshape(targets, (-1, ops.shape(targets)[-1]))
+    return ops.take(flat, ops.nonzero(flat[:, 0] != PADDED_TARGET)[0], axis=0)
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
@@ -34,7 +46,7 @@ class SampledRankingLoss(keras.losses.Loss):
 
     def call(self, targets, logits):
         ops = keras.ops
-        targets = ops.cast(targets, "int32")
+        targets = step_targets(ops.cast(targets, "int32"), logits)
         positive = ops.expand_dims(ops.take_along_axis(logits, ops.maximum(targets, 0), axis=-1), -1)  # ... x L x 1
         drawn = keras.random.randint((*ops.shape(targets)[:-1], self.negatives), 0, ops.shape(logits)[-1],
                                      seed=self.seed_generator)

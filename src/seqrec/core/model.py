@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from seqrec.core.losses import step_targets
 from seqrec.core.models import cnn, pooling, rnn, sasrec
 from seqrec.core.models.common import NetSpec, keras
 
@@ -32,7 +33,7 @@ MODELS = tuple(BUILDERS)
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
                 rating_input: bool = False, model: str = "rnn", max_len: int = 50, blocks: int = 2,
-                heads: int = 1) -> keras.Model:
+                heads: int = 1, skip_padding: bool = False) -> keras.Model:
     """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
     input ids.
 
@@ -41,11 +42,16 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     ``rating_input`` adds the ``ratings`` input (see the module docstring); padding stays masked by the items.
     ``max_len``, ``blocks`` and ``heads`` shape the self-attention and convolution models (the RNN reads any
     length).
+    ``skip_padding`` (with ``return_sequences``) computes the logits of the steps holding an item only: the
+    output is then (such steps) x ``n_items``, and the targets are gathered to match
+    (:func:`seqrec.core.losses.step_targets`, which needs padded cells' targets at
+    :data:`seqrec.core.losses.PADDED_TARGET`, as the ``all_steps`` windows have them).
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
-                  rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads)
+                  rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads,
+                  skip_padding=skip_padding)
     return BUILDERS[model](n_items, net, return_sequences)
 
 
@@ -102,7 +108,7 @@ def dtype_policy(name: str) -> Iterator[None]:
 def scoring_model(model: keras.Model) -> keras.Model:
     """A last-step model with the same weights, in float32 whatever the training precision: what is saved,
     evaluated and served."""
-    if len(model.output.shape) == 2 and model.dtype_policy.name == "float32":  # already last-step logits
+    if not model.name.endswith("_steps") and model.dtype_policy.name == "float32":  # already last-step logits
         return model
     with dtype_policy("float32"):
         scorer = build_model(**model_config(model), return_sequences=False)
@@ -119,7 +125,9 @@ class NextItemsCrossentropy(keras.losses.Loss):
 
     With ``lookahead=1`` this is exactly the paper's next-item CCE. Longer lookaheads soften the
     target where the order is arbitrary (MovieLens users rate bursts of movies in the same second).
-    Targets of -1 (past the end of a sequence) carry no weight.
+    Targets below 0 (-1 past the end of a sequence, :data:`seqrec.core.losses.PADDED_TARGET` in padding) carry
+    no weight. Against a model that skips its padded steps the targets are gathered to its steps
+    (:func:`seqrec.core.losses.step_targets`).
     """
 
     def __init__(self, decay: float = 0.5, name: str = "next_items_crossentropy", **kwargs):
@@ -127,7 +135,7 @@ class NextItemsCrossentropy(keras.losses.Loss):
         self.decay = decay
 
     def call(self, targets, logits):
-        targets = keras.ops.cast(targets, "int32")
+        targets = step_targets(keras.ops.cast(targets, "int32"), logits)
         log_probs = keras.ops.log_softmax(logits, axis=-1)
         picked = keras.ops.take_along_axis(log_probs, keras.ops.maximum(targets, 0), axis=-1)
         steps = keras.ops.arange(keras.ops.shape(targets)[-1], dtype="float32")

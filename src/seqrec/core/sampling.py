@@ -19,6 +19,7 @@ import numpy as np
 
 from seqrec.core.config import IMPUTED_TARGETS, TrainConfig
 from seqrec.core.data import Sequences, rating_tokens
+from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import keras
 from seqrec.core.ties import TieOrder
 
@@ -72,7 +73,8 @@ class Examples(NamedTuple):
 def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
                     target_ok: np.ndarray | None = None) -> Examples:
     """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
-    items as targets (windows x max_len x lookahead, -1 where the sequence has ended) and the rating
+    items as targets (windows x max_len x lookahead, -1 where the sequence has ended,
+    :data:`~seqrec.core.losses.PADDED_TARGET` in padding) and the rating
     of the next item (windows x max_len, 0 in unused cells), for :func:`rating_weights`.
 
     Each user's transitions are tiled into consecutive windows starting at a random offset, so
@@ -93,7 +95,7 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     column = shifted % max_len
     sources = np.full((int(n_windows.sum()), max_len), -1, dtype=np.int64)
     sources[window, column] = source
-    targets = np.full((*sources.shape, lookahead), -1, dtype=np.int32)
+    targets = np.full((*sources.shape, lookahead), PADDED_TARGET, dtype=np.int32)
     targets[window, column] = next_items(sequences, source, lookahead, target_ok)
     ratings = np.zeros(sources.shape, dtype=np.float32)
     ratings[window, column] = sequences.ratings[source + 1]

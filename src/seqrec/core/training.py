@@ -129,11 +129,18 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
                             rating_input=config.rating_input, model=config.model, max_len=config.max_len,
-                            blocks=config.blocks, heads=config.heads)
+                            blocks=config.blocks, heads=config.heads, skip_padding=skips_padding(config))
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))
     return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
+
+
+def skips_padding(config: TrainConfig) -> bool:
+    """Whether the training model computes the logits of the window cells holding an item only
+    (:class:`seqrec.core.models.common.ItemSteps`): the same loss, without a quarter of the softmax work. Not with
+    ``rating_weight``, whose per-cell weights Keras applies to the loss of every cell, padded or not."""
+    return config.regime == "all_steps" and config.rating_weight == 0
 
 
 def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, config: TrainConfig,

@@ -3,7 +3,8 @@ with tanh and residual connections; each step sees only the items before it. Rea
 
 from __future__ import annotations
 
-from seqrec.core.models.common import LastStep, NetSpec, ZeroPadding, history_input, keras, output_logits
+from seqrec.core.models.common import (LastStep, NetSpec, ZeroPadding, history_input, keras, output_logits,
+                                        padding_skipped)
 
 KERNEL_WIDTH = 3
 
@@ -18,4 +19,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "cnn_steps" if return_sequences else "cnn"
-    return keras.Model(inputs, output_logits(x, n_items, net), name=name)
+    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    return keras.Model(inputs, logits, name=name)

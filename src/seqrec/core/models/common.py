@@ -28,6 +28,7 @@ class NetSpec:
     max_len: int
     blocks: int
     heads: int
+    skip_padding: bool  # a training model computes the logits of the steps holding an item only (ItemSteps)
 
 
 def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tuple[keras.KerasTensor | dict,
@@ -48,11 +49,17 @@ def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tupl
     return {"items": items, "ratings": ratings}, keras.layers.Add(name="item_and_rating")([x, rated])
 
 
-def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec) -> keras.KerasTensor:
+def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec,
+                  steps_of: keras.KerasTensor | None = None) -> keras.KerasTensor:
     """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue.
+
+    ``steps_of``: the item input of a training model whose padded steps are dropped first (:class:`ItemSteps`);
+    its logits are then (steps holding an item) x items.
 
     Under a mixed-precision policy the logits are computed in 16 bits (the largest product of the step) and cast to
     float32 for the softmax, whose sum over the catalogue would lose too much in 16 bits."""
+    if steps_of is not None:
+        x = ItemSteps(name="item_steps")([x, steps_of])
     x = keras.layers.Dropout(net.dropout, name="dropout")(x)
     if net.projection > 0:
         x = keras.layers.Dense(net.projection, name="projection")(x)
@@ -60,6 +67,37 @@ def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec) -> keras.Ker
     if keras.config.dtype_policy().compute_dtype != "float32":
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
     return logits
+
+
+def padding_skipped(inputs: keras.KerasTensor | dict, net: NetSpec,
+                    return_sequences: bool) -> keras.KerasTensor | None:
+    """The item input for :func:`output_logits`'s ``steps_of`` when a training model skips its padded steps
+    (``net.skip_padding`` and logits at every step), else None."""
+    if not (return_sequences and net.skip_padding):
+        return None
+    return inputs["items"] if isinstance(inputs, dict) else inputs
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class ItemSteps(keras.layers.Layer):
+    """The steps of a left-padded batch that hold an item, flattened to (such steps) x features, in row order.
+
+    The logits are the largest product of a training step (features x catalogue per step) and a quarter of the
+    default's window cells are padding: the softmax loss of a padded step was masked out anyway, so computing
+    it only where there is an item gives the same loss for less. The targets are gathered to match by
+    :func:`seqrec.core.losses.step_targets`."""
+
+    def call(self, inputs):
+        x, items = inputs
+        present = keras.ops.reshape(items[:, -keras.ops.shape(x)[1]:] > 0, (-1,))
+        rows = keras.ops.reshape(x, (-1, x.shape[-1]))
+        return keras.ops.take(rows, keras.ops.nonzero(present)[0], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[0][-1])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 @keras.saving.register_keras_serializable(package="seqrec")

@@ -3,7 +3,7 @@ No order inside the history: the baseline that says what the sequence models gai
 
 from __future__ import annotations
 
-from seqrec.core.models.common import LastStep, NetSpec, history_input, keras, output_logits
+from seqrec.core.models.common import LastStep, NetSpec, history_input, keras, output_logits, padding_skipped
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
@@ -26,4 +26,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "pooling_steps" if return_sequences else "pooling"
-    return keras.Model(inputs, output_logits(x, n_items, net), name=name)
+    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    return keras.Model(inputs, logits, name=name)

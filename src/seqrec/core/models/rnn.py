@@ -6,7 +6,7 @@ whole history, however long: evaluation and serving feed the full input half.
 
 from __future__ import annotations
 
-from seqrec.core.models.common import NetSpec, history_input, keras, output_logits
+from seqrec.core.models.common import NetSpec, history_input, keras, output_logits, padding_skipped
 
 CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 
@@ -17,4 +17,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     inputs, x = history_input(n_items, net)
     x = CELLS[net.cell](net.hidden, return_sequences=return_sequences, name="rnn")(x)
     name = "rnn_cce_steps" if return_sequences else "rnn_cce"
-    return keras.Model(inputs, output_logits(x, n_items, net), name=name)
+    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    return keras.Model(inputs, logits, name=name)

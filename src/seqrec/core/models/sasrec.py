@@ -7,7 +7,8 @@ the latest item. It reads the latest ``max_len`` items only: longer histories ar
 
 from __future__ import annotations
 
-from seqrec.core.models.common import LastStep, NetSpec, PositionEmbedding, history_input, keras, output_logits
+from seqrec.core.models.common import (LastStep, NetSpec, PositionEmbedding, history_input, keras, output_logits,
+                                        padding_skipped)
 
 
 def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
@@ -33,4 +34,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "sasrec_steps" if return_sequences else "sasrec"
-    return keras.Model(inputs, output_logits(x, n_items, net), name=name)
+    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    return keras.Model(inputs, logits, name=name)
