@@ -14,7 +14,9 @@ Two kinds of split, two tables (see docs/protocol-and-data.md, "Same-second rati
   the tie-aware sps@10 is the figure that transfers to a user's own data. No paper row: other users.
 
 Both tables show the validation figures of the kept epoch too, since defaults are chosen on validation users.
-Each seed is an ordinary MLflow run (experiment ``seqrec-benchmark``), so the runs also show in ``mlflow ui``.
+Each seed is an ordinary MLflow run (experiment ``seqrec-benchmark``), so the runs also show in ``mlflow ui``. Run
+again, it reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes
+an interrupted one from its last epoch: a benchmark longer than a session is run in pieces.
 Slow (minutes per seed on 2 CPU cores): this is a benchmark, not a test.
 """
 
@@ -26,13 +28,14 @@ from dataclasses import fields, replace
 
 import numpy as np
 
+from seqrec.core.backup import default_backup_dir
 from seqrec.core.config import TrainConfig
 from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.core.sources import load_data
 from seqrec.core.ties import with_times
 from seqrec.experiment.cli import Parser, add_config_arguments, integer
-from seqrec.experiment.tracking import RunSummary, train_run
+from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
 PAPER = {"sps@10": "33.45 ± 1.17", "recall@10": "7.52", "user_coverage": "87.73", "item_coverage": "669.75"}
@@ -57,6 +60,17 @@ def figures(summary: RunSummary) -> dict[str, float]:
     return {**{f"test {name}": value for name, value in (summary.test or {}).items()},
             **{f"val {name}": value for name, value in summary.val.items()},
             "train_seconds": summary.train_seconds, "tokens_per_second": summary.tokens_per_second}
+
+
+def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2) -> dict[str, float]:
+    """The figures of ``config`` on ``split``: from a finished run of this experiment with the same params and data
+    (unless ``rerun``), else from a new run. The new run backs up every epoch, so a benchmark killed mid-run resumes
+    it where it stopped when run again."""
+    summary = None if rerun else finished_run(config, split)
+    if summary is not None:
+        print(f"seed {config.seed}: the figures of finished run {summary.run_id}", file=sys.stderr)
+        return figures(summary)
+    return figures(train_run(config, split, verbose=verbose, backup_dir=default_backup_dir(config, split.directory)))
 
 
 def cell(values: list[float | None], scale: float, digits: int) -> str:
@@ -86,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="train every seed again, even where this experiment has its finished run")
     parser.add_argument("--data", action="append",
                         help="a split (as seqrec train --data); repeat it for one table per split (default: auto)")
     add_config_arguments(parser, defaults=False, skip=("seed",))  # given ones override TrainConfig()
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = []
     for data in args.data or ["auto"]:
         split = with_times(load_data(data))
-        runs = [figures(train_run(replace(base, seed=seed), split)) for seed in seeds]
+        runs = [run_figures(replace(base, seed=seed), split, args.rerun) for seed in seeds]
         clean = is_clean(split)
         kind = ("clean split (the tie-aware sps transfers)" if clean
                 else "authors' kind of split (compare with the paper)")

@@ -6,7 +6,9 @@
 Each variant (``model:loss``) trains with the same configuration otherwise (the defaults, or the options given)
 and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows the latest run of each. The table
 gives validation and test figures (mean ± std over the seeds), the tie-aware sps where the split's times are known,
-and the train time; defaults are chosen on the validation columns, never the test ones. Slow: a benchmark.
+and the train time; defaults are chosen on the validation columns, never the test ones. Slow: a benchmark. Run
+again, it reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes
+an interrupted one from its last epoch, so the whole zoo can be run in pieces.
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import cell, columns, figures, is_clean  # noqa: E402  (the same table cells as the reproduction)
+from reproduce import cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer  # noqa: E402
-from seqrec.experiment.tracking import train_run  # noqa: E402
 
 ALL_VARIANTS = [f"{model}:cce" for model in MODELS] + [f"rnn:{loss}" for loss in LOSSES if loss != "cce"]
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                              "with every sampled loss)")
     parser.add_argument("--seeds", type=integer, default=3, help="number of seeds, from 0 (default: 3)")
     parser.add_argument("--data", action="append", help="a split; repeat it for one table per split (default: auto)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="train every cell again, even where this experiment has its finished run")
     add_config_arguments(parser, defaults=False, skip=("seed", "model", "loss"))
     args = parser.parse_args(argv)
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
         print("|---|" + "---:|" * len(shown))
         for model, loss in args.variants:
-            runs = [figures(train_run(replace(base, model=model, loss=loss, seed=seed), split, verbose=0))
+            runs = [run_figures(replace(base, model=model, loss=loss, seed=seed), split, args.rerun, verbose=0)
                     for seed in range(args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)

@@ -102,3 +102,30 @@ def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_pa
             grid.main(["--data", str(clean), "--method", "knn", bad])
         assert stopped.value.code == 2
         assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_path, mlflow_tracking, capsys,
+                                                                             monkeypatch):
+    """A benchmark longer than a session runs in pieces: a cell with a finished run of the same params and data
+    is read back, not trained again; ``--rerun`` trains it again, and so does any changed param."""
+    import sys
+
+    import mlflow
+
+    zoo = load_benchmark("zoo.py")
+    split = write_synthetic_split(tmp_path / "plain")
+    argv = ["--variants", "pooling:cce", "--seeds", "2", "--data", str(split), *TINY]
+    assert zoo.main(argv) == 0
+    first = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sys.modules["reproduce"], "train_run", no_training)
+        assert zoo.main(argv) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")] == first
+    assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 2
+    assert zoo.main([*argv, "--rerun"]) == 0
+    assert zoo.main([*argv, "--lr", "0.02"]) == 0
+    assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 6

@@ -26,7 +26,7 @@ from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
-from seqrec.experiment.records import log_data, log_params_once
+from seqrec.experiment.records import log_data, log_params_once, param_value
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
 from seqrec.experiment.serve import log_recommender
 
@@ -41,6 +41,28 @@ class RunSummary:
     test: dict[str, float] | None  # None when the test users were not evaluated (tuning trials)
     train_seconds: float
     tokens_per_second: float
+
+
+def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
+    """The latest FINISHED run of the active experiment that trained ``config`` on this split (every param equal,
+    the same data checksum) and evaluated the test users, as :func:`train_run` returned it; None if there is none.
+
+    A benchmark run again after an interruption keeps the cells it has instead of training them again."""
+    wanted = {**{name: str(param_value(value)) for name, value in asdict(config).items()},
+              "data_sha256": split.checksum}
+    clauses = [f"params.{name} = '{value}'" for name, value in wanted.items()]
+    runs = mlflow.search_runs(filter_string=" and ".join(["attributes.status = 'FINISHED'", *clauses]),
+                              order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+    metrics = runs[0].data.metrics if runs else {}
+    if "best_epoch" not in metrics or not any(name.startswith("test_") for name in metrics):
+        return None
+
+    def named(prefix: str) -> dict[str, float]:
+        return {name.removeprefix(prefix).replace("_at_", "@"): value for name, value in metrics.items()
+                if name.startswith(prefix) and not name.startswith("test_new_user_")}
+
+    return RunSummary(runs[0].info.run_id, int(metrics["best_epoch"]), named("best_val_"), named("test_"),
+                      metrics["train_seconds"], metrics["train_tokens_per_second"])
 
 
 def training_inputs(config: TrainConfig, split: Split) -> dict[str, object]:
