@@ -6,9 +6,10 @@
 Each variant (``model:loss``) trains with the same configuration otherwise (the defaults, or the options given)
 and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows the latest run of each. The table
 gives validation and test figures (mean ± std over the seeds), the tie-aware sps where the split's times are known,
-and the train time; defaults are chosen on the validation columns, never the test ones. Slow: a benchmark. Run
-again, it reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes
-an interrupted one from its last epoch, so the whole zoo can be run in pieces.
+and the train time; a second table gives each variant's new-user curve. Defaults are chosen on the validation
+columns, never the test ones. Slow: a benchmark. Run again, it reuses the finished runs of the same configuration
+and data (``--rerun`` trains them again) and resumes an interrupted one from its last epoch, so the whole zoo can
+be run in pieces.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce import cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
+from seqrec.core.scoring import NEW_USER_COUNTS  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer  # noqa: E402
@@ -65,12 +67,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{kind}: {split.directory} ({args.seeds} seeds)")
         print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
         print("|---|" + "---:|" * len(shown))
+        rows = {}
         for model, loss in args.variants:
-            runs = [run_figures(replace(base, model=model, loss=loss, seed=seed), split, args.rerun, verbose=0)
-                    for seed in range(args.seeds)]
+            runs = rows[f"{model}:{loss}"] = [
+                run_figures(replace(base, model=model, loss=loss, seed=seed), split, args.rerun, verbose=0)
+                for seed in range(args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
+        print(new_user_table(rows, base.k))
     return 0
+
+
+def new_user_table(rows: dict[str, list[dict[str, float]]], k: int) -> str:
+    """Test sps@k of each variant given only the first 1, 2, 3, 5, 10, 20 items of the input half, and the whole
+    half (mean ± std over the seeds): the new-user curve of every model."""
+    keys = [f"test new_user_sps@{k}_given_{given}" for given in NEW_USER_COUNTS] + [f"test sps@{k}"]
+    lines = [f"\nnew users: test sps@{k} (%) given the first N items of the input half",
+             "| model:loss | " + " | ".join(f"N = {given}" for given in NEW_USER_COUNTS) + " | whole half |",
+             "|---|" + "---:|" * len(keys)]
+    lines += [f"| {name} | " + " | ".join(cell([run.get(key) for run in runs], 100, 1) for key in keys) + " |"
+              for name, runs in rows.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

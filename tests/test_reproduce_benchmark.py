@@ -75,9 +75,12 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
     zoo = load_benchmark("zoo.py")
     split = write_synthetic_split(tmp_path / "plain")
     assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--data", str(split), *TINY]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")
-            or line.startswith("| rnn:bpr")]
-    assert len(rows) == 2
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| pooling:cce") or line.startswith("| rnn:bpr")]
+    assert len(rows) == 4  # the main table's row and the new-user curve's
+    curve = printed[printed.index("new users"):].splitlines()
+    assert curve[1].startswith("| model:loss | N = 1 | N = 2 |") and curve[3].startswith("| pooling:cce | ")
+    assert "–" not in curve[3] and curve[3].count("|") == 9
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["seqrec-zoo"])

@@ -38,7 +38,7 @@ class RunSummary:
     run_id: str
     best_epoch: int
     val: dict[str, float]  # validation metrics of the best epoch (sps@10, recall@10, ...)
-    test: dict[str, float] | None  # None when the test users were not evaluated (tuning trials)
+    test: dict[str, float] | None  # with the new-user curve; None when the test users were not evaluated (trials)
     train_seconds: float
     tokens_per_second: float
 
@@ -59,7 +59,7 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
 
     def named(prefix: str) -> dict[str, float]:
         return {name.removeprefix(prefix).replace("_at_", "@"): value for name, value in metrics.items()
-                if name.startswith(prefix) and not name.startswith("test_new_user_")}
+                if name.startswith(prefix)}
 
     return RunSummary(runs[0].info.run_id, int(metrics["best_epoch"]), named("best_val_"), named("test_"),
                       metrics["train_seconds"], metrics["train_tokens_per_second"])
@@ -119,11 +119,11 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
         test = (evaluate_scores(scores, split.test, config.k, split.item_popularity, split.item_similarity)
                 if evaluate_test else None)
-        new_users = None
+        new_users, test_metrics = None, None
         if test is not None:
             new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, config.k)
-            mlflow.log_metrics({mlflow_name(name, "test_"): value
-                                for name, value in {**test, **new_user_metrics(new_users, config.k)}.items()})
+            test_metrics = {**test, **new_user_metrics(new_users, config.k)}
+            mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test_metrics.items()})
         log_params_once({"replicas": result.replicas})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
@@ -138,4 +138,5 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
             result.model.save(output)
     if test is not None:
         print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
-    return RunSummary(run.info.run_id, result.best_epoch, val, test, result.train_seconds, result.tokens_per_second)
+    return RunSummary(run.info.run_id, result.best_epoch, val, test_metrics, result.train_seconds,
+                      result.tokens_per_second)
