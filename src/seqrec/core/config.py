@@ -33,7 +33,7 @@ class TrainConfig:
     cell: str = "gru"
     projection: int = 0
     regime: str = "all_steps"
-    lookahead: int = 3
+    lookahead: int = 1
     lookahead_decay: float = 0.5
     loss: str = "cce"
     negatives: int = 5
