@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqrec.core.data import Sequences
-from seqrec.core.metrics import ranking_metrics
+from seqrec.core.metrics import metric_name, ranking_metrics
 from seqrec.core.model import keras
 
 MAX_CUTOFF = 20
@@ -100,7 +100,7 @@ def learning_curves_figure(history: dict[str, list[float]], k: int):
                          (f"val_recall_at_{k}", "tab:orange")):
         if name in history:
             right.plot(epochs, 100 * np.asarray(history[name]), "s-", color=colour,
-                       label=name.removeprefix("val_").replace("_at_", "@") + " (validation)")
+                       label=metric_name(name, "val_") + " (validation)")
     right.set_ylabel("%")
     lines = axis.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     axis.legend(lines, [line.get_label() for line in lines], loc="center right")

@@ -156,3 +156,8 @@ def format_metric(name: str, value: float) -> str:
 def mlflow_name(metric: str, prefix: str = "") -> str:
     """MLflow refuses '@' in metric keys: ``sps@10`` is logged as ``sps_at_10``."""
     return prefix + metric.replace("@", "_at_")
+
+
+def metric_name(logged: str, prefix: str = "") -> str:
+    """The inverse of :func:`mlflow_name`: ``val_sps_at_10`` with prefix ``val_`` is ``sps@10``."""
+    return logged.removeprefix(prefix).replace("_at_", "@")

@@ -18,7 +18,7 @@ import numpy as np
 
 from seqrec.core.config import TrainConfig
 from seqrec.core.data import Split, split_half
-from seqrec.core.metrics import mlflow_name
+from seqrec.core.metrics import metric_name, mlflow_name
 from seqrec.core.recommend import ServingCatalogue
 from seqrec.core.sampling import imputed_target_mask
 from seqrec.core.scoring import evaluate_scores, format_table, new_user_curve, new_user_metrics, score_users
@@ -58,8 +58,7 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
         return None
 
     def named(prefix: str) -> dict[str, float]:
-        return {name.removeprefix(prefix).replace("_at_", "@"): value for name, value in metrics.items()
-                if name.startswith(prefix)}
+        return {metric_name(name, prefix): value for name, value in metrics.items() if name.startswith(prefix)}
 
     return RunSummary(runs[0].info.run_id, int(metrics["best_epoch"]), named("best_val_"), named("test_"),
                       metrics["train_seconds"], metrics["train_tokens_per_second"])
@@ -112,7 +111,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         if result.resumed_epochs:
             mlflow.log_metric("resumed_from_epoch", result.resumed_epochs)
             log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)
-        val = {name.removeprefix("val_").replace("_at_", "@"): values[result.best_epoch - 1]
+        val = {metric_name(name, "val_"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
         # trials never see the test users: their figures are drawn on the validation users
         plotted = "test" if evaluate_test else "val"
