@@ -6,9 +6,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from seqrec.core.explicit import (AutoRec, BiasedMF, MaskedMSE, MeanPredictor, evaluate_predictor, random_split,
-                                   rmse_mae)
-from seqrec.core.ratings import RatingsTable
+from seqrec.core.explicit import (AutoRec, BiasedMF, MaskedMSE, MeanPredictor, evaluate_predictor, held_out,
+                                   random_split, rmse_mae)
+from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
 from seqrec.experiment.cli import main
 
 
@@ -58,6 +58,30 @@ def test_learned_predictors_beat_the_global_mean_on_low_rank_ratings(predictor):
     assert evaluate_predictor(predictor.fit(split, seed=0), split)["rmse"] < 0.9 * baseline
 
 
+def test_the_early_stopping_share_is_seeded_and_only_of_the_training_ratings():
+    first, again, other = held_out(1000, 0.1, 0), held_out(1000, 0.1, 0), held_out(1000, 0.1, 1)
+    assert first.sum() == 100 and np.array_equal(first, again) and not np.array_equal(first, other)
+    assert not held_out(1000, 0.0, 0).any()
+    with pytest.raises(ValueError, match="validation_share"):
+        held_out(10, 1.0, 0)
+
+
+@pytest.mark.parametrize("predictor", [
+    BiasedMF(factors=16, reg=0.0, epochs=300, lr=0.05, batch_size=64, patience=2),
+    AutoRec("item", layers=(64,), dropout=0.0, reg=0.0, epochs=300, lr=0.02, batch_size=8, patience=2),
+], ids=["biased_mf", "item_autorec"])
+def test_an_overfitting_predictor_stops_early_and_keeps_its_best_epoch(predictor):
+    split = random_split(low_rank_ratings(), 0.1, 0)
+    predictor.fit(split, seed=0)
+    assert 0 < predictor.stopping.stopped_epoch < 299  # unregularised and fast, it overfits long before the cap
+    assert predictor.stopping.best_epoch == predictor.stopping.stopped_epoch - 2
+    held = held_out(len(split.train_ratings), 0.1, 0)
+    if isinstance(predictor, BiasedMF):  # the figure it stopped on is the held-out training ratings' RMSE
+        predicted = np.clip(predictor.predict(split.train_users[held], split.train_items[held]), MIN_STARS, MAX_STARS)
+        assert predictor.validation_rmse == pytest.approx(rmse_mae(predicted, split.train_ratings[held])["rmse"])
+    assert predictor.validation_rmse < 0.9 * float(np.std(split.train_ratings[held]))
+
+
 def test_the_tied_decoder_reuses_the_encoder_weights():
     untied, tied = (AutoRec("item", layers=(16, 8), tied=flag)._network(30) for flag in (False, True))
     assert tied.count_params() < untied.count_params()
@@ -68,17 +92,28 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     path = tmp_path / "ratings.dat"
     path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
                                                                                table.timestamp)))
-    assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean", "--seed", "3"]) == 0
+    assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean,biased_mf", "--seed", "3",
+                 "--mf-epochs", "3", "--patience", "1"]) == 0
     printed = capsys.readouterr().out
     assert "| global_mean |" in printed and "| item_mean |" in printed
     runs = mlflow.search_runs(filter_string="tags.rating_predictor = 'item_mean'")
     assert len(runs) == 1 and runs["params.seed"][0] == "3" and 0 < runs["metrics.test_rmse"][0] < 2
+    mf = mlflow.search_runs(filter_string="tags.rating_predictor = 'biased_mf'").iloc[0]
+    assert mf["params.patience"] == "1" and mf["params.validation_share"] == "0.1"
+    assert 1 <= mf["metrics.best_epoch"] <= 3 and 0 < mf["metrics.validation_rmse"] < 2
 
     from seqrec.experiment.report import write_report
 
     markdown = write_report(tmp_path / "report")[0]  # the report's rating table
     row = next(line for line in markdown.splitlines() if line.startswith("| item_mean |"))
     assert f"| {runs['metrics.test_rmse'][0]:.4f} |" in row and "`seqrec ratings --predictors item_mean --seed 3" in row
+
+
+def test_the_masked_loss_is_the_mean_over_the_batchs_observed_ratings():
+    targets = np.array([[5.0, 0.0, 3.0, 4.0], [0.0, 2.0, 0.0, 0.0]], dtype=np.float32)
+    predictions = np.array([[4.0, 9.0, 3.0, 2.0], [7.0, 4.0, 7.0, 7.0]], dtype=np.float32)
+    # squared errors of the 4 ratings: 1, 0, 4 (row 1) and 4 (row 2); the unrated entries count for nothing
+    assert float(MaskedMSE()(targets, predictions)) == pytest.approx((1 + 0 + 4 + 4) / 4)
 
 
 def test_dense_refeeding_adds_the_loss_of_the_output_fed_back_in():

@@ -85,6 +85,8 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
 
     runs = mlflow.search_runs(experiment_names=["seqrec-zoo"])
     assert sorted(zip(runs["params.model"], runs["params.loss"])) == [("pooling", "cce"), ("rnn", "bpr")]
+    assert sorted(name.rsplit("-h", 1)[0] for name in runs["tags.mlflow.runName"]) == [
+        "pooling-cce-all_steps", "rnn-bpr-all_steps"]  # mlflow ui tells the models apart by name
     with pytest.raises(SystemExit):
         zoo.main(["--variants", "bert:cce"])
 

@@ -12,6 +12,10 @@ on (user, item) index pairs):
   (constrained) decoder, the loss masked to the observed ratings, optionally dense re-feeding (Sedhain et al.
   2015; Kuchaiev & Ginsburg 2017).
 
+The learned predictors stop early: a seeded ``validation_share`` of the *training* ratings is held out, training
+stops once their error has not improved for ``patience`` epochs, and the best epoch's weights are kept (Keras
+``EarlyStopping``). The test ratings are never looked at before the final evaluation.
+
 Predictions are clipped to the rating scale. No MLflow here.
 """
 
@@ -60,6 +64,20 @@ def rmse_mae(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
 
 
+def held_out(n_ratings: int, share: float, seed: int) -> np.ndarray:
+    """A seeded mask of the training ratings kept aside to stop training early (none when ``share`` is 0)."""
+    if not 0 <= share < 1:
+        raise ValueError(f"validation_share must be in [0, 1), got {share}")
+    mask = np.zeros(n_ratings, dtype=bool)
+    mask[np.random.default_rng([seed, 1]).permutation(n_ratings)[:int(round(share * n_ratings))]] = True
+    return mask
+
+
+def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
+    """Stop once the held-out ratings' loss has not improved for ``patience`` epochs; keep the best weights."""
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+
+
 class MeanPredictor:
     """The global, a user's or an item's mean training rating (``by`` = None, "user" or "item")."""
 
@@ -85,8 +103,9 @@ class BiasedMF:
     """Dot product of user and item factors plus user, item and global biases (the Keras tutorial's model)."""
 
     def __init__(self, factors: int = 64, reg: float = 1e-4, epochs: int = 20, lr: float = 1e-3,
-                 batch_size: int = 1024):
+                 batch_size: int = 1024, validation_share: float = 0.1, patience: int = 2):
         self.factors, self.reg, self.epochs, self.lr, self.batch_size = factors, reg, epochs, lr, batch_size
+        self.validation_share, self.patience = validation_share, patience
 
     def fit(self, split: RatingSplit, seed: int = 0) -> BiasedMF:
         keras.utils.set_random_seed(seed)
@@ -103,8 +122,16 @@ class BiasedMF:
         out = keras.layers.Add(name="rating")([dot, *biases])
         self.model = keras.Model({"user": user, "item": item}, keras.layers.Flatten()(out))
         self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss="mse")
-        self.model.fit({"user": split.train_users, "item": split.train_items}, split.train_ratings - self.mean,
-                       batch_size=self.batch_size, epochs=self.epochs, verbose=0, shuffle=True)
+        held = held_out(len(split.train_ratings), self.validation_share, seed)
+        pairs = {"user": split.train_users, "item": split.train_items}
+        targets = split.train_ratings - self.mean
+        kept = ({key: ids[~held] for key, ids in pairs.items()}, targets[~held])
+        validation = ({key: ids[held] for key, ids in pairs.items()}, targets[held])
+        self.stopping = early_stopping(self.patience)
+        self.model.fit(*kept, validation_data=validation if held.any() else None, batch_size=self.batch_size,
+                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=[self.stopping] if held.any() else [])
+        predicted = np.clip(self.predict(split.train_users[held], split.train_items[held]), MIN_STARS, MAX_STARS)
+        self.validation_rmse = rmse_mae(predicted, split.train_ratings[held])["rmse"] if held.any() else None
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -114,12 +141,16 @@ class BiasedMF:
 
 @keras.saving.register_keras_serializable(package="seqrec")
 class MaskedMSE(keras.losses.Loss):
-    """Mean squared error over the observed entries only (a 0 target is "not rated")."""
+    """Mean squared error per observed rating of the batch (a 0 target is "not rated"), DeepRecommender's MMSE.
+
+    Each row's squared error is divided by the batch's mean count of observed entries, so the batch mean Keras
+    takes is the sum over the batch's ratings over their number: a rating weighs the same in a row of 3000
+    ratings as in a row of 3 (a per-row mean would make a rarely rated item weigh as much as a popular one)."""
 
     def call(self, targets, predictions):
         observed = keras.ops.cast(targets > 0, predictions.dtype)
-        squared = keras.ops.square((predictions - targets) * observed)
-        return keras.ops.sum(squared, axis=-1) / keras.ops.maximum(keras.ops.sum(observed, axis=-1), 1.0)
+        squared = keras.ops.sum(keras.ops.square((predictions - targets) * observed), axis=-1)
+        return squared / keras.ops.maximum(keras.ops.mean(keras.ops.sum(observed, axis=-1)), 1e-6)
 
 
 class RefeedingAutoencoder(keras.Model):
@@ -144,17 +175,21 @@ class AutoRec:
 
     def __init__(self, by: str = "item", layers: tuple[int, ...] = (500,), dropout: float = 0.5,
                  reg: float = 1e-3, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, tied: bool = False,
-                 refeed: bool = False):
+                 refeed: bool = False, validation_share: float = 0.1, patience: int = 3):
         self.by, self.layers, self.dropout, self.reg = by, tuple(layers), dropout, reg
         self.epochs, self.lr, self.batch_size, self.tied, self.refeed = epochs, lr, batch_size, tied, refeed
+        self.validation_share, self.patience = validation_share, patience
 
-    def _vectors(self, split: RatingSplit) -> np.ndarray:
+    def _cells(self, split: RatingSplit, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) of the chosen training ratings: row = item and column = user for ``by="item"``."""
+        users, items = split.train_users[which], split.train_items[which]
+        return (items, users) if self.by == "item" else (users, items)
+
+    def _vectors(self, split: RatingSplit, which: np.ndarray) -> np.ndarray:
         """Rows to reconstruct: one per item (columns = users) or one per user (columns = items); 0 = unrated."""
-        rows, columns = ((split.train_items, split.train_users) if self.by == "item"
-                         else (split.train_users, split.train_items))
         shape = (split.n_items, split.n_users) if self.by == "item" else (split.n_users, split.n_items)
         matrix = np.zeros(shape, dtype=np.float32)
-        matrix[rows, columns] = split.train_ratings
+        matrix[self._cells(split, which)] = split.train_ratings[which]
         return matrix
 
     def _network(self, width: int) -> keras.Model:
@@ -175,16 +210,30 @@ class AutoRec:
         return (RefeedingAutoencoder if self.refeed else keras.Model)(vector, x)
 
     def fit(self, split: RatingSplit, seed: int = 0) -> AutoRec:
+        """Train on the rows without the held-out ratings, stop on those; then reconstruct from every training
+        rating (the held-out ones are known inputs by test time)."""
         keras.utils.set_random_seed(seed)
-        self.vectors = self._vectors(split)
+        held = held_out(len(split.train_ratings), self.validation_share, seed)
+        kept, aside = self._vectors(split, ~held), self._vectors(split, held)
         self.mean = float(split.train_ratings.mean())
-        self.model = self._network(self.vectors.shape[1])
+        self.model = self._network(kept.shape[1])
         self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss=MaskedMSE())
-        self.model.fit(self.vectors, self.vectors, batch_size=self.batch_size, epochs=self.epochs, verbose=0,
-                       shuffle=True)
+        validation = (kept, aside)  # the loss of the held-out ratings, read from the rest
+        self.stopping = early_stopping(self.patience)
+        self.model.fit(kept, kept, validation_data=validation if held.any() else None, batch_size=self.batch_size,
+                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=[self.stopping] if held.any() else [])
+        self.validation_rmse = self._validation_rmse(split, held, kept) if held.any() else None
+        self.vectors = self._vectors(split, np.ones_like(held))
         self.reconstruction = self.model.predict(self.vectors, batch_size=256, verbose=0)
         self.seen = self.vectors.any(axis=1)  # a row with no training rating has nothing to reconstruct from
         return self
+
+    def _validation_rmse(self, split: RatingSplit, held: np.ndarray, kept: np.ndarray) -> float:
+        """RMSE of the held-out training ratings, reconstructed from the rest (the figure training stopped on)."""
+        rows, columns = self._cells(split, held)
+        reconstruction = self.model.predict(kept, batch_size=256, verbose=0)
+        predicted = np.clip(reconstruction[rows, columns], MIN_STARS, MAX_STARS)
+        return rmse_mae(predicted, split.train_ratings[held])["rmse"]
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         rows, columns = (items, users) if self.by == "item" else (users, items)

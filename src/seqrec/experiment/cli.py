@@ -287,9 +287,16 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--test-share", type=finite, default=0.1, help="share of the ratings held out (default: 0.1)")
     ratings.add_argument("--seed", type=seed, default=0, help="seed of the split and of the models (default: 0)")
     ratings.add_argument("--mf-factors", type=integer, default=64, help="biased MF latent dimension (default: 64)")
-    ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF epochs (default: 20)")
+    ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF's most epochs (default: 20)")
+    ratings.add_argument("--mf-reg", type=finite, default=1e-4, help="biased MF's L2 on the factors (default: 1e-4)")
     ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
-    ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder epochs (default: 50)")
+    ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder's most epochs (default: 50)")
+    ratings.add_argument("--autorec-reg", type=finite, default=1e-3, help="autoencoder's L2 (default: 1e-3)")
+    ratings.add_argument("--validation-share", type=finite, default=0.1,
+                         help="share of the training ratings held out to stop training early; 0 trains every epoch "
+                              "(default: 0.1)")
+    ratings.add_argument("--patience", type=integer, default=3,
+                         help="epochs without a better held-out RMSE before training stops (default: 3)")
     ratings.add_argument("--autorec-refeed", type=boolean, default=False,
                          help="autoencoder dense re-feeding, true or false (default: false)")
 

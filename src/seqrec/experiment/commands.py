@@ -191,15 +191,22 @@ def ratings(args: argparse.Namespace) -> None:
 
     if not 0 < args.test_share < 1:
         raise ParameterError(f"argument --test-share: expected a share between 0 and 1, got {args.test_share}")
-    for option in ("mf_factors", "mf_epochs", "autorec_hidden", "autorec_epochs"):
+    if not 0 <= args.validation_share < 1:
+        raise ParameterError(f"argument --validation-share: expected a share in [0, 1), got {args.validation_share}")
+    for option in ("mf_factors", "mf_epochs", "autorec_hidden", "autorec_epochs", "patience"):
         if getattr(args, option) < 1:
             raise ParameterError(f"argument --{option.replace('_', '-')}: expected a positive integer, "
                                  f"got {getattr(args, option)}")
+    for option in ("mf_reg", "autorec_reg"):
+        if getattr(args, option) < 0:
+            raise ParameterError(f"argument --{option.replace('_', '-')}: expected a weight >= 0, "
+                                 f"got {getattr(args, option)}")
     path = resolve_ratings(args.ratings)
     split = random_split(read_ratings(path), args.test_share, args.seed)
-    params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs},
-              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,
-                        "refeed": args.autorec_refeed}
+    stopping = {"validation_share": args.validation_share, "patience": args.patience}
+    params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs, "reg": args.mf_reg, **stopping},
+              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs, "reg": args.autorec_reg,
+                        "refeed": args.autorec_refeed, **stopping}
                  for name in ("item_autorec", "user_autorec")}}
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))

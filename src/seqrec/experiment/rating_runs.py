@@ -40,9 +40,16 @@ def run_rating_predictors(split: RatingSplit, names: list[str], ratings_path: Pa
                 fit_seconds = time.perf_counter() - started
                 test = evaluate_predictor(predictor, split)
                 mlflow.log_metrics({**{f"test_{key}": value for key, value in test.items()},
-                                    "fit_seconds": fit_seconds})
+                                    "fit_seconds": fit_seconds, **stopped_at(predictor)})
                 results[name] = {**test, "fit_seconds": fit_seconds}
     return results
+
+
+def stopped_at(predictor) -> dict[str, float]:
+    """The held-out training ratings' RMSE and the epoch kept, for a predictor that stopped early."""
+    if getattr(predictor, "validation_rmse", None) is None:
+        return {}
+    return {"validation_rmse": predictor.validation_rmse, "best_epoch": predictor.stopping.best_epoch + 1}
 
 
 def format_results(results: dict[str, dict[str, float]]) -> str:

@@ -82,6 +82,12 @@ def training_inputs(config: TrainConfig, split: Split) -> dict[str, object]:
     return {"ties": ties, "target_ok": target_ok, "rating_known": rating_known}
 
 
+def default_run_name(config: TrainConfig) -> str:
+    """What tells runs apart in ``mlflow ui``: model (and cell), loss, regime, width, seed."""
+    model = f"{config.model}-{config.cell}" if config.model == "rnn" and config.cell != "gru" else config.model
+    return f"{model}-{config.loss}-{config.regime}-h{config.hidden}-s{config.seed}"
+
+
 def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, nested: bool = False,
               run_name: str | None = None, callbacks: list | None = None, evaluate_test: bool = True,
               verbose: int = 2, backup_dir: Path | None = None) -> RunSummary:
@@ -94,7 +100,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
     (KILLED) the runs left RUNNING by dead processes of this host, the interrupted one too when a new run
     replaces it (``mlflow run``).
     """
-    name = run_name or f"rnn-cce-{config.regime}-h{config.hidden}-s{config.seed}"
+    name = run_name or default_run_name(config)
     reopen, interrupted = run_to_continue(backup_dir) if not nested else (None, None)
     if not nested:
         close_orphaned_runs(keep=(reopen,))
