@@ -8,6 +8,7 @@ import pytest
 
 from seqrec.core.explicit import (AutoRec, BiasedMF, MaskedMSE, MeanPredictor, evaluate_predictor, held_out,
                                    random_split, rmse_mae)
+from seqrec.core.models.common import keras
 from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
 from seqrec.experiment.cli import main
 
@@ -51,7 +52,8 @@ def test_means_and_an_unseen_user_fall_back_to_the_global_mean():
     AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8),
     AutoRec("user", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, tied=True),
     AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, refeed=True),
-], ids=["biased_mf", "item_autorec", "user_autorec_tied", "item_autorec_refeeding"])
+    AutoRec("item", layers=(16,), dropout=0.0, epochs=60, lr=0.01, batch_size=8, activation="sigmoid"),
+], ids=["biased_mf", "item_autorec", "user_autorec_tied", "item_autorec_refeeding", "item_autorec_sigmoid"])
 def test_learned_predictors_beat_the_global_mean_on_low_rank_ratings(predictor):
     split = random_split(low_rank_ratings(), 0.1, 0)
     baseline = evaluate_predictor(MeanPredictor().fit(split), split)["rmse"]
@@ -85,6 +87,8 @@ def test_an_overfitting_predictor_stops_early_and_keeps_its_best_epoch(predictor
 def test_the_tied_decoder_reuses_the_encoder_weights():
     untied, tied = (AutoRec("item", layers=(16, 8), tied=flag)._network(30) for flag in (False, True))
     assert tied.count_params() < untied.count_params()
+    sigmoid = AutoRec("item", layers=(16,), activation="sigmoid")._network(30)
+    assert sigmoid.get_layer("encoder_0").activation is keras.activations.sigmoid  # I-AutoRec's encoder
 
 
 def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, capsys):

@@ -168,15 +168,16 @@ class AutoRec:
     """Deep autoencoder over rating vectors: ``by="item"`` reconstructs an item's ratings by all users (I-AutoRec),
     ``by="user"`` a user's ratings of all items (DeepRecommender). A rating (u, i) is read off the reconstruction.
 
-    ``layers``: encoder widths (SELU); the decoder mirrors them, tied to the encoder's weights when ``tied``
+    ``layers``: encoder widths (``activation``: DeepRecommender's SELU, or I-AutoRec's sigmoid); the decoder
+    mirrors them, tied to the encoder's weights when ``tied``
     (DeepRecommender's constrained decoder: half the parameters). ``dropout`` acts on the code. ``refeed`` adds
     dense re-feeding (:class:`RefeedingAutoencoder`).
     """
 
     def __init__(self, by: str = "item", layers: tuple[int, ...] = (500,), dropout: float = 0.5,
                  reg: float = 1e-3, epochs: int = 50, lr: float = 1e-3, batch_size: int = 64, tied: bool = False,
-                 refeed: bool = False, validation_share: float = 0.1, patience: int = 3):
-        self.by, self.layers, self.dropout, self.reg = by, tuple(layers), dropout, reg
+                 refeed: bool = False, validation_share: float = 0.1, patience: int = 3, activation: str = "selu"):
+        self.by, self.layers, self.dropout, self.reg, self.activation = by, tuple(layers), dropout, reg, activation
         self.epochs, self.lr, self.batch_size, self.tied, self.refeed = epochs, lr, batch_size, tied, refeed
         self.validation_share, self.patience = validation_share, patience
 
@@ -197,13 +198,13 @@ class AutoRec:
         vector = keras.Input(shape=(width,), name="ratings")
         x, encoders = vector, []
         for index, units in enumerate(self.layers):
-            encoders.append(keras.layers.Dense(units, activation="selu", kernel_regularizer=l2,
+            encoders.append(keras.layers.Dense(units, activation=self.activation, kernel_regularizer=l2,
                                                name=f"encoder_{index}"))
             x = encoders[-1](x)
         x = keras.layers.Dropout(self.dropout, name="code_dropout")(x)
         outputs = [*reversed(self.layers[:-1]), width]
         for index, (units, encoder) in enumerate(zip(outputs, reversed(encoders))):
-            activation = "selu" if index < len(outputs) - 1 else None
+            activation = self.activation if index < len(outputs) - 1 else None
             x = (TiedDense(encoder, units, activation, name=f"decoder_{index}") if self.tied
                  else keras.layers.Dense(units, activation=activation, kernel_regularizer=l2,
                                          name=f"decoder_{index}"))(x)

@@ -292,6 +292,9 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
     ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder's most epochs (default: 50)")
     ratings.add_argument("--autorec-reg", type=finite, default=1e-3, help="autoencoder's L2 (default: 1e-3)")
+    ratings.add_argument("--autorec-activation", choices=("selu", "sigmoid"), default="selu",
+                         help="autoencoder's hidden activation: DeepRecommender's selu or I-AutoRec's sigmoid "
+                              "(default: selu)")
     ratings.add_argument("--validation-share", type=finite, default=0.1,
                          help="share of the training ratings held out to stop training early; 0 trains every epoch "
                               "(default: 0.1)")

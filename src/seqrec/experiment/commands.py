@@ -206,7 +206,7 @@ def ratings(args: argparse.Namespace) -> None:
     stopping = {"validation_share": args.validation_share, "patience": args.patience}
     params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs, "reg": args.mf_reg, **stopping},
               **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs, "reg": args.autorec_reg,
-                        "refeed": args.autorec_refeed, **stopping}
+                        "activation": args.autorec_activation, "refeed": args.autorec_refeed, **stopping}
                  for name in ("item_autorec", "user_autorec")}}
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))
