@@ -49,11 +49,11 @@ def test_means_and_an_unseen_user_fall_back_to_the_global_mean():
 
 @pytest.mark.parametrize("predictor", [
     BiasedMF(factors=4, epochs=30, lr=0.01, batch_size=64),
-    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8),
-    AutoRec("user", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, tied=True),
-    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, refeed=True),
-    AutoRec("item", layers=(16,), dropout=0.0, epochs=60, lr=0.01, batch_size=8, activation="sigmoid"),
-], ids=["biased_mf", "item_autorec", "user_autorec_tied", "item_autorec_refeeding", "item_autorec_sigmoid"])
+    AutoRec("item", layers=(16,), epochs=60, lr=0.01, batch_size=8),  # I-AutoRec's sigmoid, the default
+    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, activation="selu"),
+    AutoRec("user", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, tied=True, activation="selu"),
+    AutoRec("item", layers=(16,), dropout=0.1, epochs=60, lr=0.01, batch_size=8, refeed=True, activation="selu"),
+], ids=["biased_mf", "item_autorec", "item_autorec_selu", "user_autorec_tied_selu", "item_autorec_refeeding_selu"])
 def test_learned_predictors_beat_the_global_mean_on_low_rank_ratings(predictor):
     split = random_split(low_rank_ratings(), 0.1, 0)
     baseline = evaluate_predictor(MeanPredictor().fit(split), split)["rmse"]
@@ -96,15 +96,18 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     path = tmp_path / "ratings.dat"
     path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
                                                                                table.timestamp)))
-    assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean,biased_mf", "--seed", "3",
-                 "--mf-epochs", "3", "--patience", "1"]) == 0
+    assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean,biased_mf,user_autorec",
+                 "--seed", "3", "--mf-epochs", "3", "--autorec-epochs", "2", "--autorec-hidden", "8",
+                 "--patience", "1"]) == 0
     printed = capsys.readouterr().out
     assert "| global_mean |" in printed and "| item_mean |" in printed
     runs = mlflow.search_runs(filter_string="tags.rating_predictor = 'item_mean'")
     assert len(runs) == 1 and runs["params.seed"][0] == "3" and 0 < runs["metrics.test_rmse"][0] < 2
     mf = mlflow.search_runs(filter_string="tags.rating_predictor = 'biased_mf'").iloc[0]
-    assert mf["params.patience"] == "1" and mf["params.validation_share"] == "0.1"
+    assert mf["params.patience"] == "1" and mf["params.validation_share"] == "0.1" and mf["params.reg"] == "1e-06"
     assert 1 <= mf["metrics.best_epoch"] <= 3 and 0 < mf["metrics.validation_rmse"] < 2
+    user = mlflow.search_runs(filter_string="tags.rating_predictor = 'user_autorec'").iloc[0]
+    assert user["params.reg"] == "1e-05" and user["params.activation"] == "sigmoid"  # auto: its own, from validation
 
     from seqrec.experiment.report import write_report
 

@@ -288,13 +288,17 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--seed", type=seed, default=0, help="seed of the split and of the models (default: 0)")
     ratings.add_argument("--mf-factors", type=integer, default=64, help="biased MF latent dimension (default: 64)")
     ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF's most epochs (default: 20)")
-    ratings.add_argument("--mf-reg", type=finite, default=1e-4, help="biased MF's L2 on the factors (default: 1e-4)")
+    ratings.add_argument("--mf-reg", type=finite, default=1e-6, help="biased MF's L2 on the factors (default: 1e-6)")
     ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
     ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder's most epochs (default: 50)")
-    ratings.add_argument("--autorec-reg", type=finite, default=1e-3, help="autoencoder's L2 (default: 1e-3)")
-    ratings.add_argument("--autorec-activation", choices=("selu", "sigmoid"), default="selu",
-                         help="autoencoder's hidden activation: DeepRecommender's selu or I-AutoRec's sigmoid "
-                              "(default: selu)")
+    ratings.add_argument("--autorec-reg", type=lambda text: None if text == "auto" else finite(text), default=None,
+                         help="autoencoder's L2, or auto: 1e-4 for item_autorec and 1e-5 for user_autorec, the best "
+                              "on validation ratings (default: auto)")
+    ratings.add_argument("--autorec-activation", choices=("sigmoid", "selu"), default="sigmoid",
+                         help="autoencoder's hidden activation: I-AutoRec's sigmoid or DeepRecommender's selu "
+                              "(default: sigmoid)")
+    ratings.add_argument("--autorec-dropout", type=finite, default=0.0,
+                         help="dropout on the autoencoder's code, from 0 to below 1 (default: 0)")
     ratings.add_argument("--validation-share", type=finite, default=0.1,
                          help="share of the training ratings held out to stop training early; 0 trains every epoch "
                               "(default: 0.1)")

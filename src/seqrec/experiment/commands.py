@@ -184,7 +184,7 @@ def baselines(args: argparse.Namespace) -> None:
 
 
 def ratings(args: argparse.Namespace) -> None:
-    from seqrec.core.explicit import random_split
+    from seqrec.core.explicit import AUTOREC_REG, random_split
     from seqrec.core.ratings import read_ratings
     from seqrec.core.sources import resolve_ratings
     from seqrec.experiment.rating_runs import format_results, run_rating_predictors
@@ -197,17 +197,21 @@ def ratings(args: argparse.Namespace) -> None:
         if getattr(args, option) < 1:
             raise ParameterError(f"argument --{option.replace('_', '-')}: expected a positive integer, "
                                  f"got {getattr(args, option)}")
+    if not 0 <= args.autorec_dropout < 1:
+        raise ParameterError(f"argument --autorec-dropout: expected a rate in [0, 1), got {args.autorec_dropout}")
     for option in ("mf_reg", "autorec_reg"):
-        if getattr(args, option) < 0:
+        if getattr(args, option) is not None and getattr(args, option) < 0:
             raise ParameterError(f"argument --{option.replace('_', '-')}: expected a weight >= 0, "
                                  f"got {getattr(args, option)}")
     path = resolve_ratings(args.ratings)
     split = random_split(read_ratings(path), args.test_share, args.seed)
     stopping = {"validation_share": args.validation_share, "patience": args.patience}
     params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs, "reg": args.mf_reg, **stopping},
-              **{name: {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs, "reg": args.autorec_reg,
-                        "activation": args.autorec_activation, "refeed": args.autorec_refeed, **stopping}
-                 for name in ("item_autorec", "user_autorec")}}
+              **{f"{by}_autorec": {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,
+                                   "reg": AUTOREC_REG[by] if args.autorec_reg is None else args.autorec_reg,
+                                   "activation": args.autorec_activation, "dropout": args.autorec_dropout,
+                                   "refeed": args.autorec_refeed, **stopping}
+                 for by in ("item", "user")}}
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))
 
