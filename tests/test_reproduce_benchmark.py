@@ -134,3 +134,32 @@ def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_
     assert zoo.main([*argv, "--rerun"]) == 0
     assert zoo.main([*argv, "--lr", "0.02"]) == 0
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 6
+
+
+def test_rating_grid_scores_each_setting_on_validation_ratings_not_the_test_ones(tmp_path, capsys) -> None:
+    """benchmarks/rating_grid.py: one row per setting, mean ± std over seeds, on 10 % of the *training* ratings."""
+    from test_rating_prediction import low_rank_ratings
+
+    grid = load_benchmark("rating_grid.py")
+    table = low_rank_ratings()
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
+                                                                               table.timestamp)))
+    from seqrec.core.explicit import random_split
+
+    split = random_split(table, 0.1, 0)
+    validation = grid.validation_split(split, 0)
+    assert len(validation.test_ratings) == len(split.train_ratings) // 10
+    assert len(validation.train_ratings) + len(validation.test_ratings) == len(split.train_ratings)
+    test_pairs = set(zip(split.test_users.tolist(), split.test_items.tolist()))
+    assert not test_pairs & set(zip(validation.test_users.tolist(), validation.test_items.tolist()))
+    assert grid.main(["--ratings", str(path), "--predictor", "biased_mf", "--seeds", "2",
+                      '{"factors": 4, "epochs": 3}', '{"factors": 8, "epochs": 3}']) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ['{"factors": 4, "epochs": 3}', '{"factors": 8, "epochs": 3}']
+    assert all(row.count("±") == 3 for row in rows)  # RMSE, MAE and the epoch kept over the 2 seeds
+    for bad in ('{"factorz": 4}', '{"reg": 1}'):
+        predictor = "biased_mf" if "factorz" in bad else "item_mean"
+        with pytest.raises(SystemExit) as stopped:
+            grid.main(["--ratings", str(path), "--predictor", predictor, bad])
+        assert stopped.value.code == 2 and capsys.readouterr().err.count("\n") == 1

@@ -267,6 +267,8 @@ def make_predictor(name: str, **params) -> MeanPredictor | BiasedMF | AutoRec:
     if name not in PREDICTORS:
         raise ValueError(f"predictor must be one of {PREDICTORS}, got {name!r}")
     if name.endswith("_mean"):
+        if params:
+            raise ValueError(f"{name} takes no settings, got {', '.join(sorted(params))}")
         return MeanPredictor(None if name == "global_mean" else name.removesuffix("_mean"))
     if name == "biased_mf":
         return BiasedMF(**params)
