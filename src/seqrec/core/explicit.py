@@ -103,7 +103,7 @@ class BiasedMF:
     """Dot product of user and item factors plus user, item and global biases (the Keras tutorial's model)."""
 
     def __init__(self, factors: int = 64, reg: float = 1e-6, epochs: int = 20, lr: float = 1e-3,
-                 batch_size: int = 1024, validation_share: float = 0.1, patience: int = 2):
+                 batch_size: int = 1024, validation_share: float = 0.1, patience: int = 3):
         self.factors, self.reg, self.epochs, self.lr, self.batch_size = factors, reg, epochs, lr, batch_size
         self.validation_share, self.patience = validation_share, patience
 
