@@ -23,6 +23,13 @@ def low_rank_ratings(n_users: int = 120, n_items: int = 60, share: float = 0.5, 
                         .astype(np.float32), timestamp=np.arange(len(user), dtype=np.int64))
 
 
+def write_ratings_dat(table: RatingsTable, path):
+    """``table`` as a MovieLens ``ratings.dat`` (UserID::MovieID::Rating::Timestamp)."""
+    path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
+                                                                               table.timestamp)))
+    return path
+
+
 def test_the_split_is_seeded_disjoint_and_holds_out_the_share():
     table = low_rank_ratings()
     first, again, other = random_split(table, 0.1, 0), random_split(table, 0.1, 0), random_split(table, 0.1, 1)
@@ -93,9 +100,7 @@ def test_the_tied_decoder_reuses_the_encoder_weights():
 
 def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, capsys):
     table = low_rank_ratings()
-    path = tmp_path / "ratings.dat"
-    path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
-                                                                               table.timestamp)))
+    path = write_ratings_dat(table, tmp_path / "ratings.dat")
     assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean,biased_mf,user_autorec",
                  "--seed", "3", "--mf-epochs", "3", "--autorec-epochs", "2", "--autorec-hidden", "8",
                  "--patience", "1"]) == 0

@@ -138,13 +138,11 @@ def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_
 
 def test_rating_grid_scores_each_setting_on_validation_ratings_not_the_test_ones(tmp_path, capsys) -> None:
     """benchmarks/rating_grid.py: one row per setting, mean ± std over seeds, on 10 % of the *training* ratings."""
-    from test_rating_prediction import low_rank_ratings
+    from test_rating_prediction import low_rank_ratings, write_ratings_dat
 
     grid = load_benchmark("rating_grid.py")
     table = low_rank_ratings()
-    path = tmp_path / "ratings.dat"
-    path.write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in zip(table.user, table.movie, table.rating,
-                                                                               table.timestamp)))
+    path = write_ratings_dat(table, tmp_path / "ratings.dat")
     from seqrec.core.explicit import random_split
 
     split = random_split(table, 0.1, 0)
