@@ -91,6 +91,16 @@ def test_an_overfitting_predictor_stops_early_and_keeps_its_best_epoch(predictor
     assert predictor.validation_rmse < 0.9 * float(np.std(split.train_ratings[held]))
 
 
+@pytest.mark.parametrize("predictor", [BiasedMF(factors=4, epochs=3, validation_share=0.0),
+                                       AutoRec("item", layers=(8,), epochs=3, validation_share=0.0)],
+                         ids=["biased_mf", "item_autorec"])
+def test_no_validation_share_trains_every_epoch_on_every_training_rating(predictor):
+    split = random_split(low_rank_ratings(), 0.1, 0)
+    predictor.fit(split, seed=0)
+    assert predictor.validation_rmse is None and len(predictor.model.history.epoch) == 3
+    assert np.isfinite(evaluate_predictor(predictor, split)["rmse"])
+
+
 def test_the_tied_decoder_reuses_the_encoder_weights():
     untied, tied = (AutoRec("item", layers=(16, 8), tied=flag)._network(30) for flag in (False, True))
     assert tied.count_params() < untied.count_params()

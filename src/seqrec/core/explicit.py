@@ -130,9 +130,13 @@ class BiasedMF:
         self.stopping = early_stopping(self.patience)
         self.model.fit(*kept, validation_data=validation if held.any() else None, batch_size=self.batch_size,
                        epochs=self.epochs, verbose=0, shuffle=True, callbacks=[self.stopping] if held.any() else [])
-        predicted = np.clip(self.predict(split.train_users[held], split.train_items[held]), MIN_STARS, MAX_STARS)
-        self.validation_rmse = rmse_mae(predicted, split.train_ratings[held])["rmse"] if held.any() else None
+        self.validation_rmse = self._validation_rmse(split, held) if held.any() else None
         return self
+
+    def _validation_rmse(self, split: RatingSplit, held: np.ndarray) -> float:
+        """RMSE of the held-out training ratings (the figure training stopped on)."""
+        predicted = np.clip(self.predict(split.train_users[held], split.train_items[held]), MIN_STARS, MAX_STARS)
+        return rmse_mae(predicted, split.train_ratings[held])["rmse"]
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         raw = self.model.predict({"user": users, "item": items}, batch_size=65536, verbose=0).reshape(-1)
