@@ -7,6 +7,7 @@ SEQREC_REQUIRE_STACK=1 (set by .ci/run) makes that a failure.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+from sqlalchemy.pool import NullPool
 
 from conftest import TINY_SPACE, write_synthetic_split
 from seqrec.experiment import stack
@@ -103,9 +105,16 @@ def wait_for(condition, what: str, timeout: float = 240.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@functools.cache
+def rdb(url: str) -> optuna.storages.RDBStorage:
+    """One storage per URL, without a connection pool: the test polls every 0.3 s, and a new storage per poll left
+    its pooled connection open until garbage collection, which ran PostgreSQL out of connection slots."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": NullPool})
+
+
 def trials(storage: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name="team", storage=storage).get_trials()
+        return optuna.load_study(study_name="team", storage=rdb(storage)).get_trials()
     except KeyError:  # no worker has created the study yet
         return []
 
@@ -168,7 +177,7 @@ def test_three_workers_share_one_study_through_a_kill_and_restarts(team):
 
     parents = [run for run in trial_runs if "seqrec.publisher" in run.data.tags]
     assert sorted(run.data.tags["seqrec.publisher"] for run in parents) == ["false", "true"]
-    best = optuna.load_study(study_name="team", storage=storage).best_trial
+    best = optuna.load_study(study_name="team", storage=rdb(storage)).best_trial
     versions = client.search_model_versions("name = 'seqrec'")
     assert len(versions) == 1  # the champion was published once, by the last worker to finish
     assert client.get_model_version_by_alias("seqrec", "champion").run_id == best.user_attrs[RUN_ID_ATTR]
