@@ -2,6 +2,7 @@
 
     python benchmarks/zoo.py --seeds 3 --data ../shared/data/ml1m-split --data /tmp/clean
     python benchmarks/zoo.py --variants rnn:cce,rnn:hinge,sasrec:cce --seeds 3 --epochs 3
+    python benchmarks/zoo.py --variants sasrec:cce --first-seed 2 --seeds 1   # one more seed, on its own
 
 Each variant (``model:loss``) trains with the same configuration otherwise (the defaults, or the options given)
 and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows the latest run of each. The table
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=[variant(text) for text in ALL_VARIANTS],
                         help="comma-separated model:loss pairs (default: every model with cce, then the RNN "
                              "with every sampled loss)")
-    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds, from 0 (default: 3)")
+    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (default: 3)")
+    parser.add_argument("--first-seed", type=integer, default=0,
+                        help="the first seed (default: 0): seeds first-seed, first-seed + 1, ...; another seed of a "
+                             "row runs on its own, in parallel with the rest")
     parser.add_argument("--data", action="append", help="a split; repeat it for one table per split (default: auto)")
     parser.add_argument("--rerun", action="store_true",
                         help="train every cell again, even where this experiment has its finished run")
@@ -64,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     for data in args.data or ["auto"]:
         split = with_times(load_data(data))
         kind = "clean split" if is_clean(split) else "authors' kind of split"
-        print(f"\n{kind}: {split.directory} ({args.seeds} seeds)")
+        print(f"\n{kind}: {split.directory} (seeds {args.first_seed}–{args.first_seed + args.seeds - 1})")
         print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
         print("|---|" + "---:|" * len(shown))
         rows = {}
         for model, loss in args.variants:
             runs = rows[f"{model}:{loss}"] = [
                 run_figures(replace(base, model=model, loss=loss, seed=seed), split, args.rerun, verbose=0)
-                for seed in range(args.seeds)]
+                for seed in range(args.first_seed, args.first_seed + args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
         print(new_user_table(rows, base.k))

@@ -74,7 +74,7 @@ def test_cell_is_mean_and_sample_std_and_a_dash_when_a_run_lacks_the_figure():
 def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_tracking, capsys):
     zoo = load_benchmark("zoo.py")
     split = write_synthetic_split(tmp_path / "plain")
-    assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--data", str(split), *TINY]) == 0
+    assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--first-seed", "3", "--data", str(split), *TINY]) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("| pooling:cce") or line.startswith("| rnn:bpr")]
     assert len(rows) == 4  # the main table's row and the new-user curve's
@@ -85,6 +85,7 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
 
     runs = mlflow.search_runs(experiment_names=["seqrec-zoo"])
     assert sorted(zip(runs["params.model"], runs["params.loss"])) == [("pooling", "cce"), ("rnn", "bpr")]
+    assert set(runs["params.seed"]) == {"3"}  # --first-seed: a row's further seed runs on its own
     assert sorted(name.rsplit("-h", 1)[0] for name in runs["tags.mlflow.runName"]) == [
         "pooling-cce-all_steps", "rnn-bpr-all_steps"]  # mlflow ui tells the models apart by name
     with pytest.raises(SystemExit):
