@@ -59,6 +59,18 @@ def test_project_search_space_gives_valid_train_configs():
         study.tell(trial, 0.0)
     assert {"hidden", "embedding", "dropout", "max_len", "batch_size", "lr", "cell", "lookahead"} == set(
         study.trials[0].params)
+
+
+def test_sasrec_search_space_gives_valid_sasrec_configs():
+    suggest, _ = load_search_space(load_search_space()[1].with_name("sasrec_space.py"))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(25):
+        trial = study.ask()
+        config = trial_config(suggest(trial), epochs=4, seed=1)
+        assert config.model == "sasrec" and config.epochs == 4 and config.seed == 1
+        assert config.max_len in {50, 100, 200} and 1 <= config.blocks <= 3 and 3e-4 <= config.lr <= 3e-3
+        assert config.embedding % config.heads == 0  # every head gets a whole share of the width
+        study.tell(trial, 0.0)
     with pytest.raises(DataError, match="hiden"):
         trial_config({"hiden": 64}, epochs=1, seed=0)
 

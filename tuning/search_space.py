@@ -1,6 +1,6 @@
-"""The Optuna search space of ``python -m seqrec.tune``: edit the ranges here, nothing else needs to change.
+"""The Optuna search space of ``seqrec tune`` (the RNN): edit the ranges here, nothing else needs to change.
 
-``suggest(trial)`` returns overrides of :class:`seqrec.train.TrainConfig` (field names, plain values).
+``suggest(trial)`` returns overrides of :class:`seqrec.core.config.TrainConfig` (field names, plain values).
 ``epochs`` and ``seed`` are set by the tuner (``--epochs-per-trial``, ``--seed``), ``k`` stays 10.
 The ranges are sized for a few CPU cores: one trial of 6 epochs on MovieLens-1M takes minutes.
 
