@@ -74,7 +74,8 @@ def test_cell_is_mean_and_sample_std_and_a_dash_when_a_run_lacks_the_figure():
 def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_tracking, capsys):
     zoo = load_benchmark("zoo.py")
     split = write_synthetic_split(tmp_path / "plain")
-    assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--first-seed", "3", "--data", str(split), *TINY]) == 0
+    assert zoo.main(["--variants", "pooling:cce,rnn:bpr", "--seeds", "1", "--first-seed", "3", "--data", str(split),
+                     *TINY]) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("| pooling:cce") or line.startswith("| rnn:bpr")]
     assert len(rows) == 4  # the main table's row and the new-user curve's
