@@ -1,6 +1,6 @@
 """An Optuna search space for the causal self-attention model: ``seqrec tune --search-space tuning/sasrec_space.py``.
 
-SASRec is not the RNN: at the RNN's settings (learning rate 0.003, the latest 50 items) it trails it by 6 points
+SASRec is not the RNN: at the RNN's settings (learning rate 0.003, the latest 50 items) it trails it by 8 points
 of sps@10 (docs/models.md). The architecture ranges are those SASRec (Kang & McAuley 2018) and SASRec+ (Klenitskiy
 & Vasilev, RecSys 2023) were tuned over on MovieLens-1M: longer windows, one to three blocks. Their learning rate,
 1e-3 over hundreds of epochs, is not the range here: with every step of a window a target, an epoch of the authors'
