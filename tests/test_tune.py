@@ -59,6 +59,8 @@ def test_project_search_space_gives_valid_train_configs():
         study.tell(trial, 0.0)
     assert {"hidden", "embedding", "dropout", "max_len", "batch_size", "lr", "cell", "lookahead"} == set(
         study.trials[0].params)
+    with pytest.raises(DataError, match="hiden"):
+        trial_config({"hiden": 64}, epochs=1, seed=0)
 
 
 def test_sasrec_search_space_gives_valid_sasrec_configs():
@@ -71,8 +73,6 @@ def test_sasrec_search_space_gives_valid_sasrec_configs():
         assert config.max_len in {50, 100, 200} and 1 <= config.blocks <= 3 and 1e-3 <= config.lr <= 1e-2
         assert config.heads == 1 and config.batch_size in {32, 64}
         study.tell(trial, 0.0)
-    with pytest.raises(DataError, match="hiden"):
-        trial_config({"hiden": 64}, epochs=1, seed=0)
 
 
 def test_bad_inputs_are_one_line_and_exit_2(tmp_path, synthetic_split_dir, mlflow_tracking, capsys):
