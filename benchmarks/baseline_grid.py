@@ -28,7 +28,7 @@ from reproduce import cell  # noqa: E402  (mean ± std over the seeds, as the re
 from seqrec.core.baselines import BASELINES, evaluate_baseline, make_baseline  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
-from seqrec.experiment.cli import Parser, integer  # noqa: E402
+from seqrec.experiment.cli import Parser, integer, script_status  # noqa: E402
 
 COLUMNS = [("sps@10", 100), ("sps_tie@10", 100), ("recall@10", 100), ("item_coverage", 1)]
 
@@ -76,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/baseline_grid.py", main))

@@ -23,7 +23,7 @@ from seqrec.core.baselines import MarkovChain, evaluate_baseline, transition_cou
 from seqrec.core.data import Sequences, Split
 from seqrec.core.sources import load_data
 from seqrec.core.ties import TieOrder, raw_timestamps, tie_order, train_tie_order, train_timestamps
-from seqrec.experiment.cli import Parser, integer
+from seqrec.experiment.cli import Parser, integer, script_status
 
 
 def evaluate(split: Split, train: Sequences, transitions: sp.csr_matrix | None = None) -> list[float]:
@@ -107,4 +107,4 @@ def print_exact_order_comparison(split: Split, draws: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/mc_ablation.py", main))

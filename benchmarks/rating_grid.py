@@ -30,7 +30,7 @@ from seqrec.core.config import PREDICTORS  # noqa: E402
 from seqrec.core.explicit import RatingSplit, evaluate_predictor, make_predictor, random_split  # noqa: E402
 from seqrec.core.ratings import read_ratings  # noqa: E402
 from seqrec.core.sources import resolve_ratings  # noqa: E402
-from seqrec.experiment.cli import Parser, integer  # noqa: E402
+from seqrec.experiment.cli import Parser, integer, script_status  # noqa: E402
 
 VALIDATION_SHARE = 0.1
 
@@ -74,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/rating_grid.py", main))

@@ -34,7 +34,7 @@ from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.core.sources import load_data
 from seqrec.core.ties import with_times
-from seqrec.experiment.cli import Parser, add_config_arguments, integer
+from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status
 from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
@@ -109,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
+    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
     mlflow.set_experiment("seqrec-benchmark")
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = replace(TrainConfig(), **overrides)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
-    for data in args.data or ["auto"]:
-        split = with_times(load_data(data))
+    for split in splits:
         runs = [run_figures(replace(base, seed=seed), split, args.rerun) for seed in seeds]
         clean = is_clean(split)
         kind = ("clean split (the tie-aware sps transfers)" if clean
@@ -129,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/reproduce.py", main))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import Parser, integer
+from seqrec.experiment.cli import Parser, integer, script_status
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE
 
 
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/tune.py", main))

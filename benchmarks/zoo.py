@@ -28,7 +28,7 @@ from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.scoring import NEW_USER_COUNTS  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
-from seqrec.experiment.cli import Parser, add_config_arguments, integer  # noqa: E402
+from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
 
 ALL_VARIANTS = [f"{model}:cce" for model in MODELS] + [f"rnn:{loss}" for loss in LOSSES if loss != "cce"]
 
@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
+    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
     mlflow.set_experiment("seqrec-zoo")
     base = replace(TrainConfig(), **{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                                      if spec.name not in ("seed", "model", "loss")
                                      and getattr(args, spec.name) is not None})
     shown = columns(base.k)
-    for data in args.data or ["auto"]:
-        split = with_times(load_data(data))
+    for split in splits:
         kind = "clean split" if is_clean(split) else "authors' kind of split"
         print(f"\n{kind}: {split.directory} (seeds {args.first_seed}–{args.first_seed + args.seeds - 1})")
         print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
@@ -95,4 +95,4 @@ def new_user_table(rows: dict[str, list[dict[str, float]]], k: int) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/zoo.py", main))

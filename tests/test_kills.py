@@ -168,6 +168,31 @@ def test_interrupted_training_and_study_leave_nothing_running(tmp_path, syntheti
     assert statuses["trial-0"] == statuses["tune-ctrl-c"] == "FAILED"
 
 
+@pytest.mark.slow
+def test_a_benchmark_stopped_by_sigterm_ends_its_run_failed_with_one_line(tmp_path, mlflow_tracking):
+    """`kill` on a benchmark (as on the seqrec command) is Ctrl-C: its run ends FAILED, not RUNNING until the next
+    command on the host closes it, and it says so in one line."""
+    split_dir = write_synthetic_split(tmp_path / "split", n_train=200)
+    command = [sys.executable, str(ROOT / "benchmarks" / "reproduce.py"), "--seeds", "1", "--data", str(split_dir),
+               "--epochs", "50", "--patience", "50", "--hidden", "16", "--embedding", "8", "--max-len", "10",
+               "--batch-size", "16", "--tie-order", "file"]
+    log = tmp_path / "benchmark.log"
+    with log.open("w") as out:
+        benchmark = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=out, env=env_with_venv(), cwd=tmp_path)
+    try:
+        (run,) = wait_for(running_runs, benchmark, log, "a RUNNING run")
+        wait_for(lambda: "val_sps_at_10" in mlflow.MlflowClient().get_run(run.info.run_id).data.metrics,
+                 benchmark, log, "a trained epoch")
+        benchmark.send_signal(signal.SIGTERM)
+        assert benchmark.wait(timeout=120) == 130
+    finally:
+        if benchmark.poll() is None:
+            benchmark.kill()
+    assert log.read_text().strip().splitlines()[-1].startswith("seqrec benchmarks/reproduce.py: interrupted")
+    assert mlflow.MlflowClient().get_run(run.info.run_id).info.status == "FAILED"
+    assert running_runs() == []
+
+
 # --- SIGKILL, then the same command again -----------------------------------------------------------------
 
 

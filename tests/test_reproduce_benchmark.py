@@ -163,3 +163,14 @@ def test_rating_grid_scores_each_setting_on_validation_ratings_not_the_test_ones
         with pytest.raises(SystemExit) as stopped:
             grid.main(["--ratings", str(path), "--predictor", predictor, bad])
         assert stopped.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("script", ["reproduce.py", "zoo.py", "baseline_grid.py"])
+def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path, script, mlflow_tracking, capsys):
+    from seqrec.experiment.cli import script_status
+
+    benchmark = load_benchmark(script)
+    arguments = ["--data", str(tmp_path / "missing")] + (["--method", "pop", "{}"] if script == "baseline_grid.py" else [])
+    assert script_status(script, lambda: benchmark.main(arguments)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # refused before MLflow's store is opened
+    assert line.startswith(f"seqrec {script}: error: {tmp_path / 'missing'}: expected an existing split directory")

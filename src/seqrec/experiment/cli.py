@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
@@ -413,24 +414,43 @@ def main(argv: list[str] | None = None) -> int:
     from seqrec.experiment import commands
 
     default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
-    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
-    default_sigterm = signal.signal(signal.SIGTERM, interrupt) if in_main_thread else None
     def run_command() -> None:
         if args.command != "stack":
             commands.check_tracking_server()
         getattr(commands, args.command)(args)
 
     try:
-        return exit_status(args.command, run_command)
+        with sigterm_as_interrupt():
+            return exit_status(args.command, run_command)
     finally:
         warnings.formatwarning = default_format
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, default_sigterm)
+
+
+def script_status(script: str, main: Callable[[], int]) -> int:
+    """A benchmark script's exit status, as the seqrec command's: SIGTERM ends its runs FAILED, bad input is one
+    line and status 2, Ctrl-C one line and status 130 — never a traceback."""
+    status: list[int] = []
+    with sigterm_as_interrupt():
+        refused = exit_status(script, lambda: status.append(main()))
+    return refused or status[0]
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) as Ctrl-C while inside: MLflow then ends the run FAILED and Optuna
+    the trial FAIL, instead of leaving them RUNNING until the next start on this host closes them. Only the main
+    thread may set signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    default_sigterm = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, default_sigterm)
 
 
 def interrupt(signum: int, frame: object) -> NoReturn:
-    """SIGTERM (``kill``, a scheduler's stop) as Ctrl-C: MLflow then ends the run FAILED and Optuna the trial
-    FAIL, instead of leaving them RUNNING until the next start on this host closes them."""
     raise KeyboardInterrupt
 
 
