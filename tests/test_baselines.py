@@ -171,11 +171,11 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
             mlflow.log_metrics({"test_sps_at_5": 0.25, "train_seconds": 42.0})
 
     runs = report.collect_runs(k=5)
-    assert runs["RNN-CCE"].info.run_id == rnn.info.run_id != failed.info.run_id
-    assert runs["SASRec-CCE"].info.run_id == zoo["sasrec", "cce"].info.run_id
-    assert runs["RNN-Hinge"].info.run_id == zoo["rnn", "hinge"].info.run_id
+    assert [run.info.run_id for run in runs["RNN-CCE"]] == [rnn.info.run_id] != [failed.info.run_id]
+    assert [run.info.run_id for run in runs["SASRec-CCE"]] == [zoo["sasrec", "cce"].info.run_id]
+    assert [run.info.run_id for run in runs["RNN-Hinge"]] == [zoo["rnn", "hinge"].info.run_id]
     assert list(runs)[-2:] == ["RNN-Hinge", "SASRec-CCE"]  # the paper's methods first, then the others
-    assert runs["POP"].info.run_id == results["pop"].run_id
+    assert [run.info.run_id for run in runs["POP"]] == [results["pop"].run_id]
 
     out = tmp_path / "report"
     assert main(["report", "--k", "5", "--out", str(out)]) == 0
@@ -197,9 +197,47 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     logged = {item.path for item in client.list_artifacts(report_run.info.run_id, "report")}
     assert logged == {"report/table3.md", "report/table3.html"}
     # the paper's figures are only shown at its own cut-off
-    paper_row = report.build_rows({"RNN-CCE": None}, k=10)[1]
+    paper_row = report.build_rows({"RNN-CCE": []}, k=10)[1]
     assert paper_row.source == "paper (RNN-CCE)" and paper_row.values[0] == pytest.approx(33.45)
-    assert report.build_rows({"RNN-CCE": None}, k=5)[1].values[0] is None
+    assert report.build_rows({"RNN-CCE": []}, k=5)[1].values[0] is None
+
+
+def test_a_report_row_is_the_mean_and_std_over_the_seeds_of_its_methods_latest_configuration(mlflow_tracking):
+    """The newest run of each seed of the latest configuration: an older run of a seed, another configuration's
+    runs and another split's path of the same data do not enter the row."""
+    import mlflow
+
+    from seqrec.experiment import report
+
+    def train_run(seed: int, sps: float, hidden: int = 256, path: str = "/a/split") -> str:
+        with mlflow.start_run() as run:
+            mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "hinge", "hidden": hidden,
+                               "seed": seed, "data_path": path, "data_sha256": "abc"})
+            mlflow.log_metrics({"test_sps_at_10": sps, "train_seconds": 100.0 * (seed + 1)})
+        return run.info.run_id
+
+    train_run(0, 0.10)  # replaced by seed 0's newer run
+    seeds = [train_run(0, 0.30), train_run(1, 0.32, path="/b/split"), train_run(2, 0.34)]
+    train_run(0, 0.90, hidden=64)  # another configuration, older than the latest run
+    latest = train_run(3, 0.36)
+    runs = report.collect_runs()
+    assert {run.info.run_id for run in runs["RNN-Hinge"]} == {*seeds, latest}
+    (row, paper) = [row for row in report.build_rows(runs) if row.method == "RNN-Hinge"]
+    assert row.source == "ours (4 seeds: 0, 1, 2, 3)" and row.command == "seqrec train --loss hinge --seed S"
+    assert row.values[0] == pytest.approx(33.0) and row.spreads[0] == pytest.approx(2.5820, abs=1e-4)
+    line = next(line for line in report.to_markdown(report.build_rows(runs)).splitlines()
+                if line.startswith("| RNN-Hinge | ours"))
+    assert "| 33.00 ± 2.58 |" in line and "| 250 ± 129.10 |" in line
+    assert report.build_rows({"RNN-Hinge": runs["RNN-Hinge"][:1]})[0].source == f"ours (run {latest[:8]})"
+
+    for seed, rmse in ((0, 0.90), (1, 0.92)):  # the rating table's rows too
+        with mlflow.start_run():
+            mlflow.set_tag("rating_predictor", "item_mean")
+            mlflow.log_params({"seed": seed, "test_share": 0.1})
+            mlflow.log_metrics({"test_rmse": rmse, "test_mae": 0.7, "fit_seconds": 1.0})
+    header, (cells,) = report.rating_table(report.collect_rating_runs())
+    assert cells[1:5] == ["ours (2 seeds: 0, 1)", "0.9100 ± 0.0141", "0.7000 ± 0.0000", "1 ± 0"]
+    assert cells[-1] == "`seqrec ratings --predictors item_mean --seed S --test-share 0.1`"
 
 
 def test_run_baselines_nests_under_the_mlflow_run_entry_point_run(synthetic_split_dir, mlflow_tracking,

@@ -1,9 +1,10 @@
 """Table 3 of Devooght & Bersini (UMAP 2017), MovieLens-1M: our runs next to the paper's figures.
 
-``seqrec report`` reads the tracking store: the latest FINISHED run of every baseline (runs with
-a ``method`` tag, from :mod:`seqrec.experiment.baseline_runs`) and the latest FINISHED RNN-CCE training run (param
-``regime`` and metric ``test_sps_at_10``; or ``--rnn-run-id``). It writes the table as Markdown and HTML,
-logs both files as artifacts of a ``report`` run and prints the Markdown.
+``seqrec report`` reads the tracking store: the FINISHED runs of every baseline (runs with a ``method`` tag,
+from :mod:`seqrec.experiment.baseline_runs`) and of every trained model and loss (param ``regime`` and metric
+``test_sps_at_10``; RNN-CCE may be chosen with ``--rnn-run-id``). A row is the configuration of its method's
+latest run, as mean ± std over that configuration's seeds (the newest run of each). It writes the table as
+Markdown and HTML, logs both files as artifacts of a ``report`` run and prints the Markdown.
 
 Rates are in percent, item coverage is a count of distinct correctly recommended items, all at k on the
 test users. A paper figure that could not be confirmed is shown as '–' rather than guessed.
@@ -12,7 +13,11 @@ test users. A paper figure that could not be confirmed is shown as '–' rather 
 from __future__ import annotations
 
 import html
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+
+import numpy as np
 from pathlib import Path
 
 import mlflow
@@ -76,22 +81,34 @@ class Row:
     """One line of the table: a method, where the figures come from and the cells (None = missing)."""
 
     method: str
-    source: str  # "ours (run <id>)", "ours (no run)" or "paper (<name>)"
-    values: list[float | None]
-    run_id: str | None = None
+    source: str  # "ours (run <id>)", "ours (<n> seeds: ...)", "ours (no run)" or "paper (<name>)"
+    values: list[float | None]  # the mean over the row's runs
+    run_ids: tuple[str, ...] = ()
     command: str = ""  # how to reproduce our row (empty for the paper's)
+    spreads: tuple[float | None, ...] = ()  # sample std over the runs, with two or more
 
 
 def run_command(run) -> str:
     """The command that reproduces a run of the table: ``seqrec train`` with the params that differ from the
     defaults, or ``seqrec baselines --methods NAME``."""
-    params = run.data.params
+    return command_of(run.data.params, run.data.tags)
+
+
+def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
     if "regime" not in params:
-        return f"seqrec baselines --methods {run.data.tags.get('method', '?').lower()}"
+        seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
+        return f"seqrec baselines --methods {tags.get('method', '?').lower()}{seed}"
     defaults = {spec.name: str(param_value(getattr(TrainConfig(), spec.name))) for spec in fields(TrainConfig)}
     changed = [f"--{name.replace('_', '-')} {params[name]}" for name in defaults
                if name in params and params[name] != defaults[name]]
     return " ".join(["seqrec train", *changed])
+
+
+def group_command(runs: list) -> str:
+    """The command of a row's runs: ``--seed S`` in place of the seed when there are several."""
+    if len(runs) == 1:
+        return run_command(runs[0])
+    return command_of({**runs[0].data.params, "seed": "S"}, runs[0].data.tags)
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -127,28 +144,54 @@ def is_clean(run) -> bool:
     return run.data.params.get("within_second") == "random"
 
 
+def method_of(run) -> str | None:
+    """The table row of a run: a training run's model and loss (:func:`trained_method`), a baseline's ``method``
+    tag; None for other runs."""
+    if "regime" in run.data.params:
+        return trained_method(run.data.params)
+    return run.data.tags.get("method")
+
+
+NOT_CONFIGURATION = ("seed", "data_path")  # the seeds of a row differ; one split may lie at another path elsewhere
+
+
+def configuration(run) -> dict[str, str]:
+    """What the runs of one row share: every param but the seed and the split's path (its checksum is a param)."""
+    return {name: value for name, value in run.data.params.items() if name not in NOT_CONFIGURATION}
+
+
+def seed_runs(chosen, runs: list, row_of: Callable = method_of) -> list:
+    """The runs of ``chosen``'s row and configuration, the newest of each seed, newest first (``runs`` is)."""
+    wanted, row, by_seed = configuration(chosen), row_of(chosen), {}
+    for run in runs:
+        if row_of(run) == row and configuration(run) == wanted:
+            by_seed.setdefault(run.data.params.get("seed"), run)
+    return list(by_seed.values())
+
+
 def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: list[str] | None = None,
-                 clean: bool = False) -> dict:
-    """The run of each table row: ``{method: mlflow Run or None}`` (latest FINISHED one of each method), on the
-    authors' kind of split (the order inside a second as in the files) or, with ``clean``, on a clean split.
+                 clean: bool = False) -> dict[str, list]:
+    """The runs of each table row, ``{method: [mlflow Run, ...]}`` ([] without one), on the authors' kind of split
+    (the order inside a second as in the files) or, with ``clean``, on a clean split: the configuration of the
+    method's latest FINISHED run, one run per seed (:func:`seed_runs`).
 
     Baselines are the runs with a ``method`` tag and no ``regime`` param; training runs (a ``regime`` param;
     tuning trials have no test metrics) are rows by model and loss (:func:`trained_method`): RNN-CCE is the
-    latest run of the default model and loss, unless ``rnn_run_id`` is given (it goes to the table of its split).
+    latest run of the default model and loss, unless ``rnn_run_id`` is given (it goes to the table of its split,
+    with the other seeds of its configuration).
     """
     client = MlflowClient()
     runs = [run for run in _finished_runs_with_test_metrics(client, _experiment_ids(client, experiment_names), k)
             if is_clean(run) == clean]
-    chosen: dict[str, object] = {}
-    for run in runs:  # newest first: the first run seen of a method wins
-        if "regime" in run.data.params:
-            chosen.setdefault(trained_method(run.data.params), run)
-        elif "method" in run.data.tags:
-            chosen.setdefault(run.data.tags["method"], run)
+    chosen: dict[str, list] = {}
+    for run in runs:  # newest first: a method's latest run sets its configuration
+        method = method_of(run)
+        if method is not None and method not in chosen:
+            chosen[method] = seed_runs(run, runs)
     if rnn_run_id is not None and is_clean(given := client.get_run(rnn_run_id)) == clean:
-        chosen[trained_method(given.data.params)] = given
+        chosen[trained_method(given.data.params)] = seed_runs(given, [given, *runs])
     order = [method for method, _ in METHODS] + sorted(set(chosen) - {method for method, _ in METHODS})
-    return {method: chosen.get(method) for method in order}
+    return {method: chosen.get(method, []) for method in order}
 
 
 # --------------------------------------------------------------------------------------------- table
@@ -157,25 +200,42 @@ def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: l
 RUN_METRIC_FALLBACKS = {"train_seconds": "fit_seconds"}  # a baseline's run logs its fit time as fit_seconds
 
 
-def _our_values(run, k: int) -> list[float | None]:
-    metrics = run.data.metrics if run is not None else {}
-    values = []
+def _run_value(run, name: str, kind: str, k: int) -> float | None:
+    metrics = run.data.metrics
+    names = (f"test_{name}", f"test_{name}_at_{k}", name, RUN_METRIC_FALLBACKS.get(name))  # _at_k: diversity@k
+    value = next((metrics[found] for found in names if found in metrics), None)
+    return None if value is None else (100 * value if kind == "rate" else value)
+
+
+def _our_values(runs: list, k: int) -> tuple[list[float | None], tuple[float | None, ...]]:
+    """Each column's mean and sample std (None with one run) over ``runs``; None where a run lacks the figure."""
+    means, spreads = [], []
     for _, template, kind in COLUMNS:
-        name = template.format(k=k)
-        names = (f"test_{name}", f"test_{name}_at_{k}", name, RUN_METRIC_FALLBACKS.get(name))  # _at_k: diversity@k
-        value = next((metrics[found] for found in names if found in metrics), None)
-        values.append(None if value is None else (100 * value if kind == "rate" else value))
-    return values
+        values = [_run_value(run, template.format(k=k), kind, k) for run in runs]
+        known = runs and None not in values
+        means.append(float(np.mean(values)) if known else None)
+        spreads.append(float(np.std(values, ddof=1)) if known and len(values) > 1 else None)
+    return means, tuple(spreads)
 
 
-def build_rows(runs: dict, k: int = 10, with_paper: bool = True) -> list[Row]:
-    """Two rows per method, ours then the paper's (the paper's only at its own k = 10, and ``with_paper``)."""
+def _source(runs: list) -> str:
+    if not runs:
+        return "ours (no run)"
+    if len(runs) == 1:
+        return f"ours (run {runs[0].info.run_id[:8]})"
+    seeds = sorted((run.data.params.get("seed", "?") for run in runs), key=lambda seed: (len(seed), seed))
+    return f"ours ({len(runs)} seeds: {', '.join(seeds)})"
+
+
+def build_rows(runs: dict[str, list], k: int = 10, with_paper: bool = True) -> list[Row]:
+    """Two rows per method, ours (mean ± std over its runs) then the paper's (the paper's only at its own k = 10,
+    and ``with_paper``)."""
     paper_names = dict(METHODS)
     rows = []
-    for method, run in runs.items():
-        run_id = run.info.run_id if run is not None else None
-        source = f"ours (run {run_id[:8]})" if run_id else "ours (no run)"
-        rows.append(Row(method, source, _our_values(run, k), run_id, run_command(run) if run is not None else ""))
+    for method, group in runs.items():
+        values, spreads = _our_values(group, k)
+        rows.append(Row(method, _source(group), values, tuple(run.info.run_id for run in group),
+                        group_command(group) if group else "", spreads))
         if with_paper and method in paper_names:
             figures = PAPER_TABLE3.get(method, {}) if k == PAPER_K else {}
             rows.append(Row(method, f"paper ({paper_names[method]})",
@@ -183,17 +243,28 @@ def build_rows(runs: dict, k: int = 10, with_paper: bool = True) -> list[Row]:
     return rows
 
 
-def _cell(value: float | None, kind: str) -> str:
-    if value is None:
-        return MISSING
+def _number(value: float, kind: str) -> str:
     if kind == "count":
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
     return f"{value:.2f}" if kind == "rate" else f"{value:.4g}"
 
 
+def _cell(value: float | None, kind: str, spread: float | None = None) -> str:
+    if value is None:
+        return MISSING
+    if spread is None:
+        return _number(value, kind)
+    if kind == "value":  # the spread to the mean's last shown digit (4 significant ones)
+        decimals = max(0, 3 - math.floor(math.log10(abs(value)))) if value else 4
+        return f"{value:.{decimals}f} ± {spread:.{decimals}f}"
+    return f"{_number(value, kind)} ± {_number(spread, kind)}"
+
+
 def _table(rows: list[Row], k: int) -> tuple[list[str], list[list[str]]]:
     header = ["method", "source"] + [title.format(k=k) for title, _, _ in COLUMNS] + ["command"]
-    body = [[row.method, row.source] + [_cell(value, kind) for value, (_, _, kind) in zip(row.values, COLUMNS)]
+    body = [[row.method, row.source]
+            + [_cell(value, kind, spread) for value, spread, (_, _, kind)
+               in zip(row.values, row.spreads or [None] * len(COLUMNS), COLUMNS)]
             + [f"`{row.command}`" if row.command else ""] for row in rows]
     return header, body
 
@@ -205,15 +276,15 @@ CLEAN_CAPTION = ("Clean split (same-second order drawn at random: `seqrec prepar
 
 def _caption(k: int, data: list[str] | None = None, clean: bool = False) -> str:
     caption = CLEAN_CAPTION.format(k=k) if clean else (
-        f"Table 3, MovieLens-1M, test users, metrics at k={k}: our runs (latest FINISHED run of each method) "
-        "next to Devooght & Bersini (UMAP 2017). '–': not logged / figure not confirmed.")
+        f"Table 3, MovieLens-1M, test users, metrics at k={k}: our runs (each method's latest configuration, mean ± "
+        "std over its seeds) next to Devooght & Bersini (UMAP 2017). '–': not logged / figure not confirmed.")
     return caption + (f" Our data: {', '.join(data)}." if data else "")
 
 
 def data_of(runs: dict) -> list[str]:
     """The distinct splits the runs were evaluated on: resolved path and the first 12 hex digits of its SHA-256."""
     return sorted({f"{run.data.params['data_path']} (sha256 {run.data.params.get('data_sha256', '?')[:12]})"
-                   for run in runs.values() if run is not None and "data_path" in run.data.params})
+                   for group in runs.values() for run in group if "data_path" in run.data.params})
 
 
 def to_markdown(rows: list[Row], k: int = 10, data: list[str] | None = None, clean: bool = False) -> str:
@@ -243,31 +314,43 @@ def _html(header: list[str], body: list[list[str]], caption: str, paper: list[bo
 # --------------------------------------------------------------------------------------------- ratings table
 
 RATING_CAPTION = ("Rating prediction (`seqrec ratings`): test RMSE and MAE on a seeded random split of the ratings, "
-                  "latest FINISHED run of each predictor; the anchors are published figures on their own data.")
+                  "each predictor's latest configuration, mean ± std over its seeds; the anchors are published "
+                  "figures on their own data.")
 
 
-def collect_rating_runs(experiment_names: list[str] | None = None) -> dict:
-    """The latest FINISHED rating-prediction run of each predictor (tag ``rating_predictor``)."""
+def rating_predictor(run) -> str | None:
+    return run.data.tags.get("rating_predictor")
+
+
+def collect_rating_runs(experiment_names: list[str] | None = None) -> dict[str, list]:
+    """The FINISHED rating-prediction runs of each predictor (tag ``rating_predictor``): its latest run's
+    configuration, one run per seed (:func:`seed_runs`)."""
     client = MlflowClient()
     runs = client.search_runs(_experiment_ids(client, experiment_names),
                               "tags.rating_predictor LIKE '%' and attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=1000)
-    chosen: dict[str, object] = {}
+    chosen: dict[str, list] = {}
     for run in runs:
-        chosen.setdefault(run.data.tags["rating_predictor"], run)
+        if rating_predictor(run) not in chosen:
+            chosen[rating_predictor(run)] = seed_runs(run, runs, rating_predictor)
     return chosen
 
 
-def rating_table(runs: dict) -> tuple[list[str], list[list[str]]]:
+def _mean_cell(runs: list, metric: str, digits: int) -> str:
+    values = [run.data.metrics.get(metric, float("nan")) for run in runs]
+    spread = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.{digits}f}{spread}"
+
+
+def rating_table(runs: dict[str, list]) -> tuple[list[str], list[list[str]]]:
     header = ["predictor", "source", "RMSE", "MAE", "fit time (s)", "published anchor", "command"]
     body = []
-    for name, run in runs.items():
-        metrics, params = run.data.metrics, run.data.params
-        command = (f"seqrec ratings --predictors {name} --seed {params.get('seed', 0)} "
-                   f"--test-share {params.get('test_share', 0.1)}")
-        body.append([name, f"ours (run {run.info.run_id[:8]})", f"{metrics.get('test_rmse', float('nan')):.4f}",
-                     f"{metrics.get('test_mae', float('nan')):.4f}", f"{metrics.get('fit_seconds', 0):.0f}",
-                     ANCHORS.get(name, MISSING), f"`{command}`"])
+    for name, group in runs.items():
+        params = group[0].data.params
+        seed = params.get("seed", 0) if len(group) == 1 else "S"
+        command = f"seqrec ratings --predictors {name} --seed {seed} --test-share {params.get('test_share', 0.1)}"
+        body.append([name, _source(group), _mean_cell(group, "test_rmse", 4), _mean_cell(group, "test_mae", 4),
+                     _mean_cell(group, "fit_seconds", 0), ANCHORS.get(name, MISSING), f"`{command}`"])
     return header, body
 
 
@@ -295,8 +378,8 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
         shown = data_of(runs)
         markdown.append(to_markdown(rows, k, shown, clean))
         html_tables.append(html_table(rows, k, shown, clean))
-        params.update({f"{'clean_' if clean else ''}run_{method}": (run.info.run_id if run is not None else "none")
-                       for method, run in runs.items()})
+        params.update({f"{'clean_' if clean else ''}run_{method}": ",".join(run.info.run_id for run in group)
+                       or "none" for method, group in runs.items()})
         data += shown
     rating_runs = collect_rating_runs(experiment_names)
     if rating_runs:
@@ -305,7 +388,8 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
                                     "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---"]) + "|"]
                                    + ["| " + " | ".join(cells) + " |" for cells in body]) + "\n")
         html_tables.append(_html(header, body, RATING_CAPTION, [False] * len(body)))
-        params.update({f"rating_run_{name}": run.info.run_id for name, run in rating_runs.items()})
+        params.update({f"rating_run_{name}": ",".join(run.info.run_id for run in group)
+                       for name, group in rating_runs.items()})
     markdown, page = "\n".join(markdown), html_page(html_tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
