@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqrec.experiment.cli import comma_list, integer, script_status
+
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = 59_047
 PER_USER = 25_000_095 / 162_541
@@ -125,8 +127,11 @@ def peak_of(command: list[str]) -> tuple[float, int, str]:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
-    if process.returncode:
-        raise SystemExit(f"{' '.join(map(str, command[:5]))} failed:\n{err.decode(errors='replace')[-3000:]}")
+    if process.returncode:  # the step said why in one line (script_status), or Python in a traceback's last
+        said = err.decode(errors="replace").strip().splitlines()
+        print(said[-1] if said else f"{' '.join(map(str, command[:5]))}: exit status {process.returncode}",
+              file=sys.stderr)
+        raise SystemExit(process.returncode)
     return seconds, usage.ru_maxrss * 1024, out.decode()
 
 
@@ -192,11 +197,12 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("scale-work"), help="generated files and splits")
-    parser.add_argument("--sizes", default="ml1m,1m,5m,25m", help="comma-separated among ml1m, 1m, 5m, 25m")
+    parser.add_argument("--sizes", type=comma_list(("ml1m", *SIZES)), default="ml1m,1m,5m,25m",
+                        help="comma-separated among ml1m, 1m, 5m, 25m")
     parser.add_argument("--ml1m", type=Path, default=None,
                         help="ML-1M's ratings.dat (default: ../shared/data/ml-1m/ratings.dat, else ratings.partial.dat)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of the training step (default: 3)")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per epoch (default: 40)")
+    parser.add_argument("--epochs", type=integer, default=3, help="epochs of the training step (default: 3)")
+    parser.add_argument("--batches", type=integer, default=40, help="batches timed per epoch (default: 40)")
     parser.add_argument("--no-serve", action="store_true", help="skip the serving step")
     parser.add_argument("--step", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--split", help=argparse.SUPPRESS)
@@ -210,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"{args.epochs} epochs x {args.batches} batches timed per training step", flush=True)
-    rows = [run_size(size, args) for size in args.sizes.split(",")]
+    rows = [run_size(size, args) for size in args.sizes]
     print(table(rows))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/scale.py", main))

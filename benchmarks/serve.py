@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqrec.experiment.cli import script_status
+
 
 def _histories(args: argparse.Namespace, movie_ids: np.ndarray,
                rng: np.random.Generator) -> tuple[list[list[int]], str]:
@@ -190,4 +192,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/serve.py", main))

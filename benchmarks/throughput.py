@@ -27,18 +27,58 @@ import sys
 import time
 from dataclasses import replace
 
+from seqrec.experiment.cli import script_status
+
 DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc", "padded-steps:padding=compute"]
 INPUTS = ("step", "feed", "pydataset")
 PADDING = ("skip", "compute")
 
 
+BENCHMARK_KEYS = {"malloc": ("keep", "glibc"), "padding": PADDING, "input": INPUTS}
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """``name:key=value,key=value`` (TrainConfig fields, and ``malloc=glibc``)."""
+    """``name:key=value,key=value`` (TrainConfig fields, and ``malloc``, ``padding``, ``input``), checked here so
+    that a bad one is refused before any child process starts."""
     name, _, assignments = text.partition(":")
     pairs = [item.split("=", 1) for item in assignments.split(",") if item]
     if not name or any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"expected NAME:key=value,..., got {text!r}")
-    return name, dict(pairs)
+    overrides = dict(pairs)
+    for key, allowed in BENCHMARK_KEYS.items():
+        if overrides.get(key, allowed[0]) not in allowed:
+            raise argparse.ArgumentTypeError(f"{key} must be one of {allowed}, got {overrides[key]!r}")
+    try:
+        config_of({key: value for key, value in overrides.items() if key not in BENCHMARK_KEYS})
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"variant {name!r}: {error}") from None
+    return name, overrides
+
+
+def config_of(overrides: dict[str, str]):
+    """The default TrainConfig with ``overrides`` (strings, converted to each field's type)."""
+    from seqrec.core.config import TrainConfig
+
+    defaults = TrainConfig()
+    unknown = sorted(set(overrides) - set(vars(defaults)))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}: expected fields of TrainConfig or {sorted(BENCHMARK_KEYS)}")
+    return replace(defaults, **{key: typed(value, getattr(defaults, key)) for key, value in overrides.items()})
+
+
+def typed(text: str, default: object) -> object:
+    """``text`` as the type of ``default`` (a bool from true/false: bool("false") is True)."""
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+    return type(default)(text)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, float]:
@@ -46,22 +86,16 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     import numpy as np
 
     from seqrec.core import training
-    from seqrec.core.config import TrainConfig
     from seqrec.core.model import build_model, keras
     from seqrec.core.sampling import TrainingBatches
     from seqrec.core.sources import load_data
 
-    overrides = dict(overrides)
+    overrides = dict(overrides)  # checked by parse_variant
     padding = overrides.pop("padding", "skip")
-    if padding not in PADDING:
-        raise SystemExit(f"padding must be one of {PADDING}, got {padding!r}")
     if overrides.pop("malloc", "keep") != "glibc":
         training.keep_freed_memory()
     feed_by = overrides.pop("input", "step")
-    if feed_by not in INPUTS:
-        raise SystemExit(f"input must be one of {INPUTS}, got {feed_by!r}")
-    defaults = TrainConfig()
-    config = replace(defaults, **{key: type(getattr(defaults, key))(value) for key, value in overrides.items()})
+    config = config_of(overrides)
     split = load_data(data)
     keras.utils.set_random_seed(config.seed)
     steps = TrainingBatches(split.train, config, seed=config.seed)
@@ -101,14 +135,14 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="auto")
-    parser.add_argument("--batches", type=int, default=100, help="timed batches per variant (default: 100)")
+    parser.add_argument("--batches", type=positive, default=100, help="timed batches per variant (default: 100)")
     parser.add_argument("--variant", type=parse_variant, action="append",
                         help="NAME:key=value,... (default: the default configuration, then with glibc's malloc)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON overrides: measure in this process
     args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(measure(args.data, json.loads(args.child), args.batches)))
-        return 0
+    if args.child is not None:  # errors as one line and status 2, as seqrec's (this process imports TensorFlow)
+        return script_status("benchmarks/throughput.py",
+                             lambda: print(json.dumps(measure(args.data, json.loads(args.child), args.batches))) or 0)
     variants = args.variant or [parse_variant(text) for text in DEFAULT_VARIANTS]
     print(f"machine: {machine()}; {args.batches} batches each")
     print("| variant | tokens/s | user CPU (s) | kernel CPU (s) | kernel share | page faults | ratio |")
@@ -116,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     first = None
     for name, overrides in variants:
         child = subprocess.run([sys.executable, __file__, "--data", args.data, "--batches", str(args.batches),
-                                "--child", json.dumps(overrides)], capture_output=True, text=True, check=True)
+                                "--child", json.dumps(overrides)], capture_output=True, text=True)
+        if child.returncode != 0:  # its one line (bad data, out of memory, ...)
+            said = child.stderr.strip().splitlines()
+            print(said[-1] if said else f"variant {name}: exit status {child.returncode}", file=sys.stderr)
+            return child.returncode
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         first = first or figures["tokens_per_second"]
         share = figures["kernel"] / max(figures["user"] + figures["kernel"], 1e-9)
@@ -127,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_status("benchmarks/throughput.py", main))

@@ -1,9 +1,14 @@
 """benchmarks/reproduce.py: one table per split, the paper's row only beside the authors' kind of split; and
-benchmarks/baseline_grid.py, which scores a baseline's settings on the validation users of such a split."""
+benchmarks/baseline_grid.py, which scores a baseline's settings on the validation users of such a split; and how the
+benchmarks refuse bad input (one line, status 2, as seqrec)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +179,27 @@ def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path,
     assert script_status(script, lambda: benchmark.main(arguments)) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()  # refused before MLflow's store is opened
     assert line.startswith(f"seqrec {script}: error: {tmp_path / 'missing'}: expected an existing split directory")
+
+
+@pytest.mark.parametrize("text, said", [("v:hidden=abc", "invalid literal for int"),
+                                        ("v:nope=1", "unknown keys ['nope']"),
+                                        ("v:input=x", "input must be one of"),
+                                        ("v:rating_input=maybe", "expected true or false, got 'maybe'"),
+                                        ("v:hidden=-3", "hidden must be a positive integer")])
+def test_throughput_refuses_a_bad_variant_before_any_child_starts(text, said):
+    import argparse
+
+    throughput = load_benchmark("throughput.py")
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
+        throughput.parse_variant(text)
+    assert throughput.parse_variant("v:rating_input=false,input=feed")[1] == {"rating_input": "false", "input": "feed"}
+    assert throughput.config_of({"rating_input": "false", "hidden": "8"}).rating_input is False
+
+
+def test_throughput_says_its_childs_one_line_for_a_missing_split(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARK.with_name("throughput.py")), "--data", str(tmp_path / "no"),
+                           "--batches", "1"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(BENCHMARK.parents[1] / "src")})
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"seqrec benchmarks/throughput.py: error: {tmp_path / 'no'}: expected an existing split")
