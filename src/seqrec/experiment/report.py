@@ -16,11 +16,10 @@ import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-
-import numpy as np
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from mlflow.tracking import MlflowClient
 
 from seqrec.core.config import TrainConfig
