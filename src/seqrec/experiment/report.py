@@ -70,9 +70,11 @@ LOSS_NAMES = {"cce": "CCE", "hinge": "Hinge", "bpr": "BPR", "pointwise": "pointw
 
 
 def trained_method(params: dict[str, str]) -> str:
-    """The table row of a training run: its model and loss (runs from before the model zoo are RNN-CCE)."""
+    """The table row of a training run: its model and loss (runs from before the model zoo are RNN-CCE); the
+    RNN with ``cell=lstm`` (Spotlight's LSTM representation) is a row of its own, LSTM-<loss>."""
     model, loss = params.get("model", "rnn"), params.get("loss", "cce")
-    return f"{MODEL_NAMES.get(model, model)}-{LOSS_NAMES.get(loss, loss)}"
+    name = "LSTM" if model == "rnn" and params.get("cell") == "lstm" else MODEL_NAMES.get(model, model)
+    return f"{name}-{LOSS_NAMES.get(loss, loss)}"
 
 
 @dataclass(frozen=True)
