@@ -234,7 +234,7 @@ def test_mlflow_run_passes_bad_params_to_the_one_line_and_fails_the_run(hostile_
 
 
 CHOICE_PARAMS = {"cell", "regime", "tie_order", "imputed_targets", "rating_input", "users", "methods",
-                 "within_second", "loss", "predictors", "autorec_refeed"}
+                 "within_second", "loss", "predictors", "autorec_refeed", "autorec_tied"}
 
 
 def mlproject_cases() -> list[tuple[str, str, str]]:

@@ -113,7 +113,7 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     path = write_ratings_dat(table, tmp_path / "ratings.dat")
     assert main(["ratings", "--ratings", str(path), "--predictors", "global_mean,item_mean,biased_mf,user_autorec",
                  "--seed", "3", "--mf-epochs", "3", "--autorec-epochs", "2", "--autorec-hidden", "8",
-                 "--patience", "1"]) == 0
+                 "--patience", "1", "--autorec-tied", "true"]) == 0
     printed = capsys.readouterr().out
     assert "| global_mean |" in printed and "| item_mean |" in printed
     runs = mlflow.search_runs(filter_string="tags.rating_predictor = 'item_mean'")
@@ -123,6 +123,7 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     assert 1 <= mf["metrics.best_epoch"] <= 3 and 0 < mf["metrics.validation_rmse"] < 2
     user = mlflow.search_runs(filter_string="tags.rating_predictor = 'user_autorec'").iloc[0]
     assert user["params.reg"] == "1e-05" and user["params.activation"] == "sigmoid"  # auto: its own, from validation
+    assert user["params.tied"] == "True" and user["params.refeed"] == "False"
 
     from seqrec.experiment.report import write_report
 

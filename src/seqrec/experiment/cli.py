@@ -307,6 +307,9 @@ def _ratings_parser(commands) -> None:
                          help="epochs without a better held-out RMSE before training stops (default: 3)")
     ratings.add_argument("--autorec-refeed", type=boolean, default=False,
                          help="autoencoder dense re-feeding, true or false (default: false)")
+    ratings.add_argument("--autorec-tied", type=boolean, default=False,
+                         help="autoencoder decoder tied to the encoder's weights (DeepRecommender's constrained "
+                              "decoder), true or false (default: false)")
 
 
 def _report_parser(commands) -> None:

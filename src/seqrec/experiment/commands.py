@@ -210,7 +210,7 @@ def ratings(args: argparse.Namespace) -> None:
               **{f"{by}_autorec": {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,
                                    "reg": AUTOREC_REG[by] if args.autorec_reg is None else args.autorec_reg,
                                    "activation": args.autorec_activation, "dropout": args.autorec_dropout,
-                                   "refeed": args.autorec_refeed, **stopping}
+                                   "refeed": args.autorec_refeed, "tied": args.autorec_tied, **stopping}
                  for by in ("item", "user")}}
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))
