@@ -1,16 +1,16 @@
 """The model zoo side by side: every model and loss, several seeds, one table per split.
 
     python benchmarks/zoo.py --seeds 3 --data ../shared/data/ml1m-split --data /tmp/clean
-    python benchmarks/zoo.py --variants rnn:cce,rnn:hinge,sasrec:cce --seeds 3 --epochs 3
+    python benchmarks/zoo.py --variants rnn:cce,rnn:hinge,sasrec:cce,lstm:cce --seeds 3 --epochs 3
     python benchmarks/zoo.py --variants sasrec:cce --first-seed 2 --seeds 1   # one more seed, on its own
 
-Each variant (``model:loss``) trains with the same configuration otherwise (the defaults, or the options given)
-and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows the latest run of each. The table
-gives validation and test figures (mean ± std over the seeds), the tie-aware sps where the split's times are known,
-and the train time; a second table gives each variant's new-user curve. Defaults are chosen on the validation
-columns, never the test ones. Slow: a benchmark. Run again, it reuses the finished runs of the same configuration
-and data (``--rerun`` trains them again) and resumes an interrupted one from its last epoch, so the whole zoo can
-be run in pieces.
+Each variant (``model:loss``; ``lstm`` is the RNN with ``cell=lstm``) trains with the same configuration otherwise
+(the defaults, or the options given) and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows
+the latest run of each. The table gives validation and test figures (mean ± std over the seeds), the tie-aware sps
+where the split's times are known, and the train time; a second table gives each variant's new-user curve. Defaults
+are chosen on the validation columns, never the test ones. Slow: a benchmark. Run again, it reuses the finished runs
+of the same configuration and data (``--rerun`` trains them again) and resumes an interrupted one from its last
+epoch, so the whole zoo can be run in pieces.
 """
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
 
-ALL_VARIANTS = [f"{model}:cce" for model in MODELS] + [f"rnn:{loss}" for loss in LOSSES if loss != "cce"]
+# a variant's model: the models of seqrec.core.models, and Spotlight's LSTM representation (the RNN's other cell)
+REPRESENTATIONS = {**{model: {"model": model} for model in MODELS}, "lstm": {"model": "rnn", "cell": "lstm"}}
+ALL_VARIANTS = [f"{name}:cce" for name in REPRESENTATIONS] + [f"rnn:{loss}" for loss in LOSSES if loss != "cce"]
 
 
 def variant(text: str) -> tuple[str, str]:
-    """``model:loss``, both known."""
+    """``model:loss``, both known (``lstm`` is the RNN with ``cell=lstm``)."""
     model, _, loss = text.partition(":")
-    if model not in MODELS or loss not in LOSSES:
-        raise argparse.ArgumentTypeError(f"expected model:loss with a model of {', '.join(MODELS)} and a loss of "
-                                         f"{', '.join(LOSSES)}, got {text!r}")
+    if model not in REPRESENTATIONS or loss not in LOSSES:
+        raise argparse.ArgumentTypeError(f"expected model:loss with a model of {', '.join(REPRESENTATIONS)} and a "
+                                         f"loss of {', '.join(LOSSES)}, got {text!r}")
     return model, loss
 
 
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         for model, loss in args.variants:
             runs = rows[f"{model}:{loss}"] = [
-                run_figures(replace(base, model=model, loss=loss, seed=seed), split, args.rerun, verbose=0)
+                run_figures(replace(base, **REPRESENTATIONS[model], loss=loss, seed=seed), split, args.rerun, verbose=0)
                 for seed in range(args.first_seed, args.first_seed + args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)

@@ -96,6 +96,9 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
         "pooling-cce-all_steps", "rnn-bpr-all_steps"]  # mlflow ui tells the models apart by name
     with pytest.raises(SystemExit):
         zoo.main(["--variants", "bert:cce"])
+    assert zoo.variant("lstm:hinge") == ("lstm", "hinge") and zoo.REPRESENTATIONS["lstm"] == {"model": "rnn",
+                                                                                           "cell": "lstm"}
+    assert "lstm:cce" in zoo.ALL_VARIANTS  # the whole zoo has Spotlight's LSTM
 
 
 def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
