@@ -6,11 +6,11 @@
 
 Each variant (``model:loss``; ``lstm`` is the RNN with ``cell=lstm``) trains with the same configuration otherwise
 (the defaults, or the options given) and is an ordinary MLflow run (experiment ``seqrec-zoo``), so the report shows
-the latest run of each. The table gives validation and test figures (mean ± std over the seeds), the tie-aware sps
-where the split's times are known, and the train time; a second table gives each variant's new-user curve. Defaults
-are chosen on the validation columns, never the test ones. Slow: a benchmark. Run again, it reuses the finished runs
-of the same configuration and data (``--rerun`` trains them again) and resumes an interrupted one from its last
-epoch, so the whole zoo can be run in pieces.
+each variant's seeds as one row (mean ± std). The table gives validation and test figures (mean ± std over the
+seeds), the tie-aware sps where the split's times are known, and the train time; a second table gives each variant's
+new-user curve. Defaults are chosen on the validation columns, never the test ones. Slow: a benchmark. Run again, it
+reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes an
+interrupted one from its last epoch, so the whole zoo can be run in pieces.
 """
 
 from __future__ import annotations
