@@ -11,8 +11,12 @@ kernel CPU seconds; the last column is the ratio to the first variant. ``malloc=
 cells too, as training did before :func:`seqrec.core.training.skips_padding`. ``input`` is how batches reach the
 step: ``step`` (the default) calls ``train_on_batch`` with numpy arrays, ``feed`` runs ``model.fit`` through
 :class:`seqrec.core.training.EpochFeed` as training does, ``pydataset`` runs ``model.fit`` on the batches as a Keras
-``PyDataset`` (what training did before). Run it alone: TensorFlow slows several-fold when another process
-shares the cores, and compare variants as ratios measured in the same run.
+``PyDataset`` (what training did before). ``intra`` and ``inter`` size TensorFlow's two thread pools (0, the
+default: one thread per CPU). Run it alone: TensorFlow slows several-fold when another process shares the cores,
+and compare variants as ratios measured in the same run. ``--busy N`` makes that sharing the measurement: N
+single-threaded busy loops run beside each variant, as other jobs on a shared machine would.
+
+    python benchmarks/throughput.py --busy 1 --variant default: --variant one-thread:intra=1,inter=1
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from seqrec.experiment.cli import script_status
@@ -35,6 +41,7 @@ PADDING = ("skip", "compute")
 
 
 BENCHMARK_KEYS = {"malloc": ("keep", "glibc"), "padding": PADDING, "input": INPUTS}
+THREAD_KEYS = ("intra", "inter")  # TensorFlow's intra- and inter-op pools; 0: its default, one thread per CPU
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -48,8 +55,12 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     for key, allowed in BENCHMARK_KEYS.items():
         if overrides.get(key, allowed[0]) not in allowed:
             raise argparse.ArgumentTypeError(f"{key} must be one of {allowed}, got {overrides[key]!r}")
+    for key in THREAD_KEYS:
+        if not overrides.get(key, "0").isdigit():
+            raise argparse.ArgumentTypeError(f"{key} must be a thread count (0: TensorFlow's default), "
+                                             f"got {overrides[key]!r}")
     try:
-        config_of({key: value for key, value in overrides.items() if key not in BENCHMARK_KEYS})
+        config_of({key: value for key, value in overrides.items() if key not in (*BENCHMARK_KEYS, *THREAD_KEYS)})
     except (TypeError, ValueError) as error:
         raise argparse.ArgumentTypeError(f"variant {name!r}: {error}") from None
     return name, overrides
@@ -62,7 +73,8 @@ def config_of(overrides: dict[str, str]):
     defaults = TrainConfig()
     unknown = sorted(set(overrides) - set(vars(defaults)))
     if unknown:
-        raise ValueError(f"unknown keys {unknown}: expected fields of TrainConfig or {sorted(BENCHMARK_KEYS)}")
+        raise ValueError(f"unknown keys {unknown}: expected fields of TrainConfig or "
+                         f"{sorted([*BENCHMARK_KEYS, *THREAD_KEYS])}")
     return replace(defaults, **{key: typed(value, getattr(defaults, key)) for key, value in overrides.items()})
 
 
@@ -75,8 +87,14 @@ def typed(text: str, default: object) -> object:
     return type(default)(text)
 
 
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count (0, 1, 2, ...), got {text!r}")
+    return int(text)
+
+
 def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if count(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
@@ -84,6 +102,7 @@ def positive(text: str) -> int:
 def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, float]:
     """In this process: train ``batches`` batches with ``overrides`` and time them."""
     import numpy as np
+    import tensorflow as tf
 
     from seqrec.core import training
     from seqrec.core.model import build_model, keras
@@ -95,6 +114,8 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     if overrides.pop("malloc", "keep") != "glibc":
         training.keep_freed_memory()
     feed_by = overrides.pop("input", "step")
+    tf.config.threading.set_intra_op_parallelism_threads(int(overrides.pop("intra", 0)))  # before any op runs
+    tf.config.threading.set_inter_op_parallelism_threads(int(overrides.pop("inter", 0)))
     config = config_of(overrides)
     split = load_data(data)
     keras.utils.set_random_seed(config.seed)
@@ -121,6 +142,18 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
             "kernel": after.ru_stime - before.ru_stime, "page_faults": after.ru_minflt - before.ru_minflt}
 
 
+@contextmanager
+def busy_loops(count: int) -> Iterator[None]:
+    """``count`` single-threaded busy processes while inside: the other jobs of a shared machine."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def machine() -> str:
     """The CPU model (from /proc/cpuinfo where there is one) and the number of CPUs this process may use."""
     model = platform.processor() or platform.machine()
@@ -138,19 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=positive, default=100, help="timed batches per variant (default: 100)")
     parser.add_argument("--variant", type=parse_variant, action="append",
                         help="NAME:key=value,... (default: the default configuration, then with glibc's malloc)")
+    parser.add_argument("--busy", type=count, default=0,
+                        help="single-threaded busy loops running beside each variant (default: 0, alone)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON overrides: measure in this process
     args = parser.parse_args(argv)
     if args.child is not None:  # errors as one line and status 2, as seqrec's (this process imports TensorFlow)
         return script_status("benchmarks/throughput.py",
                              lambda: print(json.dumps(measure(args.data, json.loads(args.child), args.batches))) or 0)
     variants = args.variant or [parse_variant(text) for text in DEFAULT_VARIANTS]
-    print(f"machine: {machine()}; {args.batches} batches each")
+    print(f"machine: {machine()}; {args.batches} batches each; {args.busy} busy loops beside")
     print("| variant | tokens/s | user CPU (s) | kernel CPU (s) | kernel share | page faults | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     first = None
     for name, overrides in variants:
-        child = subprocess.run([sys.executable, __file__, "--data", args.data, "--batches", str(args.batches),
-                                "--child", json.dumps(overrides)], capture_output=True, text=True)
+        with busy_loops(args.busy):
+            child = subprocess.run([sys.executable, __file__, "--data", args.data, "--batches", str(args.batches),
+                                    "--child", json.dumps(overrides)], capture_output=True, text=True)
         if child.returncode != 0:  # its one line (bad data, out of memory, ...)
             said = child.stderr.strip().splitlines()
             print(said[-1] if said else f"variant {name}: exit status {child.returncode}", file=sys.stderr)

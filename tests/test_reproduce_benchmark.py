@@ -188,7 +188,8 @@ def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path,
                                         ("v:nope=1", "unknown keys ['nope']"),
                                         ("v:input=x", "input must be one of"),
                                         ("v:rating_input=maybe", "expected true or false, got 'maybe'"),
-                                        ("v:hidden=-3", "hidden must be a positive integer")])
+                                        ("v:hidden=-3", "hidden must be a positive integer"),
+                                        ("v:intra=two", "intra must be a thread count")])
 def test_throughput_refuses_a_bad_variant_before_any_child_starts(text, said):
     import argparse
 
@@ -196,6 +197,7 @@ def test_throughput_refuses_a_bad_variant_before_any_child_starts(text, said):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
         throughput.parse_variant(text)
     assert throughput.parse_variant("v:rating_input=false,input=feed")[1] == {"rating_input": "false", "input": "feed"}
+    assert throughput.parse_variant("v:intra=1,inter=0")[1] == {"intra": "1", "inter": "0"}
     assert throughput.config_of({"rating_input": "false", "hidden": "8"}).rating_input is False
 
 
