@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from seqrec.experiment.cli import script_status
+from seqrec.experiment.cli import argument_type, script_status
 
 DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc", "padded-steps:padding=compute"]
 INPUTS = ("step", "feed", "pydataset")
@@ -61,13 +61,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
                                              f"got {overrides[key]!r}")
     try:
         config_of({key: value for key, value in overrides.items() if key not in (*BENCHMARK_KEYS, *THREAD_KEYS)})
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
         raise argparse.ArgumentTypeError(f"variant {name!r}: {error}") from None
     return name, overrides
 
 
 def config_of(overrides: dict[str, str]):
-    """The default TrainConfig with ``overrides`` (strings, converted to each field's type)."""
+    """The default TrainConfig with ``overrides`` (strings, parsed as the command line parses each field)."""
     from seqrec.core.config import TrainConfig
 
     defaults = TrainConfig()
@@ -75,16 +75,8 @@ def config_of(overrides: dict[str, str]):
     if unknown:
         raise ValueError(f"unknown keys {unknown}: expected fields of TrainConfig or "
                          f"{sorted([*BENCHMARK_KEYS, *THREAD_KEYS])}")
-    return replace(defaults, **{key: typed(value, getattr(defaults, key)) for key, value in overrides.items()})
-
-
-def typed(text: str, default: object) -> object:
-    """``text`` as the type of ``default`` (a bool from true/false: bool("false") is True)."""
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false"):
-            raise ValueError(f"expected true or false, got {text!r}")
-        return text.lower() == "true"
-    return type(default)(text)
+    return replace(defaults, **{key: argument_type(key, getattr(defaults, key))(value)
+                                for key, value in overrides.items()})
 
 
 def count(text: str) -> int:

@@ -178,13 +178,14 @@ def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path,
     from seqrec.experiment.cli import script_status
 
     benchmark = load_benchmark(script)
-    arguments = ["--data", str(tmp_path / "missing")] + (["--method", "pop", "{}"] if script == "baseline_grid.py" else [])
+    grid_only = ["--method", "pop", "{}"] if script == "baseline_grid.py" else []
+    arguments = ["--data", str(tmp_path / "missing"), *grid_only]
     assert script_status(script, lambda: benchmark.main(arguments)) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()  # refused before MLflow's store is opened
     assert line.startswith(f"seqrec {script}: error: {tmp_path / 'missing'}: expected an existing split directory")
 
 
-@pytest.mark.parametrize("text, said", [("v:hidden=abc", "invalid literal for int"),
+@pytest.mark.parametrize("text, said", [("v:hidden=abc", "expected an integer, got 'abc'"),
                                         ("v:nope=1", "unknown keys ['nope']"),
                                         ("v:input=x", "input must be one of"),
                                         ("v:rating_input=maybe", "expected true or false, got 'maybe'"),
