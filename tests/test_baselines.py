@@ -241,6 +241,24 @@ def test_a_report_row_is_the_mean_and_std_over_the_seeds_of_its_methods_latest_c
     assert cells[-1] == "`seqrec ratings --predictors item_mean --seed S --test-share 0.1`"
 
 
+def test_the_seeded_baselines_log_their_seed_so_a_report_row_is_the_mean_over_seeds(synthetic_split_dir,
+                                                                                     mlflow_tracking) -> None:
+    """The autoencoder and the factorisation draw their initial weights from the seed: without it among their
+    params, a row would be the latest seed's run alone."""
+    from seqrec.experiment import report
+
+    split = load_split(synthetic_split_dir)
+    for seed in (0, 1):
+        run_baselines(split, ["dae", "dotmf"], k=5, seed=seed,
+                      params={"dae": {"hidden": 8, "epochs": 1, "seed": seed},
+                              "dotmf": {"factors": 4, "epochs": 1, "fold_in_epochs": 1, "seed": seed}})
+    rows = {row.method: row for row in report.build_rows(report.collect_runs(k=5), k=5)
+            if row.source.startswith("ours")}
+    for method in ("DAE", "DOTMF"):
+        assert rows[method].source == "ours (2 seeds: 0, 1)"
+        assert rows[method].command == f"seqrec baselines --methods {method.lower()} --seed S"
+
+
 def test_run_baselines_nests_under_the_mlflow_run_entry_point_run(synthetic_split_dir, mlflow_tracking,
                                                                  monkeypatch) -> None:
     import mlflow

@@ -343,7 +343,7 @@ class DenoisingAutoencoder(Baseline):
 
     def params(self) -> dict[str, object]:
         return {"hidden": self.hidden, "dropout": self.dropout, "epochs": self.epochs, "lr": self.lr,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "seed": self.seed}
 
     def fit(self, train: Sequences, n_items: int) -> DenoisingAutoencoder:
         from seqrec.core.models.common import keras
@@ -395,7 +395,7 @@ class DotProductMF(Baseline):
 
     def params(self) -> dict[str, object]:
         return {"factors": self.factors, "epochs": self.epochs, "fold_in_epochs": self.fold_in_epochs,
-                "lr": self.lr, "reg": self.reg, "batch_size": self.batch_size}
+                "lr": self.lr, "reg": self.reg, "batch_size": self.batch_size, "seed": self.seed}
 
     def _fit_users(self, seen: np.ndarray, epochs: int) -> np.ndarray:
         """Fit one vector per row of ``seen`` (users x items multi-hot) against the item side; return the vectors."""
