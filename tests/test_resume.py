@@ -78,6 +78,10 @@ def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(
     assert resumed.run_id == crashed.info.run_id  # the interrupted MLflow run is continued, not a new one
     assert run.info.status == "FINISHED" and run.data.metrics["resumed_from_epoch"] == 2
     assert steps(resumed.run_id, "val_sps_at_10") == steps(resumed.run_id, "loss") == [0, 1, 2, 3]
+    # the train time counts the epochs of both processes, not the resumed process's alone
+    epoch_seconds = mlflow.MlflowClient().get_metric_history(resumed.run_id, "epoch_seconds")
+    assert sorted(m.step for m in epoch_seconds) == [0, 1, 2, 3] and all(m.value > 0 for m in epoch_seconds)
+    assert run.data.metrics["train_seconds"] == pytest.approx(sum(m.value for m in epoch_seconds))
     assert not backup.exists()  # deleted once the fit is complete
     keras.backend.clear_session()
 

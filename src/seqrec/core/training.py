@@ -64,6 +64,18 @@ class StopOnDivergence(keras.callbacks.Callback):
                                    f"try a lower learning rate than lr={self.lr}")
 
 
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` (training and validation) to the epoch logs, so that the backup keeps it with the
+    history and a resumed fit's train time counts the epochs trained before the interruption too."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
 def training_loss(config: TrainConfig) -> keras.losses.Loss:
     """The full-softmax CCE against the next ``lookahead`` items, or a sampled ranking loss (same weighting)."""
     if config.loss == "cce":
@@ -96,7 +108,7 @@ class TrainResult:
     model: keras.Model  # last-step scoring model with the best validation epoch's weights
     history: dict[str, list[float]]
     best_epoch: int  # 1-based
-    train_seconds: float
+    train_seconds: float  # every epoch's training and validation, the epochs restored from a backup too
     tokens_per_second: float
     resumed_epochs: int = 0  # epochs restored from a backup (see seqrec.core.backup) instead of trained here
     replicas: int = 1  # devices the fit ran on (data parallel)
@@ -157,6 +169,7 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
         StopOnDivergence(config.lr),
         RankingValidation(split.val, config.k, split.item_popularity),
         early_stopping,
+        EpochSeconds(),  # after validation, which it times; before the backup, which keeps it
         *([resumable] if resumable is not None else []),  # after the callbacks whose state it keeps
         *(callbacks or []),
     ]
@@ -167,11 +180,12 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
                         shuffle=False)
     seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))  # by this process
+    all_epochs = resumable.history if resumable is not None else history.history
     return TrainResult(
         model=scoring_model(model),
-        history=resumable.history if resumable is not None else history.history,
+        history=all_epochs,
         best_epoch=early_stopping.best_epoch + 1,
-        train_seconds=seconds,
+        train_seconds=sum(all_epochs.get("epoch_seconds", [])),  # every epoch's, restored ones included
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
         resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
         replicas=replicas,
