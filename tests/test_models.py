@@ -41,11 +41,47 @@ def test_every_model_and_loss_learns_the_synthetic_order_better_than_popularity(
     assert max(result.history["val_sps_at_5"]) > popularity_sps(split) + 0.2
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_dir, tmp_path, model):
+@pytest.mark.parametrize("model", ["sasrec", "rnn"])
+def test_tied_output_models_learn_the_synthetic_order_better_than_popularity(synthetic_split_dir, model):
+    """The shared item table (``tied_output``) trains in the same loop; the RNN needs projection = embedding."""
+    split = load_split(synthetic_split_dir)
+    config = TrainConfig(model=model, epochs=5, tied_output=True, projection=16 if model == "rnn" else 0, **TINY)
+    result = fit(split, config, verbose=0)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert max(result.history["val_sps_at_5"]) > popularity_sps(split) + 0.2
+    assert model_config(result.model)["tied_output"]
+
+
+def test_tied_logits_are_the_dot_products_with_the_item_embedding_plus_a_bias():
+    """One item table: the logit of item j is features . embedding[j + 1] + bias[j] (row 0 is padding), and the
+    model has no output kernel of its own."""
+    tied = build_model(12, 8, 4, 0.0, model="pooling", tied_output=True)
+    table = np.asarray(tied.get_layer("item_embedding").embeddings)
+    bias = np.random.default_rng(0).normal(size=12).astype(np.float32)
+    tied.get_layer("logits").set_weights([bias])
+    logits = np.asarray(tied(np.array([[0, 0, 3]], dtype=np.int32)))
+    np.testing.assert_allclose(logits[0], table[1:] @ table[3] + bias, rtol=1e-5, atol=1e-5)
+    untied = build_model(12, 8, 4, 0.0, model="pooling")
+    assert untied.count_params() - tied.count_params() == 12 * 4
+
+
+def test_a_tied_model_trained_in_16_bits_scores_in_float32_with_the_same_weights():
+    from seqrec.core.model import dtype_policy
+
+    with dtype_policy("mixed_bfloat16"):
+        steps = build_model(20, 16, 8, 0.0, model="sasrec", max_len=6, return_sequences=True, tied_output=True)
+    batch = np.array([[0, 0, 3, 4, 5, 6]], dtype=np.int32)
+    assert steps(batch).dtype == "float32"
+    scorer = scoring_model(steps)
+    assert scorer.dtype_policy.name == "float32" and model_config(scorer)["tied_output"]
+    np.testing.assert_allclose(np.asarray(scorer(batch)), np.asarray(steps(batch))[:, -1], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("model, tied", [(model, False) for model in MODELS] + [("sasrec", True), ("pooling", True)])
+def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_dir, tmp_path, model, tied):
     split = load_split(synthetic_split_dir)
     steps = build_model(split.n_items, 16, 8, 0.1, model=model, max_len=6, blocks=2, heads=2,
-                        return_sequences=True)
+                        return_sequences=True, tied_output=tied)
     scorer = scoring_model(steps)
     path = tmp_path / "model.keras"
     scorer.save(path)
@@ -53,16 +89,17 @@ def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_di
     inputs = split_half(split.test)[0]
     np.testing.assert_allclose(score_users(loaded, inputs), score_users(scorer, inputs), rtol=1e-5, atol=1e-5)
     assert model_config(loaded) == model_config(steps)
-    assert model_config(loaded)["model"] == model
+    assert model_config(loaded)["model"] == model and model_config(loaded)["tied_output"] == tied
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_skipping_the_padded_steps_gives_the_mean_loss_over_the_cells_holding_an_item(model):
+@pytest.mark.parametrize("model, tied", [(model, False) for model in MODELS] + [("sasrec", True)])
+def test_skipping_the_padded_steps_gives_the_mean_loss_over_the_cells_holding_an_item(model, tied):
     """Training computes the logits of the window cells holding an item only: the loss is the mean over those
     cells of what the model with every step computes (for every model, masked or not), and the scores are the
     same rows."""
-    every_step = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True)
-    skipping = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True, skip_padding=True)
+    every_step = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True, tied_output=tied)
+    skipping = build_model(20, 8, 4, 0.0, model=model, max_len=5, return_sequences=True, skip_padding=True,
+                           tied_output=tied)
     skipping.set_weights(every_step.get_weights())
     items = np.array([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]], dtype=np.int32)
     targets = np.full((2, 5, 2), PADDED_TARGET, dtype=np.int32)
@@ -109,6 +146,11 @@ def test_sampled_losses_are_zero_weight_past_the_end_and_lower_when_the_target_s
 def test_config_refuses_an_unknown_model_or_loss():
     with pytest.raises(ValueError, match="model must be one of"):
         TrainConfig(model="bert")
+    with pytest.raises(ValueError, match="output width to be embedding=128, got 256 .model=rnn.: set projection=128"):
+        TrainConfig(tied_output=True)
+    assert TrainConfig(tied_output=True, projection=128).tied_output and TrainConfig(model="sasrec", tied_output=True)
+    with pytest.raises(ValueError, match="output width to be embedding=8, got 16"):
+        build_model(20, 16, 8, tied_output=True)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainConfig(loss="warp")
 

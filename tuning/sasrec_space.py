@@ -24,4 +24,6 @@ def suggest(trial) -> dict:
         "max_len": trial.suggest_categorical("max_len", [50, 100, 200]),
         "batch_size": trial.suggest_categorical("batch_size", [32, 64]),
         "lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True),
+        # SASRec's and SASRec+'s one item table for input and output; added after trial 14 (absent: False)
+        "tied_output": trial.suggest_categorical("tied_output", [False, True]),
     }

@@ -21,9 +21,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from seqrec.core.config import output_width
 from seqrec.core.losses import step_targets
 from seqrec.core.models import cnn, pooling, rnn, sasrec
-from seqrec.core.models.common import NetSpec, keras
+from seqrec.core.models.common import ItemBias, NetSpec, keras
 
 CELLS = rnn.CELLS
 BUILDERS = {"rnn": rnn.build, "sasrec": sasrec.build, "cnn": cnn.build, "pooling": pooling.build}
@@ -33,7 +34,7 @@ MODELS = tuple(BUILDERS)
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
                 rating_input: bool = False, model: str = "rnn", max_len: int = 50, blocks: int = 2,
-                heads: int = 1, skip_padding: bool = False) -> keras.Model:
+                heads: int = 1, skip_padding: bool = False, tied_output: bool = False) -> keras.Model:
     """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
     input ids.
 
@@ -46,12 +47,18 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     output is then (such steps) x ``n_items``, and the targets are gathered to match
     (:func:`seqrec.core.losses.step_targets`, which needs padded cells' targets at
     :data:`seqrec.core.losses.PADDED_TARGET`, as the ``all_steps`` windows have them).
+    ``tied_output`` scores with the item embedding itself plus a bias per item (SASRec's shared item table): the
+    network's output width (:func:`output_width`) must then be ``embedding``.
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if tied_output and output_width(model, hidden, embedding, projection) != embedding:
+        raise ValueError(f"tied_output needs the network's output width to be embedding={embedding}, got "
+                         f"{output_width(model, hidden, embedding, projection)} (model={model}): set "
+                         f"projection={embedding}")
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
                   rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads,
-                  skip_padding=skip_padding)
+                  skip_padding=skip_padding, tied_output=tied_output)
     return BUILDERS[model](n_items, net, return_sequences)
 
 
@@ -66,6 +73,7 @@ def model_config(model: keras.Model) -> dict:
         "dropout": layers["dropout"].rate,
         "projection": layers["projection"].units if "projection" in layers else 0,
         "rating_input": reads_ratings(model),
+        "tied_output": isinstance(layers["logits"], ItemBias),
     }
     if "rnn" in layers:
         rnn_layer = layers["rnn"]

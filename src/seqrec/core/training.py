@@ -141,7 +141,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
                             rating_input=config.rating_input, model=config.model, max_len=config.max_len,
-                            blocks=config.blocks, heads=config.heads, skip_padding=skips_padding(config))
+                            blocks=config.blocks, heads=config.heads, skip_padding=skips_padding(config),
+                            tied_output=config.tied_output)
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))

@@ -43,6 +43,9 @@ TRAIN_HELP = {
     "epochs": "maximum epochs; the best validation epoch is kept",
     "cell": "recurrent cell: gru or lstm",
     "projection": "linear bottleneck before the softmax layer (0 = none): a wider RNN at the same cost",
+    "tied_output": "score items with the input item embedding plus a bias per item (SASRec's shared item table) "
+                   "instead of an output layer of their own; the network's output width must be embedding "
+                   "(rnn and cnn: projection=embedding)",
     "regime": "all_steps (loss at every step of max_len windows) or paper (random user and cut, loss on the next "
               "item only)",
     "lookahead": "train against the next N items (1 = the paper's next-item CCE)",

@@ -10,7 +10,7 @@ KERNEL_WIDTH = 3
 
 
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
-    inputs, x = history_input(n_items, net, window=net.max_len)
+    inputs, x, table = history_input(n_items, net, window=net.max_len)
     x = ZeroPadding(name="zero_padding")(x)
     for index in range(net.blocks):
         convolved = keras.layers.Conv1D(net.hidden, KERNEL_WIDTH, padding="causal", activation="tanh",
@@ -19,5 +19,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "cnn_steps" if return_sequences else "cnn"
-    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
     return keras.Model(inputs, logits, name=name)

@@ -29,29 +29,33 @@ class NetSpec:
     blocks: int
     heads: int
     skip_padding: bool  # a training model computes the logits of the steps holding an item only (ItemSteps)
+    tied_output: bool = False  # the logits are the features' dot products with the item embedding (ItemTable)
 
 
 def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tuple[keras.KerasTensor | dict,
-                                                                                   keras.KerasTensor]:
-    """The model's inputs and the embedded history (batch x steps x ``net.embedding``; padding masked).
+                                                                                   keras.KerasTensor, ItemTable]:
+    """The model's inputs, the embedded history (batch x steps x ``net.embedding``; padding masked) and the item
+    table that embedded it (:func:`output_logits` scores with it when ``net.tied_output``).
 
     With ``net.rating_input`` the rating of every item (0 = unknown) is embedded and added to the item's.
     ``window``: only the latest ``window`` items are read (a model with a position table of that length).
     """
     items = keras.Input(shape=(None,), dtype="int32", name="items")
     ids = items if window is None else LastItems(window, name="latest_items")(items)
-    x = keras.layers.Embedding(n_items + 1, net.embedding, mask_zero=True, name="item_embedding")(ids)
+    table = ItemTable(n_items + 1, net.embedding, mask_zero=True, name="item_embedding")
+    x = table(ids)
     if not net.rating_input:
-        return items, x
+        return items, x, table
     ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
     stars = ratings if window is None else LastItems(window, name="latest_ratings")(ratings)
     rated = keras.layers.Embedding(RATING_TOKENS, net.embedding, name="rating_embedding")(stars)
-    return {"items": items, "ratings": ratings}, keras.layers.Add(name="item_and_rating")([x, rated])
+    return {"items": items, "ratings": ratings}, keras.layers.Add(name="item_and_rating")([x, rated]), table
 
 
-def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec,
+def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec, table: ItemTable,
                   steps_of: keras.KerasTensor | None = None) -> keras.KerasTensor:
-    """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue.
+    """Dropout, the optional linear bottleneck (``net.projection``) and the logits over the catalogue: a layer of
+    their own, or with ``net.tied_output`` the dot products with the input's item ``table`` plus a bias per item.
 
     ``steps_of``: the item input of a training model whose padded steps are dropped first (:class:`ItemSteps`);
     its logits are then (steps holding an item) x items.
@@ -63,7 +67,10 @@ def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec,
     x = keras.layers.Dropout(net.dropout, name="dropout")(x)
     if net.projection > 0:
         x = keras.layers.Dense(net.projection, name="projection")(x)
-    logits = keras.layers.Dense(n_items, name="logits")(x)
+    if net.tied_output:
+        logits = ItemBias(name="logits")(table(x))
+    else:
+        logits = keras.layers.Dense(n_items, name="logits")(x)
     if keras.config.dtype_policy().compute_dtype != "float32":
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
     return logits
@@ -76,6 +83,50 @@ def padding_skipped(inputs: keras.KerasTensor | dict, net: NetSpec,
     if not (return_sequences and net.skip_padding):
         return None
     return inputs["items"] if isinstance(inputs, dict) else inputs
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class ItemTable(keras.layers.Embedding):
+    """The item embedding, which can also score (``tied_output``: SASRec's one item table for input and output).
+
+    Called on item ids it embeds them, as ``keras.layers.Embedding``; called on float features (the network's
+    output) it returns their dot products with every item's row, the padding row 0 left out: one logit per item,
+    from the same weights. Sharing them halves the item parameters and lets each item's output row learn from
+    every time it is read as well as every time it is a target."""
+
+    def call(self, inputs):
+        if _holds_ids(inputs):
+            return super().call(inputs)
+        rows = keras.ops.cast(self.embeddings[1:], inputs.dtype)
+        return keras.ops.matmul(inputs, keras.ops.transpose(rows))
+
+    def compute_mask(self, inputs, mask=None):
+        return super().compute_mask(inputs, mask) if _holds_ids(inputs) else None
+
+    def compute_output_spec(self, inputs):
+        if _holds_ids(inputs):
+            return super().compute_output_spec(inputs)
+        return keras.KerasTensor((*inputs.shape[:-1], self.input_dim - 1), dtype=inputs.dtype)
+
+
+def _holds_ids(inputs) -> bool:
+    return "int" in keras.backend.standardize_dtype(inputs.dtype)
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class ItemBias(keras.layers.Layer):
+    """A learned bias per item added to tied logits (an item's popularity, which a dot product alone lacks)."""
+
+    def build(self, input_shape):
+        self.bias = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="bias")
+
+    @property
+    def units(self) -> int:
+        """The number of logits, as a ``Dense`` output layer has it."""
+        return int(self.bias.shape[0])
+
+    def call(self, inputs):
+        return inputs + keras.ops.cast(self.bias, inputs.dtype)
 
 
 @keras.saving.register_keras_serializable(package="seqrec")

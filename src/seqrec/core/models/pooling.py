@@ -21,10 +21,10 @@ class RunningMean(keras.layers.Layer):
 
 
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
-    inputs, x = history_input(n_items, net)
+    inputs, x, table = history_input(n_items, net)
     x = RunningMean(name="running_mean")(x)
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "pooling_steps" if return_sequences else "pooling"
-    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
     return keras.Model(inputs, logits, name=name)

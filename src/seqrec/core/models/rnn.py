@@ -14,8 +14,8 @@ CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if net.cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {net.cell!r}")
-    inputs, x = history_input(n_items, net)
+    inputs, x, table = history_input(n_items, net)
     x = CELLS[net.cell](net.hidden, return_sequences=return_sequences, name="rnn")(x)
     name = "rnn_cce_steps" if return_sequences else "rnn_cce"
-    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
     return keras.Model(inputs, logits, name=name)

@@ -25,7 +25,7 @@ def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
 
 
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
-    inputs, x = history_input(n_items, net, window=net.max_len)
+    inputs, x, table = history_input(n_items, net, window=net.max_len)
     x = PositionEmbedding(net.max_len, name="positions")(x)
     x = keras.layers.Dropout(net.dropout, name="embedding_dropout")(x)
     for index in range(net.blocks):
@@ -34,5 +34,5 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     if not return_sequences:
         x = LastStep(name="last_step")(x)
     name = "sasrec_steps" if return_sequences else "sasrec"
-    logits = output_logits(x, n_items, net, padding_skipped(inputs, net, return_sequences))
+    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
     return keras.Model(inputs, logits, name=name)
