@@ -18,12 +18,14 @@ DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
 
 
-def output_width(model: str, hidden: int, embedding: int, projection: int) -> int:
-    """The width of the features the logits are computed from: the bottleneck's, else the recurrent or
-    convolution layer's (``hidden``), else the embedding's (self-attention and pooling keep it throughout)."""
-    if projection:
-        return projection
-    return hidden if model in ("rnn", "cnn") else embedding
+def check_tied_output(model: str, hidden: int, embedding: int, projection: int) -> None:
+    """A tied output scores the network's output features against the item embedding, so their widths must agree.
+    The output width is the bottleneck's, else the recurrent or convolution layer's (``hidden``), else the
+    embedding's (self-attention and pooling keep it throughout)."""
+    width = projection or (hidden if model in ("rnn", "cnn") else embedding)
+    if width != embedding:
+        raise ValueError(f"tied_output needs the network's output width to be embedding={embedding}, got {width} "
+                         f"(model={model}): set projection={embedding}")
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,8 @@ class TrainConfig:
             raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
         if self.projection < 0:
             raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
-        width = output_width(self.model, self.hidden, self.embedding, self.projection)
-        if self.tied_output and width != self.embedding:
-            raise ValueError(f"tied_output needs the network's output width to be embedding={self.embedding}, got "
-                             f"{width} (model={self.model}): set projection={self.embedding}")
+        if self.tied_output:
+            check_tied_output(self.model, self.hidden, self.embedding, self.projection)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.lookahead_decay <= 1.0:

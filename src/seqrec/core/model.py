@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from seqrec.core.config import output_width
+from seqrec.core.config import check_tied_output
 from seqrec.core.losses import step_targets
 from seqrec.core.models import cnn, pooling, rnn, sasrec
 from seqrec.core.models.common import ItemBias, NetSpec, keras
@@ -48,14 +48,12 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     (:func:`seqrec.core.losses.step_targets`, which needs padded cells' targets at
     :data:`seqrec.core.losses.PADDED_TARGET`, as the ``all_steps`` windows have them).
     ``tied_output`` scores with the item embedding itself plus a bias per item (SASRec's shared item table): the
-    network's output width (:func:`output_width`) must then be ``embedding``.
+    network's output width must then be ``embedding`` (:func:`seqrec.core.config.check_tied_output`).
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if tied_output and output_width(model, hidden, embedding, projection) != embedding:
-        raise ValueError(f"tied_output needs the network's output width to be embedding={embedding}, got "
-                         f"{output_width(model, hidden, embedding, projection)} (model={model}): set "
-                         f"projection={embedding}")
+    if tied_output:
+        check_tied_output(model, hidden, embedding, projection)
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
                   rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads,
                   skip_padding=skip_padding, tied_output=tied_output)
