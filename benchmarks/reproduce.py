@@ -35,6 +35,7 @@ from seqrec.core.prepare import read_prepare_record
 from seqrec.core.sources import load_data
 from seqrec.core.ties import with_times
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status
+from seqrec.experiment.commands import train_config
 from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_experiment("seqrec-benchmark")
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
-    base = replace(TrainConfig(), **overrides)
+    base = train_config(**overrides)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
     for split in splits:

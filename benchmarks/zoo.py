@@ -29,6 +29,7 @@ from seqrec.core.scoring import NEW_USER_COUNTS  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
+from seqrec.experiment.commands import train_config  # noqa: E402
 
 # a variant's model: the models of seqrec.core.models, and Spotlight's LSTM representation (the RNN's other cell)
 REPRESENTATIONS = {**{model: {"model": model} for model in MODELS}, "lstm": {"model": "rnn", "cell": "lstm"}}
@@ -64,10 +65,13 @@ def main(argv: list[str] | None = None) -> int:
 
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
     mlflow.set_experiment("seqrec-zoo")
-    base = replace(TrainConfig(), **{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
-                                     if spec.name not in ("seed", "model", "loss")
-                                     and getattr(args, spec.name) is not None})
-    shown = columns(base.k)
+    overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+                 if spec.name not in ("seed", "model", "loss") and getattr(args, spec.name) is not None}
+    # each variant's configuration, checked before any run: an option may fit one model and not another
+    configs = {(model, loss): train_config(**overrides, **REPRESENTATIONS[model], loss=loss)
+               for model, loss in args.variants}
+    k = next(iter(configs.values())).k
+    shown = columns(k)
     for split in splits:
         kind = "clean split" if is_clean(split) else "authors' kind of split"
         print(f"\n{kind}: {split.directory} (seeds {args.first_seed}–{args.first_seed + args.seeds - 1})")
@@ -76,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         for model, loss in args.variants:
             runs = rows[f"{model}:{loss}"] = [
-                run_figures(replace(base, **REPRESENTATIONS[model], loss=loss, seed=seed), split, args.rerun, verbose=0)
+                run_figures(replace(configs[model, loss], seed=seed), split, args.rerun, verbose=0)
                 for seed in range(args.first_seed, args.first_seed + args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
-        print(new_user_table(rows, base.k))
+        print(new_user_table(rows, k))
     return 0
 
 

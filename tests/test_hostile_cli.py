@@ -291,11 +291,12 @@ def raise_(error: BaseException):
     (ZeroDivisionError("division by zero"), 1, "seqrec train: internal error: ZeroDivisionError: division by zero "
                                                "(traceback in "),
 ])
-def test_failures_during_a_run_are_one_line_too(error, status, expected, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["train", "benchmarks/zoo.py"])  # a benchmark script's command is its path
+def test_failures_during_a_run_are_one_line_too(error, status, expected, command, capsys, monkeypatch):
     monkeypatch.delenv("SEQREC_DEBUG", raising=False)
-    assert exit_status("train", raise_(error)) == status
+    assert exit_status(command, raise_(error)) == status
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(expected)
+    assert line.startswith(expected.replace("seqrec train", f"seqrec {command}"))
     if "traceback in " in line:  # a bug's traceback is kept for its report
         kept = Path(line.split("traceback in ")[1].split(";")[0])
         assert "ZeroDivisionError" in kept.read_text()

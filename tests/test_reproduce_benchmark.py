@@ -173,6 +173,24 @@ def test_rating_grid_scores_each_setting_on_validation_ratings_not_the_test_ones
         assert stopped.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_the_zoo_checks_each_variants_configuration_before_any_run(tmp_path, mlflow_tracking, capsys):
+    """An option may fit one model and not another (a tied output needs the output width to be the embedding's):
+    each variant's configuration is built with its own model, and one that cannot be is refused in one line."""
+    from seqrec.experiment.cli import script_status
+
+    zoo = load_benchmark("zoo.py")
+    split = write_synthetic_split(tmp_path / "plain")
+    tied = ["--seeds", "1", "--data", str(split), *TINY, "--tied-output", "true", "--epochs", "1"]
+    assert script_status("benchmarks/zoo.py", lambda: zoo.main(["--variants", "sasrec:cce", *tied])) == 0
+    capsys.readouterr()
+    assert script_status("benchmarks/zoo.py", lambda: zoo.main(["--variants", "sasrec:cce,rnn:cce", *tied])) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("seqrec benchmarks/zoo.py: error: tied_output needs the network's output width")
+    import mlflow
+
+    assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 1  # the refused command ran nothing
+
+
 @pytest.mark.parametrize("script", ["reproduce.py", "zoo.py", "baseline_grid.py"])
 def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path, script, mlflow_tracking, capsys):
     from seqrec.experiment.cli import script_status

@@ -389,7 +389,8 @@ def save_traceback(command: str) -> Path:
     import tempfile
     import traceback
 
-    with tempfile.NamedTemporaryFile("w", prefix=f"seqrec-{command}-", suffix=".traceback.txt",
+    name = command.replace("/", "-")  # a benchmark's command is its script's path
+    with tempfile.NamedTemporaryFile("w", prefix=f"seqrec-{name}-", suffix=".traceback.txt",
                                      delete=False) as handle:
         traceback.print_exc(file=handle)
     return Path(handle.name)

@@ -41,8 +41,13 @@ def check_tracking_server(timeout: float = 10.0) -> None:
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of the parsed ``--hidden``, ``--lr``, ... options."""
+    return train_config(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
+
+
+def train_config(**values) -> TrainConfig:
+    """``TrainConfig(**values)``; a value out of range is the user's input, refused as a ParameterError."""
     try:
-        return TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
+        return TrainConfig(**values)
     except ValueError as error:
         raise ParameterError(str(error)) from None
 
