@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
-    mlflow.set_experiment("seqrec-benchmark")
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
-    base = train_config(**overrides)
+    base = train_config(**overrides)  # bad options and data refused before the store is touched
+    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]
+    mlflow.set_experiment("seqrec-benchmark")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
     for split in splits:

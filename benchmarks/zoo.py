@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlflow
 
-    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
-    mlflow.set_experiment("seqrec-zoo")
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name not in ("seed", "model", "loss") and getattr(args, spec.name) is not None}
     # each variant's configuration, checked before any run: an option may fit one model and not another
     configs = {(model, loss): train_config(**overrides, **REPRESENTATIONS[model], loss=loss)
                for model, loss in args.variants}
     k = next(iter(configs.values())).k
+    splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
+    mlflow.set_experiment("seqrec-zoo")
     shown = columns(k)
     for split in splits:
         kind = "clean split" if is_clean(split) else "authors' kind of split"

@@ -191,6 +191,17 @@ def test_the_zoo_checks_each_variants_configuration_before_any_run(tmp_path, mlf
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 1  # the refused command ran nothing
 
 
+@pytest.mark.parametrize("script", ["reproduce.py", "zoo.py"])
+def test_a_benchmark_refuses_a_training_option_out_of_range_in_one_line_with_status_2(tmp_path, script, capsys):
+    from seqrec.experiment.cli import script_status
+
+    benchmark = load_benchmark(script)
+    arguments = ["--data", str(write_synthetic_split(tmp_path / "plain")), "--lr", "-1"]
+    assert script_status(script, lambda: benchmark.main(arguments)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()  # refused before MLflow's store is opened
+    assert line == f"seqrec {script}: error: lr must be positive, got -1.0"
+
+
 @pytest.mark.parametrize("script", ["reproduce.py", "zoo.py", "baseline_grid.py"])
 def test_a_benchmark_refuses_a_missing_split_in_one_line_with_status_2(tmp_path, script, mlflow_tracking, capsys):
     from seqrec.experiment.cli import script_status
