@@ -11,6 +11,10 @@ seeds), the tie-aware sps where the split's times are known, and the train time;
 new-user curve. Defaults are chosen on the validation columns, never the test ones. Slow: a benchmark. Run again, it
 reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes an
 interrupted one from its last epoch, so the whole zoo can be run in pieces.
+
+``--ensemble`` adds a table of ensembles: each variant's seeds as one model, and all the variants' runs as one, each
+scoring an item by the mean of its members' softmax probabilities (:func:`seqrec.core.scoring.ensemble_scores`).
+Their train time is their members' summed.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce import cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
-from seqrec.core.scoring import NEW_USER_COUNTS  # noqa: E402
+from seqrec.core.data import Split, split_half  # noqa: E402
+from seqrec.core.scoring import NEW_USER_COUNTS, ensemble_scores, evaluate_scores  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
 from seqrec.experiment.commands import train_config  # noqa: E402
+from seqrec.experiment.serve import load_model  # noqa: E402
+from seqrec.experiment.tracking import finished_run  # noqa: E402
 
 # a variant's model: the models of seqrec.core.models, and Spotlight's LSTM representation (the RNN's other cell)
 REPRESENTATIONS = {**{model: {"model": model} for model in MODELS}, "lstm": {"model": "rnn", "cell": "lstm"}}
@@ -58,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", action="append", help="a split; repeat it for one table per split (default: auto)")
     parser.add_argument("--rerun", action="store_true",
                         help="train every cell again, even where this experiment has its finished run")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score each variant's seeds, and all the variants' runs, as one ensemble (the mean "
+                             "of the members' softmax probabilities)")
     add_config_arguments(parser, defaults=False, skip=("seed", "model", "loss"))
     args = parser.parse_args(argv)
 
@@ -85,7 +97,43 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
         print(new_user_table(rows, k))
+        if args.ensemble:
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            print(ensemble_table({name: [replace(configs[variant], seed=seed) for seed in seeds]
+                                  for name, variant in zip(rows, args.variants)}, rows, split, k))
     return 0
+
+
+def ensemble_table(members: dict[str, list[TrainConfig]], rows: dict[str, list[dict[str, float]]], split: Split,
+                   k: int) -> str:
+    """Each variant's finished runs as one ensemble, then every variant's runs as one (when there are several):
+    validation and test figures as in the zoo's table, and the members' summed train time."""
+    shown = [column for column in columns(k) if column[0] != "tokens_per_second"]
+    lines = ["\nensembles: the mean of the members' softmax probabilities",
+             "| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |", "|---|" + "---:|" * len(shown)]
+    inputs = {"val": split_half(split.val)[0], "test": split_half(split.test)[0]}
+    probabilities, seconds = {}, {}
+    for name, configs in members.items():
+        models = [load_model(f"runs:/{finished_run(config, split).run_id}/recommender") for config in configs]
+        probabilities[name] = {users: ensemble_scores(models, given) for users, given in inputs.items()}
+        seconds[name] = sum(run["train_seconds"] for run in rows[name])
+        lines.append(ensemble_row(f"{name} × {len(models)}", probabilities[name], seconds[name], split, k, shown))
+    if len(members) > 1:  # every run weighs the same: the variants have as many seeds each
+        everything = {users: sum(scores[users] for scores in probabilities.values()) / len(probabilities)
+                      for users in inputs}
+        lines.append(ensemble_row(" + ".join(members), everything, sum(seconds.values()), split, k, shown))
+    return "\n".join(lines)
+
+
+def ensemble_row(name: str, probabilities: dict[str, np.ndarray], train_seconds: float, split: Split, k: int,
+                 shown: list[tuple[str, str, float, int]]) -> str:
+    """One ensemble's row: its validation and test figures from its probabilities of the users' items."""
+    users = {"val": split.val, "test": split.test}
+    figures = {f"{part} {metric}": value for part, scores in probabilities.items()
+               for metric, value in evaluate_scores(scores, users[part], k, split.item_popularity,
+                                                    split.item_similarity).items()}
+    figures["train_seconds"] = train_seconds
+    return f"| {name} | " + " | ".join(cell([figures.get(key)], scale, digits) for key, _, scale, digits in shown) + " |"
 
 
 def new_user_table(rows: dict[str, list[dict[str, float]]], k: int) -> str:

@@ -10,7 +10,7 @@ from seqrec.core.config import LOSSES, MODELS, TrainConfig
 from seqrec.core.data import Sequences, load_split, split_half
 from seqrec.core.losses import PADDED_TARGET, SampledRankingLoss
 from seqrec.core.model import BUILDERS, NextItemsCrossentropy, build_model, keras, model_config, scoring_model
-from seqrec.core.scoring import evaluate_scores, score_users
+from seqrec.core.scoring import ensemble_scores, evaluate_scores, score_users, softmax
 from seqrec.core.training import fit
 
 TINY = dict(hidden=32, embedding=16, dropout=0.1, max_len=8, batch_size=16, lr=0.01, k=5, tie_order="file",
@@ -129,6 +129,26 @@ def test_the_last_step_scores_the_same_as_the_step_model_at_the_last_position():
     batch = np.array([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]], dtype=np.int32)
     np.testing.assert_allclose(np.asarray(scoring_model(steps)(batch))[:, :], np.asarray(steps(batch))[:, -1],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_probabilities():
+    """One member ranks as it does alone; two average their softmax probabilities; other catalogues are refused."""
+    keras.utils.set_random_seed(0)
+    first, second = (scoring_model(build_model(30, 16, 8, 0.0, model=name, max_len=5, return_sequences=True))
+                     for name in ("rnn", "sasrec"))
+    histories = Sequences.from_lists([[1, 2, 3], [4], [5, 6, 7, 8, 9, 10, 11]], [0, 1, 2])
+    alone = score_users(first, histories)
+    one = ensemble_scores([first], histories)
+    np.testing.assert_allclose(one.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(np.argsort(-one, axis=1)[:, :5], np.argsort(-alone, axis=1)[:, :5])
+    both = ensemble_scores([first, second], histories)
+    np.testing.assert_allclose(both, (softmax(alone) + softmax(score_users(second, histories))) / 2, rtol=1e-5,
+                               atol=1e-7)
+    assert not np.allclose(both, one, atol=1e-4)  # the second member moves the scores
+    np.testing.assert_allclose(softmax(np.array([[1000.0, 1000.0, -1000.0]])), [[0.5, 0.5, 0.0]])  # no overflow
+    other = scoring_model(build_model(40, 16, 8, 0.0, model="rnn", return_sequences=True))
+    with pytest.raises(ValueError, match=r"one catalogue, got \[30, 40\] items"):
+        ensemble_scores([first, other], histories)
 
 
 @pytest.mark.parametrize("kind", [name for name in LOSSES if name != "cce"])

@@ -101,6 +101,25 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
     assert "lstm:cce" in zoo.ALL_VARIANTS  # the whole zoo has Spotlight's LSTM
 
 
+def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_path, mlflow_tracking, capsys):
+    """An ensemble of one run ranks as the run does alone, so its figures are the run's; all variants make one more."""
+    zoo = load_benchmark("zoo.py")
+    split = write_synthetic_split(tmp_path / "plain")
+    assert zoo.main(["--variants", "pooling:cce,rnn:cce", "--seeds", "1", "--data", str(split), "--ensemble",
+                     *TINY]) == 0
+    printed = capsys.readouterr().out
+    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:-2]
+                 for line in printed[:printed.index("new users")].splitlines() if line.startswith(("| pooling:", "| rnn:"))}
+    ensembles = printed[printed.index("ensembles"):].splitlines()
+    assert ensembles[1].startswith("| ensemble | sps@10 (%) |") and "tokens/s" not in ensembles[1]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in ensembles[3:]}
+    assert list(rows) == ["pooling:cce × 1", "rnn:cce × 1", "pooling:cce + rnn:cce"]
+    for name in ("pooling:cce", "rnn:cce"):
+        assert rows[f"{name} × 1"][:-1] == main_rows[name]  # every figure but the train time, to the digit
+    assert float(rows["pooling:cce + rnn:cce"][-1].rstrip(" |")) == pytest.approx(
+        sum(float(rows[f"{name} × 1"][-1].rstrip(" |")) for name in main_rows), abs=1)  # the members' summed time
+
+
 def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
     """benchmarks/baseline_grid.py: one row per setting, tie-aware sps where times are known; bad settings exit 2."""
     grid = load_benchmark("baseline_grid.py")
@@ -144,6 +163,28 @@ def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_
     assert zoo.main([*argv, "--rerun"]) == 0
     assert zoo.main([*argv, "--lr", "0.02"]) == 0
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 6
+
+
+def test_a_run_logged_before_a_param_existed_matches_that_params_default(tmp_path, mlflow_tracking):
+    """Adding an option must not orphan every stored benchmark run: a run without the param ran as its default."""
+    from dataclasses import asdict, replace
+
+    import mlflow
+
+    from seqrec.core.config import TrainConfig
+    from seqrec.experiment.records import param_value
+    from seqrec.experiment.tracking import finished_run
+
+    split = load_split(write_synthetic_split(tmp_path / "plain"))
+    config = TrainConfig(model="pooling", epochs=1)
+    with mlflow.start_run() as old:
+        mlflow.log_params({**{name: param_value(value) for name, value in asdict(config).items()
+                              if name != "tied_output"}, "data_sha256": split.checksum})
+        mlflow.log_metrics({"best_epoch": 1, "test_sps_at_10": 0.25, "train_seconds": 3.0,
+                            "train_tokens_per_second": 100.0})
+    assert finished_run(config, split).run_id == old.info.run_id
+    assert finished_run(replace(config, tied_output=True), split) is None  # not the default: not that run
+    assert finished_run(replace(config, lr=0.02), split) is None  # a param the run has must still be equal
 
 
 def test_rating_grid_scores_each_setting_on_validation_ratings_not_the_test_ones(tmp_path, capsys) -> None:

@@ -7,7 +7,7 @@ trained on): the state after the full history is the better summary of the user.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,27 @@ def score_users(model: keras.Model, inputs: Sequences, batch_size: int = 64, max
             fed = {"items": fed, "ratings": pad_left(batch, width, rating_tokens(batch.ratings))}
         scores[rows] = np.asarray(forward(fed))
     return scores
+
+
+def ensemble_scores(models: Sequence[keras.Model], inputs: Sequences, batch_size: int = 64) -> np.ndarray:
+    """The mean of the members' next-item probabilities (users x items): each model's logits after the users' input
+    histories (:func:`score_users`), turned into probabilities by a softmax over the catalogue, then averaged.
+
+    Averaging probabilities, not logits, lets models whose logits have different scales (another loss, another
+    network) weigh the same. The members must share the catalogue, item index for item index."""
+    sizes = {n_items_of(model) for model in models}
+    if len(sizes) != 1:
+        raise ValueError(f"an ensemble's models must share one catalogue, got {sorted(sizes)} items")
+    total = np.zeros((len(inputs), sizes.pop()), dtype=np.float64)
+    for model in models:
+        total += softmax(score_users(model, inputs, batch_size))
+    return (total / len(models)).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, computed in float64 from each row's largest logit (no overflow)."""
+    shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _gather(sequences: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -47,12 +47,16 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
     """The latest FINISHED run of the active experiment that trained ``config`` on this split (every param equal,
     the same data checksum) and evaluated the test users, as :func:`train_run` returned it; None if there is none.
 
-    A benchmark run again after an interruption keeps the cells it has instead of training them again."""
-    wanted = {**{name: str(param_value(value)) for name, value in asdict(config).items()},
-              "data_sha256": split.checksum}
-    clauses = [f"params.{name} = '{value}'" for name, value in wanted.items()]
-    runs = mlflow.search_runs(filter_string=" and ".join(["attributes.status = 'FINISHED'", *clauses]),
-                              order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+    A benchmark run again after an interruption keeps the cells it has instead of training them again. A run
+    logged before a param existed matches where ``config`` has that param's default: an option is added with the
+    default that keeps the earlier behaviour (``tied_output=false`` is what every earlier model did)."""
+    wanted = {name: str(param_value(value)) for name, value in asdict(config).items()}
+    defaults = {name: str(param_value(value)) for name, value in asdict(TrainConfig()).items()}
+    candidates = mlflow.search_runs(
+        filter_string=f"attributes.status = 'FINISHED' and params.data_sha256 = '{split.checksum}'",
+        order_by=["attributes.start_time DESC"], output_format="list")
+    runs = [run for run in candidates
+            if all(run.data.params.get(name, defaults[name]) == value for name, value in wanted.items())][:1]
     metrics = runs[0].data.metrics if runs else {}
     if "best_epoch" not in metrics or not any(name.startswith("test_") for name in metrics):
         return None
