@@ -133,7 +133,8 @@ def ensemble_row(name: str, probabilities: dict[str, np.ndarray], train_seconds:
                for metric, value in evaluate_scores(scores, users[part], k, split.item_popularity,
                                                     split.item_similarity).items()}
     figures["train_seconds"] = train_seconds
-    return f"| {name} | " + " | ".join(cell([figures.get(key)], scale, digits) for key, _, scale, digits in shown) + " |"
+    cells = [cell([figures.get(key)], scale, digits) for key, _, scale, digits in shown]
+    return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def new_user_table(rows: dict[str, list[dict[str, float]]], k: int) -> str:

@@ -108,8 +108,9 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
     assert zoo.main(["--variants", "pooling:cce,rnn:cce", "--seeds", "1", "--data", str(split), "--ensemble",
                      *TINY]) == 0
     printed = capsys.readouterr().out
-    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:-2]
-                 for line in printed[:printed.index("new users")].splitlines() if line.startswith(("| pooling:", "| rnn:"))}
+    main_table = printed[:printed.index("new users")].splitlines()
+    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:-2] for line in main_table
+                 if line.startswith(("| pooling:", "| rnn:"))}
     ensembles = printed[printed.index("ensembles"):].splitlines()
     assert ensembles[1].startswith("| ensemble | sps@10 (%) |") and "tokens/s" not in ensembles[1]
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in ensembles[3:]}
