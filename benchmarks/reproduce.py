@@ -56,14 +56,15 @@ def is_clean(split: Split) -> bool:
     return (read_prepare_record(split.directory) or {}).get("within_second") == "random"
 
 
-def figures(summary: RunSummary) -> dict[str, float]:
-    """One run's figures, keyed as in :func:`columns`."""
+def figures(summary: RunSummary) -> dict[str, float | str]:
+    """One run's figures, keyed as in :func:`columns`, and its ``run_id`` (the zoo's ensembles load its model)."""
     return {**{f"test {name}": value for name, value in (summary.test or {}).items()},
             **{f"val {name}": value for name, value in summary.val.items()},
-            "train_seconds": summary.train_seconds, "tokens_per_second": summary.tokens_per_second}
+            "train_seconds": summary.train_seconds, "tokens_per_second": summary.tokens_per_second,
+            "run_id": summary.run_id}
 
 
-def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2) -> dict[str, float]:
+def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2) -> dict[str, float | str]:
     """The figures of ``config`` on ``split``: from a finished run of this experiment with the same params and data
     (unless ``rerun``), else from a new run. The new run backs up every epoch, so a benchmark killed mid-run resumes
     it where it stopped when run again."""

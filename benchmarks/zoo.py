@@ -38,7 +38,6 @@ from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
 from seqrec.experiment.commands import train_config  # noqa: E402
 from seqrec.experiment.serve import load_model  # noqa: E402
-from seqrec.experiment.tracking import finished_run  # noqa: E402
 
 # a variant's model: the models of seqrec.core.models, and Spotlight's LSTM representation (the RNN's other cell)
 REPRESENTATIONS = {**{model: {"model": model} for model in MODELS}, "lstm": {"model": "rnn", "cell": "lstm"}}
@@ -98,14 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                                                      for key, _, scale, digits in shown) + " |", flush=True)
         print(new_user_table(rows, k))
         if args.ensemble:
-            seeds = range(args.first_seed, args.first_seed + args.seeds)
-            print(ensemble_table({name: [replace(configs[variant], seed=seed) for seed in seeds]
-                                  for name, variant in zip(rows, args.variants)}, rows, split, k))
+            print(ensemble_table(rows, split, k))
     return 0
 
 
-def ensemble_table(members: dict[str, list[TrainConfig]], rows: dict[str, list[dict[str, float]]], split: Split,
-                   k: int) -> str:
+def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, k: int) -> str:
     """Each variant's finished runs as one ensemble, then every variant's runs as one (when there are several):
     validation and test figures as in the zoo's table, and the members' summed train time."""
     shown = [column for column in columns(k) if column[0] != "tokens_per_second"]
@@ -113,15 +109,15 @@ def ensemble_table(members: dict[str, list[TrainConfig]], rows: dict[str, list[d
              "| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |", "|---|" + "---:|" * len(shown)]
     inputs = {"val": split_half(split.val)[0], "test": split_half(split.test)[0]}
     probabilities, seconds = {}, {}
-    for name, configs in members.items():
-        models = [load_model(f"runs:/{finished_run(config, split).run_id}/recommender") for config in configs]
+    for name, runs in rows.items():
+        models = [load_model(f"runs:/{run['run_id']}/recommender") for run in runs]
         probabilities[name] = {users: ensemble_scores(models, given) for users, given in inputs.items()}
-        seconds[name] = sum(run["train_seconds"] for run in rows[name])
+        seconds[name] = sum(run["train_seconds"] for run in runs)
         lines.append(ensemble_row(f"{name} × {len(models)}", probabilities[name], seconds[name], split, k, shown))
-    if len(members) > 1:  # every run weighs the same: the variants have as many seeds each
+    if len(rows) > 1:  # every run weighs the same: the variants have as many seeds each
         everything = {users: sum(scores[users] for scores in probabilities.values()) / len(probabilities)
                       for users in inputs}
-        lines.append(ensemble_row(" + ".join(members), everything, sum(seconds.values()), split, k, shown))
+        lines.append(ensemble_row(" + ".join(rows), everything, sum(seconds.values()), split, k, shown))
     return "\n".join(lines)
 
 
