@@ -57,6 +57,7 @@ REFUSED = [
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-reg", "-1"], "--autorec-reg: expected a weight >= 0"),
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--patience", "0"], "--patience: expected a positive integer"),
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-dropout", "1"], "--autorec-dropout: expected a rate"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-lr", "0"], "--autorec-lr: expected a learning rate > 0"),
     (["ratings", "--ratings", "{tmp}/nowhere.dat"], "nowhere.dat: expected a ratings file"),
     (["train", *TINY, "--loss", "warp"], "argument --loss: invalid choice: 'warp'"),
     (["train", *TINY, "--loss", "bpr", "--negatives", "0"], "negatives must be a positive integer, got 0"),

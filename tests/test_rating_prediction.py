@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from seqrec.core.config import AUTOREC_LR
 from seqrec.core.explicit import (AutoRec, BiasedMF, MaskedMSE, MeanPredictor, evaluate_predictor, held_out,
                                    random_split, rmse_mae)
 from seqrec.core.models.common import keras
@@ -124,6 +125,7 @@ def test_ratings_command_logs_one_run_per_predictor(tmp_path, mlflow_tracking, c
     user = mlflow.search_runs(filter_string="tags.rating_predictor = 'user_autorec'").iloc[0]
     assert user["params.reg"] == "1e-05" and user["params.activation"] == "sigmoid"  # auto: its own, from validation
     assert user["params.tied"] == "True" and user["params.refeed"] == "False"
+    assert float(user["params.lr"]) == AUTOREC_LR  # the default step, logged with the run
 
     from seqrec.experiment.report import write_report
 

@@ -16,6 +16,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype polic
 DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 # rating predictors of seqrec.core.explicit, named here so that the command line knows them without loading Keras
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
+AUTOREC_LR = 3e-4  # the autoencoders' Adam step: at 1e-3 they overfitted within 10 epochs (docs/models.md)
 
 
 def check_tied_output(model: str, hidden: int, embedding: int, projection: int) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
-from seqrec.core.config import (DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, PRECISIONS, PREDICTORS,
-                                 REGIMES, TrainConfig)
+from seqrec.core.config import (AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, PRECISIONS,
+                                 PREDICTORS, REGIMES, TrainConfig)
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
@@ -294,7 +294,10 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--mf-epochs", type=integer, default=20, help="biased MF's most epochs (default: 20)")
     ratings.add_argument("--mf-reg", type=finite, default=1e-6, help="biased MF's L2 on the factors (default: 1e-6)")
     ratings.add_argument("--autorec-hidden", type=integer, default=500, help="autoencoder code size (default: 500)")
-    ratings.add_argument("--autorec-epochs", type=integer, default=50, help="autoencoder's most epochs (default: 50)")
+    ratings.add_argument("--autorec-epochs", type=integer, default=100,
+                         help="autoencoder's most epochs (default: 100)")
+    ratings.add_argument("--autorec-lr", type=finite, default=AUTOREC_LR,
+                         help=f"autoencoder's Adam learning rate (default: {AUTOREC_LR})")
     ratings.add_argument("--autorec-reg", type=lambda text: None if text == "auto" else finite(text), default=None,
                          help="autoencoder's L2, or auto: 1e-4 for item_autorec and 1e-5 for user_autorec, the best "
                               "on validation ratings (default: auto)")
@@ -306,8 +309,8 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--validation-share", type=finite, default=0.1,
                          help="share of the training ratings held out to stop training early; 0 trains every epoch "
                               "(default: 0.1)")
-    ratings.add_argument("--patience", type=integer, default=3,
-                         help="epochs without a better held-out RMSE before training stops (default: 3)")
+    ratings.add_argument("--patience", type=integer, default=10,
+                         help="epochs without a better held-out RMSE before training stops (default: 10)")
     ratings.add_argument("--autorec-refeed", type=boolean, default=False,
                          help="autoencoder dense re-feeding, true or false (default: false)")
     ratings.add_argument("--autorec-tied", type=boolean, default=False,

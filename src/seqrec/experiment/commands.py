@@ -204,6 +204,8 @@ def ratings(args: argparse.Namespace) -> None:
                                  f"got {getattr(args, option)}")
     if not 0 <= args.autorec_dropout < 1:
         raise ParameterError(f"argument --autorec-dropout: expected a rate in [0, 1), got {args.autorec_dropout}")
+    if not args.autorec_lr > 0:
+        raise ParameterError(f"argument --autorec-lr: expected a learning rate > 0, got {args.autorec_lr}")
     for option in ("mf_reg", "autorec_reg"):
         if getattr(args, option) is not None and getattr(args, option) < 0:
             raise ParameterError(f"argument --{option.replace('_', '-')}: expected a weight >= 0, "
@@ -213,6 +215,7 @@ def ratings(args: argparse.Namespace) -> None:
     stopping = {"validation_share": args.validation_share, "patience": args.patience}
     params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs, "reg": args.mf_reg, **stopping},
               **{f"{by}_autorec": {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,
+                                   "lr": args.autorec_lr,
                                    "reg": AUTOREC_REG[by] if args.autorec_reg is None else args.autorec_reg,
                                    "activation": args.autorec_activation, "dropout": args.autorec_dropout,
                                    "refeed": args.autorec_refeed, "tied": args.autorec_tied, **stopping}
