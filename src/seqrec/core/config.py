@@ -17,6 +17,7 @@ DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 # rating predictors of seqrec.core.explicit, named here so that the command line knows them without loading Keras
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
 AUTOREC_LR = 3e-4  # the autoencoders' Adam step: at 1e-3 they overfitted within 10 epochs (docs/models.md)
+RATING_PATIENCE = 10  # epochs the learned rating predictors wait for a better held-out RMSE (docs/models.md)
 
 
 def check_tied_output(model: str, hidden: int, embedding: int, projection: int) -> None:

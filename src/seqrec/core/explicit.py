@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.core.config import AUTOREC_LR, PREDICTORS
+from seqrec.core.config import AUTOREC_LR, PREDICTORS, RATING_PATIENCE
 from seqrec.core.models.common import keras
 from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
 
@@ -103,7 +103,7 @@ class BiasedMF:
     """Dot product of user and item factors plus user, item and global biases (the Keras tutorial's model)."""
 
     def __init__(self, factors: int = 64, reg: float = 1e-6, epochs: int = 20, lr: float = 1e-3,
-                 batch_size: int = 1024, validation_share: float = 0.1, patience: int = 10):
+                 batch_size: int = 1024, validation_share: float = 0.1, patience: int = RATING_PATIENCE):
         self.factors, self.reg, self.epochs, self.lr, self.batch_size = factors, reg, epochs, lr, batch_size
         self.validation_share, self.patience = validation_share, patience
 
@@ -178,14 +178,14 @@ class AutoRec:
     ``layers``: encoder widths (``activation``: I-AutoRec's sigmoid, or DeepRecommender's SELU); the decoder
     mirrors them, tied to the encoder's weights when ``tied`` (DeepRecommender's constrained decoder: half the
     parameters). ``dropout`` acts on the code. ``refeed`` adds dense re-feeding (:class:`RefeedingAutoencoder`).
-    The defaults (sigmoid, no dropout, the L2 of :data:`AUTOREC_REG`, Adam's step ``AUTOREC_LR`` with patience
-    10) scored best on validation ratings (docs/models.md).
+    The defaults (sigmoid, no dropout, the L2 of :data:`AUTOREC_REG`, Adam's step ``AUTOREC_LR``, the
+    patience ``RATING_PATIENCE``) scored best on validation ratings (docs/models.md).
     """
 
     def __init__(self, by: str = "item", layers: tuple[int, ...] = (500,), dropout: float = 0.0,
                  reg: float | None = None, epochs: int = 100, lr: float = AUTOREC_LR, batch_size: int = 64,
-                 tied: bool = False, refeed: bool = False, validation_share: float = 0.1, patience: int = 10,
-                 activation: str = "sigmoid"):
+                 tied: bool = False, refeed: bool = False, validation_share: float = 0.1,
+                 patience: int = RATING_PATIENCE, activation: str = "sigmoid"):
         self.by, self.layers, self.dropout, self.activation = by, tuple(layers), dropout, activation
         self.reg = AUTOREC_REG[by] if reg is None else reg
         self.epochs, self.lr, self.batch_size, self.tied, self.refeed = epochs, lr, batch_size, tied, refeed

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
 from seqrec.core.config import (AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, PRECISIONS,
-                                 PREDICTORS, REGIMES, TrainConfig)
+                                 PREDICTORS, RATING_PATIENCE, REGIMES, TrainConfig)
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
@@ -309,8 +309,9 @@ def _ratings_parser(commands) -> None:
     ratings.add_argument("--validation-share", type=finite, default=0.1,
                          help="share of the training ratings held out to stop training early; 0 trains every epoch "
                               "(default: 0.1)")
-    ratings.add_argument("--patience", type=integer, default=10,
-                         help="epochs without a better held-out RMSE before training stops (default: 10)")
+    ratings.add_argument("--patience", type=integer, default=RATING_PATIENCE,
+                         help="epochs without a better held-out RMSE before training stops "
+                              f"(default: {RATING_PATIENCE})")
     ratings.add_argument("--autorec-refeed", type=boolean, default=False,
                          help="autoencoder dense re-feeding, true or false (default: false)")
     ratings.add_argument("--autorec-tied", type=boolean, default=False,
