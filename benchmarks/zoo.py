@@ -12,9 +12,9 @@ new-user curve. Defaults are chosen on the validation columns, never the test on
 reuses the finished runs of the same configuration and data (``--rerun`` trains them again) and resumes an
 interrupted one from its last epoch, so the whole zoo can be run in pieces.
 
-``--ensemble`` adds a table of ensembles: each variant's seeds as one model, and all the variants' runs as one, each
-scoring an item by the mean of its members' softmax probabilities (:func:`seqrec.core.scoring.ensemble_scores`).
-Their train time is their members' summed.
+``--ensemble`` adds a table of ensembles: each variant's first 1, 2, ... seeds as one model (how an ensemble grows),
+and all the variants' runs as one, each scoring an item by the mean of its members' softmax probabilities
+(:func:`seqrec.core.scoring.ensemble_scores`). Their train time is their members' summed.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun", action="store_true",
                         help="train every cell again, even where this experiment has its finished run")
     parser.add_argument("--ensemble", action="store_true",
-                        help="also score each variant's seeds, and all the variants' runs, as one ensemble (the mean "
-                             "of the members' softmax probabilities)")
+                        help="also score each variant's first 1, 2, ... seeds, and all the variants' runs, as one "
+                             "ensemble (the mean of the members' softmax probabilities)")
     add_config_arguments(parser, defaults=False, skip=("seed", "model", "loss"))
     args = parser.parse_args(argv)
 
@@ -102,18 +102,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, k: int) -> str:
-    """Each variant's finished runs as one ensemble, then every variant's runs as one (when there are several):
-    validation and test figures as in the zoo's table, and the members' summed train time."""
+    """Each variant's first 1, 2, ... finished runs as one ensemble, then every variant's runs as one (when there are
+    several): validation and test figures as in the zoo's table, and the members' summed train time."""
     shown = [column for column in columns(k) if column[0] != "tokens_per_second"]
     lines = ["\nensembles: the mean of the members' softmax probabilities",
              "| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |", "|---|" + "---:|" * len(shown)]
     inputs = {"val": split_half(split.val)[0], "test": split_half(split.test)[0]}
     probabilities, seconds = {}, {}
     for name, runs in rows.items():
-        models = [load_model(f"runs:/{run['run_id']}/recommender") for run in runs]
-        probabilities[name] = {users: ensemble_scores(models, given) for users, given in inputs.items()}
-        seconds[name] = sum(run["train_seconds"] for run in runs)
-        lines.append(ensemble_row(f"{name} × {len(models)}", probabilities[name], seconds[name], split, k, shown))
+        members = {users: [ensemble_scores([load_model(f"runs:/{run['run_id']}/recommender")], given)
+                           for run in runs] for users, given in inputs.items()}
+        for size in range(1, len(runs) + 1):  # the first 1, 2, ... seeds: how far more members carry it
+            probabilities[name] = {users: np.mean(each[:size], axis=0) for users, each in members.items()}
+            seconds[name] = sum(run["train_seconds"] for run in runs[:size])
+            lines.append(ensemble_row(f"{name} × {size}", probabilities[name], seconds[name], split, k, shown))
     if len(rows) > 1:  # every run weighs the same: the variants have as many seeds each
         everything = {users: sum(scores[users] for scores in probabilities.values()) / len(probabilities)
                       for users in inputs}

@@ -102,7 +102,8 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
 
 
 def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_path, mlflow_tracking, capsys):
-    """An ensemble of one run ranks as the run does alone, so its figures are the run's; all variants make one more."""
+    """An ensemble of one run ranks as the run does alone, so its figures are the run's; more seeds grow it a row
+    each; all variants make one more."""
     zoo = load_benchmark("zoo.py")
     split = write_synthetic_split(tmp_path / "plain")
     assert zoo.main(["--variants", "pooling:cce,rnn:cce", "--seeds", "1", "--data", str(split), "--ensemble",
@@ -119,6 +120,15 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
         assert rows[f"{name} × 1"][:-1] == main_rows[name]  # every figure but the train time, to the digit
     assert float(rows["pooling:cce + rnn:cce"][-1].rstrip(" |")) == pytest.approx(
         sum(float(rows[f"{name} × 1"][-1].rstrip(" |")) for name in main_rows), abs=1)  # the members' summed time
+
+    # one more seed: the ensemble grows a row, and its first seed's row is the one above (read back, not retrained)
+    assert zoo.main(["--variants", "pooling:cce", "--seeds", "2", "--data", str(split), "--ensemble", *TINY]) == 0
+    printed = capsys.readouterr().out
+    grown = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in printed.splitlines()
+             if line.startswith("| pooling:cce ×")}
+    assert list(grown) == ["pooling:cce × 1", "pooling:cce × 2"]
+    assert grown["pooling:cce × 1"] == rows["pooling:cce × 1"]
+    assert float(grown["pooling:cce × 2"][-1].rstrip(" |")) > float(grown["pooling:cce × 1"][-1].rstrip(" |"))
 
 
 def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
