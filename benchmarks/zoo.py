@@ -113,6 +113,7 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
         members = {users: [ensemble_scores([load_model(f"runs:/{run['run_id']}/recommender")], given)
                            for run in runs] for users, given in inputs.items()}
         for size in range(1, len(runs) + 1):  # the first 1, 2, ... seeds: how far more members carry it
+            # the last size, all the seeds, is the one the all-variants row below takes
             probabilities[name] = {users: np.mean(each[:size], axis=0) for users, each in members.items()}
             seconds[name] = sum(run["train_seconds"] for run in runs[:size])
             lines.append(ensemble_row(f"{name} × {size}", probabilities[name], seconds[name], split, k, shown))
