@@ -112,11 +112,11 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
     for name, runs in rows.items():
         members = {users: [ensemble_scores([load_model(f"runs:/{run['run_id']}/recommender")], given)
                            for run in runs] for users, given in inputs.items()}
+        spent = np.cumsum([run["train_seconds"] for run in runs])  # the first 1, 2, ... members' train time
         for size in range(1, len(runs) + 1):  # the first 1, 2, ... seeds: how far more members carry it
-            # the last size, all the seeds, is the one the all-variants row below takes
-            probabilities[name] = {users: np.mean(each[:size], axis=0) for users, each in members.items()}
-            seconds[name] = sum(run["train_seconds"] for run in runs[:size])
-            lines.append(ensemble_row(f"{name} × {size}", probabilities[name], seconds[name], split, k, shown))
+            grown = {users: np.mean(each[:size], axis=0) for users, each in members.items()}
+            lines.append(ensemble_row(f"{name} × {size}", grown, float(spent[size - 1]), split, k, shown))
+        probabilities[name], seconds[name] = grown, float(spent[-1])  # all the seeds: the all-variants row's
     if len(rows) > 1:  # every run weighs the same: the variants have as many seeds each
         everything = {users: sum(scores[users] for scores in probabilities.values()) / len(probabilities)
                       for users in inputs}
