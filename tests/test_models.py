@@ -29,7 +29,7 @@ def test_the_registry_builds_every_model_the_config_accepts():
 
 @pytest.mark.parametrize("model, loss, epochs, cell", [
     ("rnn", "cce", 3, "gru"), ("rnn", "cce", 3, "lstm"), ("sasrec", "cce", 5, "gru"), ("cnn", "cce", 3, "gru"),
-    ("pooling", "cce", 4, "gru"), ("rnn", "pointwise", 4, "gru"), ("rnn", "bpr", 4, "gru"),
+    ("pooling", "cce", 4, "gru"), ("mingru", "cce", 3, "gru"), ("rnn", "pointwise", 4, "gru"), ("rnn", "bpr", 4, "gru"),
     ("rnn", "hinge", 4, "gru"), ("rnn", "adaptive_hinge", 4, "gru")])
 def test_every_model_and_loss_learns_the_synthetic_order_better_than_popularity(synthetic_split_dir, model, loss,
                                                                                  epochs, cell):
@@ -110,6 +110,31 @@ def test_skipping_the_padded_steps_gives_the_mean_loss_over_the_cells_holding_an
                                rtol=1e-5, atol=1e-5)
     assert float(loss(targets, skipping(items))) == pytest.approx(per_cell[items > 0].mean(), rel=1e-5)
     assert model_config(skipping) == model_config(every_step)
+
+
+def test_the_min_gru_scan_is_the_step_by_step_recurrence_and_padding_leaves_the_state_alone():
+    """minGRU computes its gates for every step at once; it must equal h_t = (1 - z) h_{t-1} + z c stepped in
+    order from h_0 = 0, with the left padding skipped, for a long history too."""
+    from seqrec.core.models.mingru import MinGRU
+
+    rng = np.random.default_rng(0)
+    layer = MinGRU(6)
+    inputs = rng.normal(size=(2, 300, 4)).astype(np.float32)
+    present = np.ones((2, 300), dtype=bool)
+    present[0, :290] = False  # the first user's history: 10 items, left-padded
+    states = np.asarray(layer(inputs, mask=present))
+    kernel_z, bias_z, kernel_h, bias_h = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+    expected = np.zeros((2, 300, 6))
+    for user in range(2):
+        state = np.zeros(6)
+        for step in range(300):
+            if present[user, step]:
+                gate = 1 / (1 + np.exp(-(inputs[user, step] @ kernel_z + bias_z)))
+                candidate = inputs[user, step] @ kernel_h + bias_h
+                state = (1 - gate) * state + gate * candidate
+            expected[user, step] = state
+    np.testing.assert_allclose(states, expected, rtol=1e-4, atol=1e-5)
+    assert np.all(states[0, :290] == 0.0)
 
 
 @pytest.mark.parametrize("model", ["sasrec", "cnn"])

@@ -10,7 +10,7 @@ from seqrec.core.ties import TIE_ORDERS
 REGIMES = ("all_steps", "paper")
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding (keras.utils.set_random_seed) takes 0..2**32-1
 IMPUTED_TARGETS = ("mask", "keep")
-MODELS = ("rnn", "sasrec", "cnn", "pooling")  # seqrec.core.models: one file each
+MODELS = ("rnn", "sasrec", "cnn", "pooling", "mingru")  # seqrec.core.models: one file each
 LOSSES = ("cce", "pointwise", "bpr", "hinge", "adaptive_hinge")  # cce: full softmax; the others seqrec.core.losses
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies (mixed: float32 weights)
 DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
@@ -24,7 +24,7 @@ def check_tied_output(model: str, hidden: int, embedding: int, projection: int) 
     """A tied output scores the network's output features against the item embedding, so their widths must agree.
     The output width is the bottleneck's, else the recurrent or convolution layer's (``hidden``), else the
     embedding's (self-attention and pooling keep it throughout)."""
-    width = projection or (hidden if model in ("rnn", "cnn") else embedding)
+    width = projection or (hidden if model in ("rnn", "cnn", "mingru") else embedding)
     if width != embedding:
         raise ValueError(f"tied_output needs the network's output width to be embedding={embedding}, got {width} "
                          f"(model={model}): set projection={embedding}")

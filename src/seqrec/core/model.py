@@ -23,11 +23,12 @@ import numpy as np
 
 from seqrec.core.config import check_tied_output
 from seqrec.core.losses import step_targets
-from seqrec.core.models import cnn, pooling, rnn, sasrec
+from seqrec.core.models import cnn, mingru, pooling, rnn, sasrec
 from seqrec.core.models.common import ItemBias, NetSpec, keras
 
 CELLS = rnn.CELLS
-BUILDERS = {"rnn": rnn.build, "sasrec": sasrec.build, "cnn": cnn.build, "pooling": pooling.build}
+BUILDERS = {
+    "rnn": rnn.build, "sasrec": sasrec.build, "cnn": cnn.build, "pooling": pooling.build, "mingru": mingru.build}
 MODELS = tuple(BUILDERS)
 
 
@@ -78,9 +79,11 @@ def model_config(model: keras.Model) -> dict:
         config.update(hidden=rnn_layer.units, cell="lstm" if isinstance(rnn_layer, keras.layers.LSTM) else "gru")
     if "latest_items" in layers:
         config["max_len"] = layers["latest_items"].length
-    config["blocks"] = sum(bool(re.fullmatch(r"(attention|convolution)_\d+", name)) for name in layers)
-    if "feed_forward_in_0" in layers:
+    config["blocks"] = sum(bool(re.fullmatch(r"(attention|convolution|recurrence)_\d+", name)) for name in layers)
+    if "attention_0" in layers:
         config.update(hidden=layers["feed_forward_in_0"].units, heads=layers["attention_0"].num_heads)
+    if "recurrence_0" in layers:
+        config["hidden"] = layers["recurrence_0"].units
     if "convolution_0" in layers:
         config["hidden"] = layers["convolution_0"].filters
     return config

@@ -32,9 +32,9 @@ from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
 
 # Defaults live in TrainConfig only; the parser reads them from there.
 TRAIN_HELP = {
-    "model": "sequence model: rnn (RNN-CCE), sasrec (causal self-attention), cnn (causal convolutions) or pooling "
-             "(mean of the history's embeddings)",
-    "hidden": "recurrent units (rnn), feed-forward width (sasrec) or convolution channels (cnn)",
+    "model": "sequence model: rnn (RNN-CCE), sasrec (causal self-attention), cnn (causal convolutions), pooling "
+             "(mean of the history's embeddings) or mingru (minGRU: gates from the input only)",
+    "hidden": "recurrent units (rnn, mingru), feed-forward width (sasrec) or convolution channels (cnn)",
     "embedding": "item embedding size",
     "dropout": "dropout rate after the sequence layers (and inside the attention blocks)",
     "max_len": "training window length (items); evaluation always reads the full history",

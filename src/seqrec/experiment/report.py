@@ -64,7 +64,7 @@ PAPER_TABLE3: dict[str, dict[str, float]] = {
 PAPER_K = 10
 
 RNN_METHOD = "RNN-CCE"
-MODEL_NAMES = {"rnn": "RNN", "sasrec": "SASRec", "cnn": "CNN", "pooling": "Pooling"}
+MODEL_NAMES = {"rnn": "RNN", "sasrec": "SASRec", "cnn": "CNN", "pooling": "Pooling", "mingru": "minGRU"}
 LOSS_NAMES = {"cce": "CCE", "hinge": "Hinge", "bpr": "BPR", "pointwise": "pointwise",
               "adaptive_hinge": "adaptive-hinge"}
 
