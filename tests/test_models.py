@@ -137,6 +137,18 @@ def test_the_min_gru_scan_is_the_step_by_step_recurrence_and_padding_leaves_the_
     assert np.all(states[0, :290] == 0.0)
 
 
+def test_a_min_gru_reads_back_its_width_and_blocks_and_scores_any_history_length():
+    """The scoring model is rebuilt from ``model_config``: it must find the minGRU's units and block count; like
+    the RNN, minGRU has no window, so the items before the latest ``max_len`` still move the scores."""
+    steps = build_model(30, 12, 8, 0.0, model="mingru", max_len=5, blocks=3, return_sequences=True)
+    config = model_config(steps)
+    assert (config["model"], config["hidden"], config["blocks"]) == ("mingru", 12, 3)
+    scorer = scoring_model(steps)
+    long = np.random.default_rng(0).integers(0, 30, size=12)
+    scores = score_users(scorer, Sequences.from_lists([long.tolist(), long[-5:].tolist()], [0, 1]))
+    assert not np.allclose(scores[0], scores[1], atol=1e-4)
+
+
 @pytest.mark.parametrize("model", ["sasrec", "cnn"])
 def test_windowed_models_read_only_the_latest_max_len_items(model):
     """A history longer than max_len scores as its latest max_len items: the position table has max_len rows."""
