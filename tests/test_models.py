@@ -29,8 +29,8 @@ def test_the_registry_builds_every_model_the_config_accepts():
 
 @pytest.mark.parametrize("model, loss, epochs, cell", [
     ("rnn", "cce", 3, "gru"), ("rnn", "cce", 3, "lstm"), ("sasrec", "cce", 5, "gru"), ("cnn", "cce", 3, "gru"),
-    ("pooling", "cce", 4, "gru"), ("mingru", "cce", 3, "gru"), ("rnn", "pointwise", 4, "gru"), ("rnn", "bpr", 4, "gru"),
-    ("rnn", "hinge", 4, "gru"), ("rnn", "adaptive_hinge", 4, "gru")])
+    ("pooling", "cce", 4, "gru"), ("mingru", "cce", 3, "gru"), ("rnn", "pointwise", 4, "gru"),
+    ("rnn", "bpr", 4, "gru"), ("rnn", "hinge", 4, "gru"), ("rnn", "adaptive_hinge", 4, "gru")])
 def test_every_model_and_loss_learns_the_synthetic_order_better_than_popularity(synthetic_split_dir, model, loss,
                                                                                  epochs, cell):
     """Spotlight's LSTM representation is the RNN with ``cell="lstm"``; the cell is ignored by the other models."""

@@ -36,7 +36,7 @@ TRAIN_HELP = {
              "(mean of the history's embeddings) or mingru (minGRU: gates from the input only)",
     "hidden": "recurrent units (rnn, mingru), feed-forward width (sasrec) or convolution channels (cnn)",
     "embedding": "item embedding size",
-    "dropout": "dropout rate after the sequence layers (and inside the attention blocks)",
+    "dropout": "dropout rate after the sequence layers (and inside the attention and minGRU blocks)",
     "max_len": "training window length (items); evaluation always reads the full history",
     "batch_size": "examples per batch",
     "lr": "peak Adam learning rate (cosine decay over the epochs)",

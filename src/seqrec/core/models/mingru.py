@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from seqrec.core.models.common import LastStep, NetSpec, history_input, keras, output_logits, padding_skipped
 
+
 @keras.saving.register_keras_serializable(package="seqrec")
 class MinGRU(keras.layers.Layer):
     """h_t = (1 - z_t) h_{t-1} + z_t c_t, with z_t = sigmoid(W_z x_t + b_z) and c_t = W_h x_t + b_h, h_0 = 0.
