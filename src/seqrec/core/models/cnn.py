@@ -3,8 +3,7 @@ with tanh and residual connections; each step sees only the items before it. Rea
 
 from __future__ import annotations
 
-from seqrec.core.models.common import (LastStep, NetSpec, ZeroPadding, history_input, keras, output_logits,
-                                        padding_skipped)
+from seqrec.core.models.common import NetSpec, ZeroPadding, history_input, keras, sequence_model
 
 KERNEL_WIDTH = 3
 
@@ -16,8 +15,4 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
         convolved = keras.layers.Conv1D(net.hidden, KERNEL_WIDTH, padding="causal", activation="tanh",
                                         name=f"convolution_{index}")(x)
         x = keras.layers.Add(name=f"residual_{index}")([x, convolved]) if x.shape[-1] == net.hidden else convolved
-    if not return_sequences:
-        x = LastStep(name="last_step")(x)
-    name = "cnn_steps" if return_sequences else "cnn"
-    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
-    return keras.Model(inputs, logits, name=name)
+    return sequence_model("cnn", inputs, x, table, n_items, net, return_sequences)

@@ -76,6 +76,25 @@ def output_logits(x: keras.KerasTensor, n_items: int, net: NetSpec, table: ItemT
     return logits
 
 
+def feed_forward(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
+    """x + feed-forward(norm(x)): the position-wise GELU layer of ``net.hidden`` units of a pre-norm block."""
+    h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"feed_forward_norm_{index}")(x)
+    h = keras.layers.Dense(net.hidden, activation="gelu", name=f"feed_forward_in_{index}")(h)
+    h = keras.layers.Dropout(net.dropout, name=f"feed_forward_dropout_{index}")(h)
+    h = keras.layers.Dense(x.shape[-1], name=f"feed_forward_out_{index}")(h)
+    return keras.layers.Add(name=f"feed_forward_residual_{index}")([x, h])
+
+
+def sequence_model(kind: str, inputs: keras.KerasTensor | dict, x: keras.KerasTensor, table: ItemTable,
+                   n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
+    """The model named ``kind`` from its step features ``x``: the logits at every step (``<kind>_steps``, for
+    training) or at the last step only (``<kind>``, for scoring), the same layers either way."""
+    if not return_sequences:
+        x = LastStep(name="last_step")(x)
+    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
+    return keras.Model(inputs, logits, name=f"{kind}_steps" if return_sequences else kind)
+
+
 def padding_skipped(inputs: keras.KerasTensor | dict, net: NetSpec,
                     return_sequences: bool) -> keras.KerasTensor | None:
     """The item input for :func:`output_logits`'s ``steps_of`` when a training model skips its padded steps

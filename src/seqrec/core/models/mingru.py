@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from seqrec.core.models.common import LastStep, NetSpec, history_input, keras, output_logits, padding_skipped
+from seqrec.core.models.common import NetSpec, feed_forward, history_input, keras, sequence_model
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
@@ -57,11 +57,7 @@ def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
     h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"recurrence_norm_{index}")(x)
     h = MinGRU(net.hidden, name=f"recurrence_{index}")(h)
     x = keras.layers.Add(name=f"recurrence_residual_{index}")([x, h]) if x.shape[-1] == net.hidden else h
-    h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"feed_forward_norm_{index}")(x)
-    h = keras.layers.Dense(net.hidden, activation="gelu", name=f"feed_forward_in_{index}")(h)
-    h = keras.layers.Dropout(net.dropout, name=f"feed_forward_dropout_{index}")(h)
-    h = keras.layers.Dense(net.hidden, name=f"feed_forward_out_{index}")(h)
-    return keras.layers.Add(name=f"feed_forward_residual_{index}")([x, h])
+    return feed_forward(x, net, index)
 
 
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
@@ -70,8 +66,4 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     for index in range(net.blocks):
         x = block(x, net, index)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    if not return_sequences:
-        x = LastStep(name="last_step")(x)
-    name = "mingru_steps" if return_sequences else "mingru"
-    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
-    return keras.Model(inputs, logits, name=name)
+    return sequence_model("mingru", inputs, x, table, n_items, net, return_sequences)

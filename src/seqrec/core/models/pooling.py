@@ -3,7 +3,7 @@ No order inside the history: the baseline that says what the sequence models gai
 
 from __future__ import annotations
 
-from seqrec.core.models.common import LastStep, NetSpec, history_input, keras, output_logits, padding_skipped
+from seqrec.core.models.common import NetSpec, history_input, keras, sequence_model
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
@@ -23,8 +23,4 @@ class RunningMean(keras.layers.Layer):
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     inputs, x, table = history_input(n_items, net)
     x = RunningMean(name="running_mean")(x)
-    if not return_sequences:
-        x = LastStep(name="last_step")(x)
-    name = "pooling_steps" if return_sequences else "pooling"
-    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
-    return keras.Model(inputs, logits, name=name)
+    return sequence_model("pooling", inputs, x, table, n_items, net, return_sequences)

@@ -7,8 +7,8 @@ the latest item. It reads the latest ``max_len`` items only: longer histories ar
 
 from __future__ import annotations
 
-from seqrec.core.models.common import (LastStep, NetSpec, PositionEmbedding, history_input, keras, output_logits,
-                                        padding_skipped)
+from seqrec.core.models.common import (NetSpec, PositionEmbedding, feed_forward, history_input, keras,
+                                        sequence_model)
 
 
 def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
@@ -17,11 +17,7 @@ def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
     attended = keras.layers.MultiHeadAttention(net.heads, max(1, net.embedding // net.heads), dropout=net.dropout,
                                                name=f"attention_{index}")(h, h, use_causal_mask=True)
     x = keras.layers.Add(name=f"attention_residual_{index}")([x, attended])
-    h = keras.layers.LayerNormalization(epsilon=1e-6, name=f"feed_forward_norm_{index}")(x)
-    h = keras.layers.Dense(net.hidden, activation="gelu", name=f"feed_forward_in_{index}")(h)
-    h = keras.layers.Dropout(net.dropout, name=f"feed_forward_dropout_{index}")(h)
-    h = keras.layers.Dense(net.embedding, name=f"feed_forward_out_{index}")(h)
-    return keras.layers.Add(name=f"feed_forward_residual_{index}")([x, h])
+    return feed_forward(x, net, index)
 
 
 def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
@@ -31,8 +27,4 @@ def build(n_items: int, net: NetSpec, return_sequences: bool) -> keras.Model:
     for index in range(net.blocks):
         x = block(x, net, index)
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
-    if not return_sequences:
-        x = LastStep(name="last_step")(x)
-    name = "sasrec_steps" if return_sequences else "sasrec"
-    logits = output_logits(x, n_items, net, table, padding_skipped(inputs, net, return_sequences))
-    return keras.Model(inputs, logits, name=name)
+    return sequence_model("sasrec", inputs, x, table, n_items, net, return_sequences)
