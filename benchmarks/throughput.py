@@ -91,6 +91,11 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def window_items(inputs):
+    """The item matrix of a batch's inputs (a dict when the model has inputs besides the items)."""
+    return inputs["items"] if isinstance(inputs, dict) else inputs
+
+
 def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, float]:
     """In this process: train ``batches`` batches with ``overrides`` and time them."""
     import numpy as np
@@ -111,18 +116,19 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     config = config_of(overrides)
     split = load_data(data)
     keras.utils.set_random_seed(config.seed)
-    steps = TrainingBatches(split.train, config, seed=config.seed)
+    steps = TrainingBatches(split.train, config, seed=config.seed, n_items=split.n_items)
     skip_padding = padding == "skip" and training.skips_padding(config)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=True, model=config.model, max_len=config.max_len,
-                        blocks=config.blocks, heads=config.heads, skip_padding=skip_padding)
+                        blocks=config.blocks, heads=config.heads, skip_padding=skip_padding,
+                        exclude_seen=config.exclude_seen)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
     model.train_on_batch(*steps[0])
     # fit's input: training's epoch feed (batch 0 left out, as the warm-up took it) or Keras' PyDataset adapter
     pipeline = (training.EpochFeed(steps).dataset().repeat().skip(1).take(batches) if feed_by == "feed" else steps)
     if feed_by != "step":  # one warm-up batch traces Keras' fit step
         model.fit(pipeline, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    tokens = int(sum(np.count_nonzero(steps[index % len(steps)][0]) for index in range(1, batches + 1)))
+    tokens = int(sum(np.count_nonzero(window_items(steps[index % len(steps)][0])) for index in range(1, batches + 1)))
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if feed_by == "step":
         for index in range(1, batches + 1):

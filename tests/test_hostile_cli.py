@@ -65,6 +65,7 @@ REFUSED = [
     (["train", *TINY, "--model", "sasrec", "--heads", "0"], "heads must be a positive integer, got 0"),
     (["train", *TINY, "--rating-input", "yes"], "argument --rating-input: expected true or false, got 'yes'"),
     (["train", *TINY, "--cuts-per-user", "5"], "cuts_per_user is for regime=paper only"),
+    (["train", *TINY, "--regime", "paper", "--exclude-seen", "true"], "exclude_seen is for regime=all_steps only"),
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
     (["train", *TINY, "--hidden", "16", "--tied-output", "true"],
      "tied_output needs the network's output width to be embedding=8, got 16 (model=rnn): set projection=8"),

@@ -347,3 +347,61 @@ def test_data_parallel_and_mixed_precision_fits_learn_and_score_in_float32(synth
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == replicas and result["dtype"] == "float32"  # the saved scorer is float32
     assert result["loss"][-1] < result["loss"][0] and result["val"] > 0.5
+
+
+@pytest.mark.parametrize("skip_padding", [False, True])
+def test_excluding_seen_items_masks_exactly_what_the_user_read_up_to_each_cell(skip_padding):
+    """Windows of 3 cut the users' histories, so the items read before a window come from the packed input and
+    those inside it from the window; a repeated item (user 0 reads 10 twice) is never a target."""
+    from seqrec.core.models.common import SeenItems
+    from seqrec.core.sampling import first_occurrences, items_before
+    users = Sequences.from_lists([[10, 11, 12, 13, 10, 14, 15, 16], [3, 4, 5, 6, 7], [8, 9]])
+    n_items = 17
+    ok = first_occurrences(users)
+    assert ok.tolist() == [True] * 4 + [False] + [True] * 10
+    inputs, targets, _, sources = window_examples(users, 3, np.random.default_rng(1), target_ok=ok)
+    assert 10 not in targets[targets >= 0]  # its second reading is a repeat
+    seen_before = items_before(users, sources, n_items)
+    logits = np.zeros((*inputs.shape, n_items), dtype=np.float32)
+    held = inputs > 0
+    if skip_padding:
+        logits = logits[held]
+    masked = np.asarray(SeenItems()([logits, inputs, seen_before]))
+    expected = np.zeros((*inputs.shape, n_items), dtype=bool)
+    for window, column in zip(*np.nonzero(held)):
+        source = sources[window, column]
+        start = users.offsets[np.searchsorted(users.offsets, source, side="right") - 1]
+        expected[window, column, users.items[start:source + 1]] = True
+    expected = expected[held]  # a padded cell carries no loss, whatever its logits
+    if not skip_padding:
+        masked = masked[held]
+    assert np.array_equal(masked < -1e8, expected)
+    assert np.all(masked[~expected] == 0.0)
+
+
+def test_a_model_trained_with_exclude_seen_learns_and_scores_from_the_items_alone(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    config = TrainConfig(epochs=3, exclude_seen=True, hidden=32, embedding=16, dropout=0.1, max_len=8,
+                         batch_size=16, lr=0.01, k=5, tie_order="file", patience=20)
+    result = fit(split, config, verbose=0)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert [tensor.name for tensor in result.model.inputs] == ["items"]
+    popularity = np.tile(split.item_popularity.astype(np.float32), (len(split.val), 1))
+    from seqrec.core.scoring import evaluate_scores
+    assert max(result.history["val_sps_at_5"]) > evaluate_scores(popularity, split.val, 5)["sps@5"] + 0.2
+    with pytest.raises(ValueError, match="exclude_seen is for regime=all_steps only"):
+        TrainConfig(regime="paper", exclude_seen=True)
+
+
+def test_the_seen_items_leave_a_16_bit_model_s_logits_in_float32():
+    """-1e9 is past float16's range: the layer computes in float32 whatever the dtype policy."""
+    from seqrec.core.model import dtype_policy
+    from seqrec.core.sampling import items_before
+    users = Sequences.from_lists([[1, 2, 3, 4, 5, 6], [7, 8]])
+    inputs, _, _, sources = window_examples(users, 4, np.random.default_rng(0))
+    with dtype_policy("mixed_float16"):
+        model = build_model(9, hidden=8, embedding=8, return_sequences=True, skip_padding=True, exclude_seen=True)
+    logits = model({"items": inputs, "seen": items_before(users, sources, 9)})
+    assert logits.dtype == "float32" and np.all(np.isfinite(logits))
+    # the cells are the items but each user's last, and each cell leaves out the items read so far
+    assert np.sum(np.asarray(logits) < -1e8) == sum(range(1, 6)) + 1

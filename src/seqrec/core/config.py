@@ -56,6 +56,7 @@ class TrainConfig:
     tie_noise: float = 0.8
     rating_weight: float = 0.0
     rating_input: bool = False
+    exclude_seen: bool = False
     cuts_per_user: int = 0
     imputed_targets: str = "keep"
     seed: int = 0
@@ -89,6 +90,8 @@ class TrainConfig:
         if self.cuts_per_user and self.regime != "paper":
             # all_steps trains on every transition: a cut count would be silently ignored
             raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
+        if self.exclude_seen and self.regime != "all_steps":
+            raise ValueError(f"exclude_seen is for regime=all_steps only, got regime={self.regime!r}")
         if self.projection < 0:
             raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
         if self.tied_output:

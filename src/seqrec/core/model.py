@@ -24,7 +24,7 @@ import numpy as np
 from seqrec.core.config import check_tied_output
 from seqrec.core.losses import step_targets
 from seqrec.core.models import cnn, mingru, pooling, rnn, sasrec
-from seqrec.core.models.common import ItemBias, NetSpec, keras
+from seqrec.core.models.common import ItemBias, NetSpec, keras, seen_items_excluded
 
 CELLS = rnn.CELLS
 BUILDERS = {
@@ -35,7 +35,8 @@ MODELS = tuple(BUILDERS)
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
                 rating_input: bool = False, model: str = "rnn", max_len: int = 50, blocks: int = 2,
-                heads: int = 1, skip_padding: bool = False, tied_output: bool = False) -> keras.Model:
+                heads: int = 1, skip_padding: bool = False, tied_output: bool = False,
+                exclude_seen: bool = False) -> keras.Model:
     """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
     input ids.
 
@@ -50,6 +51,9 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     :data:`seqrec.core.losses.PADDED_TARGET`, as the ``all_steps`` windows have them).
     ``tied_output`` scores with the item embedding itself plus a bias per item (SASRec's shared item table): the
     network's output width must then be ``embedding`` (:func:`seqrec.core.config.check_tied_output`).
+    ``exclude_seen`` (with ``return_sequences``) adds the ``seen`` input and leaves the items already read out of
+    the logits (:class:`seqrec.core.models.common.SeenItems`); a scoring model needs no such input, since
+    evaluation drops them from the ranking.
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -58,7 +62,8 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
                   rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads,
                   skip_padding=skip_padding, tied_output=tied_output)
-    return BUILDERS[model](n_items, net, return_sequences)
+    network = BUILDERS[model](n_items, net, return_sequences)
+    return seen_items_excluded(network) if exclude_seen and return_sequences else network
 
 
 def model_config(model: keras.Model) -> dict:

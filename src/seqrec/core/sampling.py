@@ -70,6 +70,32 @@ class Examples(NamedTuple):
     sources: np.ndarray  # flat interaction index of every input cell, -1 = padding (to gather per-item features)
 
 
+def first_occurrences(sequences: Sequences) -> np.ndarray:
+    """Per interaction: whether it is the first of its (user, item) pair. With ``exclude_seen`` a repeat is
+    never a target: an item the user has read is never recommended, and its logit is left out of the softmax."""
+    ids = int(sequences.items.max(initial=0)) + 1
+    pairs = sequences.row_of_interaction().astype(np.int64) * ids + sequences.items
+    first = np.zeros(len(pairs), dtype=bool)
+    first[np.unique(pairs, return_index=True)[1]] = True
+    return first
+
+
+def items_before(sequences: Sequences, sources: np.ndarray, n_items: int) -> np.ndarray:
+    """Per row of ``sources`` (see :class:`Examples`), the items its user read before its first cell, as bits
+    packed along the ``item + 1`` axis (rows x ceil((n_items + 1) / 8) uint8, little bit order; bit 0 unused):
+    what :class:`seqrec.core.models.common.SeenItems` unpacks. The cells' own items it reads from the window."""
+    held = sources >= 0
+    first = np.where(held, sources, np.iinfo(np.int64).max).min(axis=1)
+    first = np.where(held.any(axis=1), first, 0)
+    start = sequences.offsets[:-1][sequences.row_of_interaction()[np.minimum(first, len(sequences.items) - 1)]]
+    counts = np.where(held.any(axis=1), first - start, 0)
+    rows = np.repeat(np.arange(len(sources)), counts)
+    flat = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(start, counts)
+    seen = np.zeros((len(sources), n_items + 1), dtype=bool)
+    seen[rows, sequences.items[flat] + 1] = True
+    return np.packbits(seen, axis=1, bitorder="little")
+
+
 def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
                     target_ok: np.ndarray | None = None) -> Examples:
     """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
@@ -167,9 +193,13 @@ class TrainingBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None,
-                 target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None):
+                 target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None,
+                 n_items: int | None = None):
         super().__init__()
+        if config.exclude_seen and n_items is None:
+            raise ValueError("exclude_seen needs the catalogue size n_items")
         self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
+        self.n_items = n_items
         self.tokens = rating_tokens(sequences.ratings, rating_known) if config.rating_input else None
         self.seed, self.epoch = seed, None
         if config.cuts_per_user:
@@ -196,13 +226,16 @@ class TrainingBatches(keras.utils.PyDataset):
             return
         self.epoch, self.rng = epoch, np.random.default_rng([self.seed, epoch])
         # the last epoch's arrays go before the next ones are drawn: memory holds one epoch, not two
-        self.inputs = self.targets = self.weights = self.ratings = None
+        self.inputs = self.targets = self.weights = self.ratings = self.seen = None
         sequences, target_ok, tokens = self.sequences, self.target_ok, self.tokens
         if self.ties is not None:
             tie_order = self.ties.order(self.rng)
             sequences = sequences.reordered(tie_order)
             target_ok = None if target_ok is None else target_ok[tie_order]
             tokens = None if tokens is None else tokens[tie_order]
+        if self.config.exclude_seen:
+            first = first_occurrences(sequences)
+            target_ok = first if target_ok is None else target_ok & first
         if self.config.regime == "all_steps":
             examples = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead, target_ok)
         elif self.config.cuts_per_user:
@@ -216,6 +249,8 @@ class TrainingBatches(keras.utils.PyDataset):
         self.weights = (rating_weights(examples.target_ratings[order], self.config.rating_weight)
                         if self.config.rating_weight else None)  # all 1 otherwise: never fed (see __getitem__)
         self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])
+        if self.config.exclude_seen:
+            self.seen = items_before(sequences, examples.sources[order], self.n_items)
 
     def __len__(self) -> int:
         return self.n_batches
@@ -229,8 +264,12 @@ class TrainingBatches(keras.utils.PyDataset):
         return self._rows(slice(0, self.n_batches * self.config.batch_size))
 
     def _rows(self, rows: slice) -> tuple[np.ndarray, ...]:
-        inputs = (self.inputs[rows] if self.ratings is None
-                  else {"items": self.inputs[rows], "ratings": self.ratings[rows]})
+        inputs = {"items": self.inputs[rows]}
+        if self.ratings is not None:
+            inputs["ratings"] = self.ratings[rows]
+        if self.seen is not None:
+            inputs["seen"] = self.seen[rows]
+        inputs = inputs["items"] if len(inputs) == 1 else inputs
         if self.config.rating_weight == 0:  # all weights 1: leave Keras' unweighted loss as it is
             return inputs, self.targets[rows]
         return inputs, self.targets[rows], self.weights[rows]

@@ -136,13 +136,14 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     # batch_size is per device: the global batch grows with the devices, and the peak learning rate with it (the
     # linear scaling rule), so one epoch takes 1/replicas of the steps at the same per-example step size
     batches = TrainingBatches(split.train, replace(config, batch_size=config.batch_size * replicas),
-                              seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known)
+                              seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known,
+                              n_items=split.n_items)
     with dtype_policy(config.precision), strategy.scope():
         model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
                             rating_input=config.rating_input, model=config.model, max_len=config.max_len,
                             blocks=config.blocks, heads=config.heads, skip_padding=skips_padding(config),
-                            tied_output=config.tied_output)
+                            tied_output=config.tied_output, exclude_seen=config.exclude_seen)
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))

@@ -60,6 +60,8 @@ TRAIN_HELP = {
     "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
     "rating_input": "also feed the rating of every history item to the network (a second model input; unknown "
                     "training ratings, imputed in the authors' file, are fed as unknown)",
+    "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "
+                    "as evaluation never recommends them (true) or ranks them with the others (false: the paper)",
     "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
                      "N > 0 is the authors' sampler: every user each epoch, N distinct cuts each",
     "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "

@@ -171,6 +171,64 @@ class ItemSteps(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
+class SeenItems(keras.layers.Layer):
+    """Training logits with the items the user has already read set to -1e9, so that they leave the softmax.
+
+    Evaluation and serving never recommend an item of the input: with ``exclude_seen`` the training softmax
+    leaves them out too, and the network no longer has to spend its state on remembering which items to push
+    down. Inputs: the logits (batch x steps x items, or the item steps of :class:`ItemSteps`), the window's
+    ``item + 1`` ids, and the items read before the window as packed bits
+    (:func:`seqrec.core.sampling.items_before`). An item counts as read from its own step on. Finite, not -inf: a
+    row whose every item was read stays finite (its target, a repeat, carries no weight)."""
+
+    def call(self, inputs):
+        logits, items, packed = inputs
+        ops = keras.ops
+        n_items, steps = ops.shape(logits)[-1], ops.shape(items)[1]
+        held = items > 0
+        # the logits' row of every window cell: all cells, or the cells holding an item in row order (ItemSteps)
+        has_row = held if len(logits.shape) == 2 else ops.ones_like(held)
+        row_of_cell = ops.reshape(ops.cumsum(ops.reshape(ops.cast(has_row, "int32"), (-1,))) - 1, (-1,))
+        rows, read = self.read_before(packed, n_items, has_row, row_of_cell, steps)
+        # the window's own items, each from its step on: (window, step, earlier step) triples
+        earlier = ops.expand_dims(ops.arange(steps), 1) >= ops.expand_dims(ops.arange(steps), 0)
+        window, step, source = ops.nonzero(ops.expand_dims(has_row, 2) & ops.expand_dims(held, 1) & earlier)
+        rows = ops.concatenate([rows, ops.take(row_of_cell, window * steps + step)])
+        read = ops.concatenate([read, ops.take(ops.reshape(items, (-1,)), window * steps + source) - 1])
+        # a sparse (row, item) list summed into one dense penalty: far cheaper than a one-hot per step. An item
+        # listed twice gets -2e9, as far out of the softmax; added, not selected, its gradient is the softmax's
+        flat = ops.reshape(logits, (-1, n_items))
+        penalty = ops.full(ops.shape(rows), -1e9, dtype=logits.dtype)
+        penalty = ops.scatter(ops.stack([rows, read], axis=1), penalty, ops.shape(flat))
+        return ops.reshape(flat + penalty, ops.shape(logits))
+
+    @staticmethod
+    def read_before(packed, n_items, has_row, row_of_cell, steps):
+        """(logits row, item) pairs of the items read before the window: each at every cell of its window."""
+        ops = keras.ops
+        bits = ops.bitwise_and(ops.right_shift(ops.expand_dims(ops.cast(packed, "int32"), -1),
+                                               ops.arange(8, dtype="int32")), 1)
+        before = ops.reshape(bits, (ops.shape(packed)[0], -1))[:, 1:n_items + 1]
+        window, item = ops.nonzero(before)
+        cells = ops.reshape(ops.expand_dims(window * steps, 1) + ops.arange(steps), (-1,))
+        kept = ops.nonzero(ops.take(ops.reshape(has_row, (-1,)), cells))[0]
+        return ops.take(row_of_cell, ops.take(cells, kept)), ops.take(ops.repeat(item, steps), kept)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+def seen_items_excluded(network: keras.Model) -> keras.Model:
+    """``network`` (a training model, logits at every step) with a ``seen`` input (the packed items read before the
+    window) and its logits of items already read left out (:class:`SeenItems`); the same layers and weights."""
+    inputs = network.input if isinstance(network.input, dict) else {"items": network.input}
+    seen = keras.Input(shape=(None,), dtype="uint8", name="seen")
+    # float32 whatever the policy: the logits are float32 (output_logits) and -1e9 is past float16's range
+    logits = SeenItems(dtype="float32", name="seen_items")([network.output, inputs["items"], seen])
+    return keras.Model({**inputs, "seen": seen}, logits, name=network.name)
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
 class LastItems(keras.layers.Layer):
     """The latest ``length`` steps of a left-padded batch: a model with a position table of that length then
     scores histories of any length (serving and evaluation feed the whole input half)."""
