@@ -15,7 +15,7 @@ import pytest
 from seqrec.core.data import load_split, Sequences
 
 from seqrec.core.ties import TieOrder
-from seqrec.core.scoring import evaluate_users
+from seqrec.core.scoring import evaluate_scores, evaluate_users
 from seqrec.core.model import build_model, keras, scoring_model
 from seqrec.core.config import TrainConfig
 from seqrec.core.losses import PADDED_TARGET
@@ -387,7 +387,6 @@ def test_a_model_trained_with_exclude_seen_learns_and_scores_from_the_items_alon
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert [tensor.name for tensor in result.model.inputs] == ["items"]
     popularity = np.tile(split.item_popularity.astype(np.float32), (len(split.val), 1))
-    from seqrec.core.scoring import evaluate_scores
     assert max(result.history["val_sps_at_5"]) > evaluate_scores(popularity, split.val, 5)["sps@5"] + 0.2
     with pytest.raises(ValueError, match="exclude_seen is for regime=all_steps only"):
         TrainConfig(regime="paper", exclude_seen=True)
