@@ -175,11 +175,10 @@ class SeenItems(keras.layers.Layer):
     """Training logits with the items the user has already read set to -1e9, so that they leave the softmax.
 
     Evaluation and serving never recommend an item of the input: with ``exclude_seen`` the training softmax
-    leaves them out too, and the network no longer has to spend its state on remembering which items to push
-    down. Inputs: the logits (batch x steps x items, or the item steps of :class:`ItemSteps`), the window's
-    ``item + 1`` ids, and the items read before the window as packed bits
-    (:func:`seqrec.core.sampling.items_before`). An item counts as read from its own step on. Finite, not -inf: a
-    row whose every item was read stays finite (its target, a repeat, carries no weight)."""
+    leaves them out too, and the network need not learn to push them down. Inputs: the logits (batch x steps x
+    items, or the item steps of :class:`ItemSteps`), the window's ``item + 1`` ids, and the items read before the
+    window as packed bits (:func:`seqrec.core.sampling.items_before`). An item counts as read from its own step
+    on. Finite, not -inf: a row whose every item was read stays finite (its target, a repeat, carries no weight)."""
 
     def call(self, inputs):
         logits, items, packed = inputs
