@@ -154,6 +154,11 @@ def first_duplicate(keys: np.ndarray) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------------------------- sequences
 
 
+def flat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The flat indices ``starts[r], ..., starts[r] + counts[r] - 1`` of every row ``r``, concatenated (vectorised)."""
+    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+
+
 @dataclass(frozen=True)
 class Sequences:
     """Time-ordered item sequences of several users in CSR form.

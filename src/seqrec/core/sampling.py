@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seqrec.core.config import IMPUTED_TARGETS, TrainConfig
-from seqrec.core.data import Sequences, rating_tokens
+from seqrec.core.data import Sequences, flat_ranges, rating_tokens
 from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import keras
 from seqrec.core.ties import TieOrder
@@ -85,14 +85,12 @@ def items_before(sequences: Sequences, sources: np.ndarray, n_items: int) -> np.
     packed along the ``item + 1`` axis (rows x ceil((n_items + 1) / 8) uint8, little bit order; bit 0 unused):
     what :class:`seqrec.core.models.common.SeenItems` unpacks. The cells' own items it reads from the window."""
     held = sources >= 0
-    first = np.where(held, sources, np.iinfo(np.int64).max).min(axis=1)
-    first = np.where(held.any(axis=1), first, 0)
+    any_held = held.any(axis=1)
+    first = np.where(any_held, np.where(held, sources, np.iinfo(np.int64).max).min(axis=1), 0)
     start = sequences.offsets[:-1][sequences.row_of_interaction()[np.minimum(first, len(sequences.items) - 1)]]
-    counts = np.where(held.any(axis=1), first - start, 0)
-    rows = np.repeat(np.arange(len(sources)), counts)
-    flat = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(start, counts)
+    counts = np.where(any_held, first - start, 0)
     seen = np.zeros((len(sources), n_items + 1), dtype=bool)
-    seen[rows, sequences.items[flat] + 1] = True
+    seen[np.repeat(np.arange(len(sources)), counts), sequences.items[flat_ranges(start, counts)] + 1] = True
     return np.packbits(seen, axis=1, bitorder="little")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.core.data import DataError, Sequences, Split, pad_left, rating_tokens, split_half
+from seqrec.core.data import DataError, Sequences, Split, flat_ranges, pad_left, rating_tokens, split_half
 from seqrec.core.metrics import format_metric, ranking_metrics, top_k
 from seqrec.core.model import keras, n_items_of, reads_ratings
 
@@ -68,9 +68,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def _gather(sequences: Sequences, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Items, ratings and offsets of the chosen users (vectorised CSR row gather)."""
     lengths = sequences.lengths[rows]
-    starts = np.repeat(sequences.offsets[rows], lengths)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    index = starts + within
+    index = flat_ranges(sequences.offsets[rows], lengths)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return sequences.items[index], sequences.ratings[index], offsets
 
