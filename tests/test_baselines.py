@@ -169,13 +169,17 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
         with mlflow.start_run(run_name=f"{model}-{loss}") as zoo[model, loss, cell]:
             mlflow.log_params({"regime": "all_steps", "model": model, "loss": loss, "cell": cell})
             mlflow.log_metrics({"test_sps_at_5": 0.25, "train_seconds": 42.0})
+    with mlflow.start_run(run_name="rnn-cce-unseen") as unseen:  # the newest RNN-CCE run, another objective
+        mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "true"})
+        mlflow.log_metrics({"test_sps_at_5": 0.75})
 
     runs = report.collect_runs(k=5)
     assert [run.info.run_id for run in runs["RNN-CCE"]] == [rnn.info.run_id] != [failed.info.run_id]
     assert [run.info.run_id for run in runs["SASRec-CCE"]] == [zoo["sasrec", "cce", "gru"].info.run_id]
     assert [run.info.run_id for run in runs["RNN-Hinge"]] == [zoo["rnn", "hinge", "gru"].info.run_id]
     assert [run.info.run_id for run in runs["LSTM-CCE"]] == [zoo["rnn", "cce", "lstm"].info.run_id]  # not RNN-CCE's
-    assert list(runs)[-3:] == ["RNN-Hinge", "LSTM-CCE", "SASRec-CCE"]  # the paper's methods first, then the others
+    assert [run.info.run_id for run in runs["RNN-CCE exclude_seen"]] == [unseen.info.run_id]  # nor this one
+    assert list(runs)[-4:] == ["RNN-Hinge", "LSTM-CCE", "RNN-CCE exclude_seen", "SASRec-CCE"]  # the paper's first
     assert [run.info.run_id for run in runs["POP"]] == [results["pop"].run_id]
 
     out = tmp_path / "report"
