@@ -214,17 +214,18 @@ def test_a_report_row_is_the_mean_and_std_over_the_seeds_of_its_methods_latest_c
 
     from seqrec.experiment import report
 
-    def train_run(seed: int, sps: float, hidden: int = 256, path: str = "/a/split") -> str:
+    def train_run(seed: int, sps: float, hidden: int = 256, path: str = "/a/split", **newer: str) -> str:
         with mlflow.start_run() as run:
             mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "hinge", "hidden": hidden,
-                               "seed": seed, "data_path": path, "data_sha256": "abc"})
+                               "seed": seed, "data_path": path, "data_sha256": "abc", **newer})
             mlflow.log_metrics({"test_sps_at_10": sps, "train_seconds": 100.0 * (seed + 1)})
         return run.info.run_id
 
     train_run(0, 0.10)  # replaced by seed 0's newer run
     seeds = [train_run(0, 0.30), train_run(1, 0.32, path="/b/split"), train_run(2, 0.34)]
     train_run(0, 0.90, hidden=64)  # another configuration, older than the latest run
-    latest = train_run(3, 0.36)
+    train_run(1, 0.90, weight_decay="0.01")  # and another
+    latest = train_run(3, 0.36, weight_decay="0.0")  # a param the older runs did not log, at its default: one row
     runs = report.collect_runs()
     assert {run.info.run_id for run in runs["RNN-Hinge"]} == {*seeds, latest}
     (row, paper) = [row for row in report.build_rows(runs) if row.method == "RNN-Hinge"]

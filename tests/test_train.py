@@ -404,3 +404,22 @@ def test_the_seen_items_leave_a_16_bit_model_s_logits_in_float32():
     assert logits.dtype == "float32" and np.all(np.isfinite(logits))
     # the cells are the items but each user's last, and each cell leaves out the items read so far
     assert np.sum(np.asarray(logits) < -1e8) == sum(range(1, 6)) + 1
+
+
+def test_weight_decay_shrinks_weights_and_tables_but_not_biases_or_norms():
+    """AdamW's decay is decoupled from the gradient: with a zero gradient a weight still shrinks by lr x decay of
+    itself, and a bias or a layer norm's scale keeps its value."""
+    from seqrec.core.training import optimizer
+    model = keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(5, 4),
+                              keras.layers.LayerNormalization(), keras.layers.Dense(2)])
+    for variable in model.trainable_variables:
+        variable.assign(np.ones(variable.shape, dtype="float32"))
+    step = optimizer(0.1, weight_decay=0.5)
+    assert isinstance(step, keras.optimizers.AdamW)
+    step.apply_gradients([(np.zeros(variable.shape, "float32"), variable) for variable in model.trainable_variables])
+    after = {variable.path.split("/")[-1]: np.asarray(variable) for variable in model.trainable_variables}
+    assert after["embeddings"] == pytest.approx(0.95) and after["kernel"] == pytest.approx(0.95)
+    assert after["bias"] == pytest.approx(1.0) and after["gamma"] == pytest.approx(1.0)
+    assert type(optimizer(0.1, weight_decay=0.0)) is keras.optimizers.Adam  # 0: plain Adam, as before
+    with pytest.raises(ValueError, match="weight_decay must be 0"):
+        TrainConfig(weight_decay=-0.1)

@@ -41,6 +41,7 @@ class TrainConfig:
     max_len: int = 50
     batch_size: int = 64
     lr: float = 3e-3
+    weight_decay: float = 0.0
     epochs: int = 10
     cell: str = "gru"
     projection: int = 0
@@ -114,3 +115,5 @@ class TrainConfig:
             raise ValueError(f"tie_noise must be >= 0, got {self.tie_noise}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be 0 (Adam) or more (AdamW), got {self.weight_decay}")

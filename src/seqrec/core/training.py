@@ -146,8 +146,23 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             tied_output=config.tied_output, exclude_seen=config.exclude_seen)
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(config))
+        model.compile(optimizer=optimizer(schedule, config.weight_decay), loss=training_loss(config))
     return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
+
+
+NOT_DECAYED = ["bias", "gamma", "beta"]  # biases and layer norms keep their scale: decay is for weights and tables
+
+
+def optimizer(schedule: keras.optimizers.schedules.LearningRateSchedule,
+              weight_decay: float) -> keras.optimizers.Optimizer:
+    """Adam, or with ``weight_decay`` AdamW: each step also shrinks the weight matrices and item tables by
+    lr x weight_decay of themselves, decoupled from the gradient's moments, which a large, sparsely trained item
+    table cannot get from an L2 term (Adam rescales it away)."""
+    if not weight_decay:
+        return keras.optimizers.Adam(schedule)
+    adamw = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    adamw.exclude_from_weight_decay(var_names=NOT_DECAYED)
+    return adamw
 
 
 def skips_padding(config: TrainConfig) -> bool:

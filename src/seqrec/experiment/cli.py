@@ -40,6 +40,8 @@ TRAIN_HELP = {
     "max_len": "training window length (items); evaluation always reads the full history",
     "batch_size": "examples per batch",
     "lr": "peak Adam learning rate (cosine decay over the epochs)",
+    "weight_decay": "0: Adam; more: AdamW, each step shrinking weights and item tables (not biases or norms) by "
+                    "lr * weight_decay of themselves",
     "epochs": "maximum epochs; the best validation epoch is kept",
     "cell": "recurrent cell: gru or lstm",
     "projection": "linear bottleneck before the softmax layer (0 = none): a wider RNN at the same cost",

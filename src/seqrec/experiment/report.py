@@ -98,11 +98,16 @@ def run_command(run) -> str:
     return command_of(run.data.params, run.data.tags)
 
 
+def train_defaults() -> dict[str, str]:
+    """Every training param at its default, as a run logs it."""
+    return {spec.name: str(param_value(getattr(TrainConfig(), spec.name))) for spec in fields(TrainConfig)}
+
+
 def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
     if "regime" not in params:
         seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
         return f"seqrec baselines --methods {tags.get('method', '?').lower()}{seed}"
-    defaults = {spec.name: str(param_value(getattr(TrainConfig(), spec.name))) for spec in fields(TrainConfig)}
+    defaults = train_defaults()
     changed = [f"--{name.replace('_', '-')} {params[name]}" for name in defaults
                if name in params and params[name] != defaults[name]]
     return " ".join(["seqrec train", *changed])
@@ -160,8 +165,11 @@ NOT_CONFIGURATION = ("seed", "data_path")  # the seeds of a row differ; one spli
 
 
 def configuration(run) -> dict[str, str]:
-    """What the runs of one row share: every param but the seed and the split's path (its checksum is a param)."""
-    return {name: value for name, value in run.data.params.items() if name not in NOT_CONFIGURATION}
+    """What the runs of one row share: every param but the seed and the split's path (its checksum is a param).
+    A training run logged before a param existed had that param's default: options are added with the default
+    that keeps the earlier behaviour, so its seeds stay in the row of the runs that log it."""
+    params = {**train_defaults(), **run.data.params} if "regime" in run.data.params else run.data.params
+    return {name: value for name, value in params.items() if name not in NOT_CONFIGURATION}
 
 
 def seed_runs(chosen, runs: list, row_of: Callable = method_of) -> list:
