@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import mlflow
 
+from seqrec.core.config import TrainConfig
 from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.experiment.owners import close_orphaned_runs, owner
@@ -20,6 +22,17 @@ from seqrec.experiment.owners import close_orphaned_runs, owner
 def param_value(value: object) -> object:
     """A param as MLflow shows it: booleans as ``true``/``false`` (what MLproject passes), the rest as is."""
     return str(value).lower() if isinstance(value, bool) else value
+
+
+def logged_params(config: TrainConfig) -> dict[str, str]:
+    """A training configuration's params as a run logs them (every field of ``TrainConfig``)."""
+    return {name: str(param_value(value)) for name, value in asdict(config).items()}
+
+
+def train_defaults() -> dict[str, str]:
+    """Every training param at its default, as a run logs it. A run logged before a param existed had that
+    param's default: options are added with the default that keeps the earlier behaviour."""
+    return logged_params(TrainConfig())
 
 
 def log_params_once(params: dict[str, object]) -> None:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from seqrec.core.config import TrainConfig
 from seqrec.experiment.rating_runs import ANCHORS
-from seqrec.experiment.records import log_params_once, param_value
+from seqrec.experiment.records import log_params_once, train_defaults
 
 MISSING = "–"
 
@@ -98,11 +97,6 @@ def run_command(run) -> str:
     return command_of(run.data.params, run.data.tags)
 
 
-def train_defaults() -> dict[str, str]:
-    """Every training param at its default, as a run logs it."""
-    return {spec.name: str(param_value(getattr(TrainConfig(), spec.name))) for spec in fields(TrainConfig)}
-
-
 def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
     if "regime" not in params:
         seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
@@ -166,8 +160,8 @@ NOT_CONFIGURATION = ("seed", "data_path")  # the seeds of a row differ; one spli
 
 def configuration(run) -> dict[str, str]:
     """What the runs of one row share: every param but the seed and the split's path (its checksum is a param).
-    A training run logged before a param existed had that param's default: options are added with the default
-    that keeps the earlier behaviour, so its seeds stay in the row of the runs that log it."""
+    A training param that a run did not log counts at its default (:func:`train_defaults`), so the seeds run
+    before it existed stay in the row of the runs that log it."""
     params = {**train_defaults(), **run.data.params} if "regime" in run.data.params else run.data.params
     return {name: value for name, value in params.items() if name not in NOT_CONFIGURATION}
 

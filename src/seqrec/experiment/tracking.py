@@ -26,7 +26,7 @@ from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
-from seqrec.experiment.records import log_data, log_params_once, param_value
+from seqrec.experiment.records import log_data, log_params_once, logged_params, train_defaults
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
 from seqrec.experiment.serve import log_recommender
 
@@ -50,8 +50,7 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
     A benchmark run again after an interruption keeps the cells it has instead of training them again. A run
     logged before a param existed matches where ``config`` has that param's default: an option is added with the
     default that keeps the earlier behaviour (``tied_output=false`` is what every earlier model did)."""
-    wanted = {name: str(param_value(value)) for name, value in asdict(config).items()}
-    defaults = {name: str(param_value(value)) for name, value in asdict(TrainConfig()).items()}
+    wanted, defaults = logged_params(config), train_defaults()
     candidates = mlflow.search_runs(
         filter_string=f"attributes.status = 'FINISHED' and params.data_sha256 = '{split.checksum}'",
         order_by=["attributes.start_time DESC"], output_format="list")
