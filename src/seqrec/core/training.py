@@ -153,7 +153,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
 NOT_DECAYED = ["bias", "gamma", "beta"]  # biases and layer norms keep their scale: decay is for weights and tables
 
 
-def optimizer(schedule: keras.optimizers.schedules.LearningRateSchedule,
+def optimizer(schedule: float | keras.optimizers.schedules.LearningRateSchedule,
               weight_decay: float) -> keras.optimizers.Optimizer:
     """Adam, or with ``weight_decay`` AdamW: each step also shrinks the weight matrices and item tables by
     lr x weight_decay of themselves, decoupled from the gradient's moments, which a large, sparsely trained item
