@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reproduce import cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
-from seqrec.core.data import Split, split_half  # noqa: E402
+from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
 from seqrec.core.scoring import NEW_USER_COUNTS, ensemble_scores, evaluate_scores  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
@@ -110,8 +110,8 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
     inputs = {"val": split_half(split.val)[0], "test": split_half(split.test)[0]}
     probabilities, seconds = {}, {}
     for name, runs in rows.items():
-        members = {users: [ensemble_scores([load_model(f"runs:/{run['run_id']}/recommender")], given)
-                           for run in runs] for users, given in inputs.items()}
+        scored = [member_probabilities(str(run["run_id"]), inputs) for run in runs]
+        members = {users: [member[users] for member in scored] for users in inputs}
         spent = np.cumsum([run["train_seconds"] for run in runs])  # the first 1, 2, ... members' train time
         for size in range(1, len(runs) + 1):  # the first 1, 2, ... seeds: how far more members carry it
             grown = {users: np.mean(each[:size], axis=0) for users, each in members.items()}
@@ -122,6 +122,12 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
                       for users in inputs}
         lines.append(ensemble_row(" + ".join(rows), everything, sum(seconds.values()), split, k, shown))
     return "\n".join(lines)
+
+
+def member_probabilities(run_id: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
+    """One finished run's next-item probabilities of each group of users (``val``, ``test``) after their inputs."""
+    model = load_model(f"runs:/{run_id}/recommender")
+    return {users: ensemble_scores([model], given) for users, given in inputs.items()}
 
 
 def ensemble_row(name: str, probabilities: dict[str, np.ndarray], train_seconds: float, split: Split, k: int,

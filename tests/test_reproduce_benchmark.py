@@ -121,6 +121,25 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
     assert float(rows["pooling:cce + rnn:cce"][-1].rstrip(" |")) == pytest.approx(
         sum(float(rows[f"{name} × 1"][-1].rstrip(" |")) for name in main_rows), abs=1)  # the members' summed time
 
+    # benchmarks/ensemble.py mixes finished runs by id, one group each: the same rows as the zoo's
+    import mlflow
+
+    ids = {run.data.params["model"]: run.info.run_id
+           for run in mlflow.search_runs(experiment_names=["seqrec-zoo"], output_format="list")}
+    mix = load_benchmark("ensemble.py")
+    assert mix.main(["--runs", ids["pooling"], "--runs", ids["rnn"]]) == 0
+    mixed = {line.split(" | ")[0][2:]: line.split(" | ")[1:-1] for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("| pooling", "| rnn"))}
+    assert mixed == {"pooling × 1": rows["pooling:cce × 1"][:-1], "rnn × 1": rows["rnn:cce × 1"][:-1],
+                     "pooling × 1 + rnn × 1": rows["pooling:cce + rnn:cce"][:-1]}
+    assert mix.main(["--runs", ids["rnn"], "--validation-only"]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()
+    assert header == "| ensemble | val sps@10 (%) | val tie-aware sps@10 (%) | train time (s) |"
+    assert row.split(" | ")[1:-1] == rows["rnn:cce × 1"][5:-1]  # no test figure: chosen on validation first
+    from seqrec.experiment.errors import ParameterError
+    with pytest.raises(ParameterError, match="--data: .* is not the data the runs trained on"):
+        mix.main(["--runs", ids["rnn"], "--data", str(write_synthetic_split(tmp_path / "other", seed=5))])
+
     # one more seed: the ensemble grows a row, and its first seed's row is the one above (read back, not retrained)
     assert zoo.main(["--variants", "pooling:cce", "--seeds", "2", "--data", str(split), "--ensemble", *TINY]) == 0
     printed = capsys.readouterr().out
