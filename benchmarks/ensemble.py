@@ -23,10 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import columns  # noqa: E402
-from zoo import ensemble_row, member_probabilities  # noqa: E402  (the zoo's ensemble rows)
+from reproduce import add_validation_only  # noqa: E402
+from zoo import ensemble_columns, ensemble_row, member_probabilities, scored_inputs  # noqa: E402  (the zoo's rows)
 
-from seqrec.core.data import split_half  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, script_status  # noqa: E402
@@ -46,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=run_ids, action="append", required=True,
                         help="one group of the ensemble: comma-separated run ids (repeat for each group)")
     parser.add_argument("--data", help="where the members' split is now (default: their logged data_path)")
-    parser.add_argument("--validation-only", action="store_true",
-                        help="score and print the validation users only: choose a mix before any test figure shows")
+    add_validation_only(parser)
     args = parser.parse_args(argv)
 
     from mlflow.tracking import MlflowClient
@@ -60,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ParameterError(f"--data: {split.directory} is not the data the runs trained on (data_sha256 "
                              f"{trained_on[:12]}..., this split's {split.checksum[:12]}...)")
     k = int(shared_param(runs, "k"))
-    parts = {"val": split.val} if args.validation_only else {"val": split.val, "test": split.test}
-    shown = [column for column in columns(k) if column[0].split(" ")[0] in (*parts, "train_seconds")]
-    inputs = {users: split_half(sequences)[0] for users, sequences in parts.items()}
+    shown = ensemble_columns(k, args.validation_only)
+    inputs = scored_inputs(split, args.validation_only)
     print("| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |\n|---|" + "---:|" * len(shown))
     groups, seconds = [], 0.0
     for group in args.runs:

@@ -42,13 +42,22 @@ from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 PAPER = {"sps@10": "33.45 ± 1.17", "recall@10": "7.52", "user_coverage": "87.73", "item_coverage": "669.75"}
 
 
-def columns(k: int) -> list[tuple[str, str, float, int]]:
-    """The table's columns at cut-off ``k``: (key in a run's :func:`figures`, heading, scale, digits)."""
-    return [(f"test sps@{k}", f"sps@{k} (%)", 100, 2), (f"test sps_tie@{k}", f"tie-aware sps@{k} (%)", 100, 2),
+def columns(k: int, validation_only: bool = False) -> list[tuple[str, str, float, int]]:
+    """The table's columns at cut-off ``k``: (key in a run's :func:`figures`, heading, scale, digits); with
+    ``validation_only``, none of the test users'."""
+    shown = [(f"test sps@{k}", f"sps@{k} (%)", 100, 2), (f"test sps_tie@{k}", f"tie-aware sps@{k} (%)", 100, 2),
             (f"test recall@{k}", f"recall@{k} (%)", 100, 2), ("test user_coverage", "user cov. (%)", 100, 2),
             ("test item_coverage", "item cov.", 1, 1), (f"val sps@{k}", f"val sps@{k} (%)", 100, 2),
             (f"val sps_tie@{k}", f"val tie-aware sps@{k} (%)", 100, 2), ("train_seconds", "train time (s)", 1, 0),
             ("tokens_per_second", "tokens/s", 1, 0)]
+    return [column for column in shown if not (validation_only and column[0].startswith("test "))]
+
+
+def add_validation_only(parser: argparse.ArgumentParser) -> None:
+    """``--validation-only``: the benchmarks' way to choose before any test figure shows."""
+    parser.add_argument("--validation-only", action="store_true",
+                        help="print the validation users' figures only, so that a setting is chosen before any test "
+                             "figure shows (a run still logs its test figures to MLflow)")
 
 
 def is_clean(split: Split) -> bool:
@@ -64,15 +73,17 @@ def figures(summary: RunSummary) -> dict[str, float | str]:
             "run_id": summary.run_id}
 
 
-def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2) -> dict[str, float | str]:
+def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2, show_test: bool = True
+                ) -> dict[str, float | str]:
     """The figures of ``config`` on ``split``: from a finished run of this experiment with the same params and data
-    (unless ``rerun``), else from a new run. The new run backs up every epoch, so a benchmark killed mid-run resumes
+    (unless ``rerun``), else from a new run (which prints its test table unless not ``show_test``). The new run backs up every epoch, so a benchmark killed mid-run resumes
     it where it stopped when run again."""
     summary = None if rerun else finished_run(config, split)
     if summary is not None:
         print(f"seed {config.seed}: the figures of finished run {summary.run_id}", file=sys.stderr)
         return figures(summary)
-    return figures(train_run(config, split, verbose=verbose, backup_dir=default_backup_dir(config, split.directory)))
+    return figures(train_run(config, split, verbose=verbose, backup_dir=default_backup_dir(config, split.directory),
+                             show_test=show_test))
 
 
 def cell(values: list[float | None], scale: float, digits: int) -> str:
@@ -84,15 +95,16 @@ def cell(values: list[float | None], scale: float, digits: int) -> str:
     return f"{scaled.mean():.{digits}f}{spread}"
 
 
-def table(label: str, runs: list[dict[str, float]], paper_row: bool, k: int = 10) -> str:
+def table(label: str, runs: list[dict[str, float]], paper_row: bool, k: int = 10, validation_only: bool = False
+          ) -> str:
     """A Markdown table: our row (mean ± std over the runs) and, for the authors' kind of split, the paper's
-    (its figures are at k = 10)."""
-    shown = columns(k)
+    (its figures are at k = 10, on test users: not with ``validation_only``)."""
+    shown = columns(k, validation_only)
     lines = ["| method | " + " | ".join(heading for _, heading, _, _ in shown) + " |",
              "|---|" + "---:|" * len(shown),
              f"| {label} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                           for key, _, scale, digits in shown) + " |"]
-    if paper_row and k == 10:
+    if paper_row and k == 10 and not validation_only:
         paper = [PAPER.get(key.removeprefix("test "), "–") for key, _, _, _ in shown]
         lines.append("| RNN-CCE, paper Table 3 | " + " | ".join(paper) + " |")
     return "\n".join(lines)
@@ -106,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train every seed again, even where this experiment has its finished run")
     parser.add_argument("--data", action="append",
                         help="a split (as seqrec train --data); repeat it for one table per split (default: auto)")
+    add_validation_only(parser)
     add_config_arguments(parser, defaults=False, skip=("seed",))  # given ones override TrainConfig()
     args = parser.parse_args(argv)
 
@@ -119,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
     for split in splits:
-        runs = [run_figures(replace(base, seed=seed), split, args.rerun) for seed in seeds]
+        runs = [run_figures(replace(base, seed=seed), split, args.rerun, show_test=not args.validation_only)
+                for seed in seeds]
         clean = is_clean(split)
         kind = ("clean split (the tie-aware sps transfers)" if clean
                 else "authors' kind of split (compare with the paper)")
         tables.append(f"\n{kind}: {split.directory}\n"
-                      + table(f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)", runs, not clean, base.k))
+                      + table(f"RNN-CCE, seqrec {base.regime} ({args.seeds} seeds)", runs, not clean, base.k,
+                            args.validation_only))
     print("\nconfiguration:", ", ".join(f"{k}={v}" for k, v in vars(base).items() if k != "seed"))
     print("\n".join(tables))
     return 0

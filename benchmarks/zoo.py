@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
+from reproduce import add_validation_only, cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ensemble", action="store_true",
                         help="also score each variant's first 1, 2, ... seeds, and all the variants' runs, as one "
                              "ensemble (the mean of the members' softmax probabilities)")
+    add_validation_only(parser)
     add_config_arguments(parser, defaults=False, skip=("seed", "model", "loss"))
     args = parser.parse_args(argv)
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     k = next(iter(configs.values())).k
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
     mlflow.set_experiment("seqrec-zoo")
-    shown = columns(k)
+    shown = columns(k, args.validation_only)
     for split in splits:
         kind = "clean split" if is_clean(split) else "authors' kind of split"
         print(f"\n{kind}: {split.directory} (seeds {args.first_seed}–{args.first_seed + args.seeds - 1})")
@@ -91,23 +92,26 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         for model, loss in args.variants:
             runs = rows[f"{model}:{loss}"] = [
-                run_figures(replace(configs[model, loss], seed=seed), split, args.rerun, verbose=0)
+                run_figures(replace(configs[model, loss], seed=seed), split, args.rerun, verbose=0,
+                            show_test=not args.validation_only)
                 for seed in range(args.first_seed, args.first_seed + args.seeds)]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
-        print(new_user_table(rows, k))
+        if not args.validation_only:  # the new-user curve is drawn on the test users
+            print(new_user_table(rows, k))
         if args.ensemble:
-            print(ensemble_table(rows, split, k))
+            print(ensemble_table(rows, split, k, args.validation_only))
     return 0
 
 
-def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, k: int) -> str:
+def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, k: int,
+                   validation_only: bool = False) -> str:
     """Each variant's first 1, 2, ... finished runs as one ensemble, then every variant's runs as one (when there are
     several): validation and test figures as in the zoo's table, and the members' summed train time."""
-    shown = [column for column in columns(k) if column[0] != "tokens_per_second"]
+    shown = ensemble_columns(k, validation_only)
     lines = ["\nensembles: the mean of the members' softmax probabilities",
              "| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |", "|---|" + "---:|" * len(shown)]
-    inputs = {"val": split_half(split.val)[0], "test": split_half(split.test)[0]}
+    inputs = scored_inputs(split, validation_only)
     probabilities, seconds = {}, {}
     for name, runs in rows.items():
         scored = [member_probabilities(str(run["run_id"]), inputs) for run in runs]
@@ -122,6 +126,17 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
                       for users in inputs}
         lines.append(ensemble_row(" + ".join(rows), everything, sum(seconds.values()), split, k, shown))
     return "\n".join(lines)
+
+
+def ensemble_columns(k: int, validation_only: bool) -> list[tuple[str, str, float, int]]:
+    """An ensemble table's columns: the zoo's, less its throughput (an ensemble trains nothing)."""
+    return [column for column in columns(k, validation_only) if column[0] != "tokens_per_second"]
+
+
+def scored_inputs(split: Split, validation_only: bool) -> dict[str, Sequences]:
+    """The input halves an ensemble scores: the validation users', and the test users' unless ``validation_only``."""
+    parts = {"val": split.val} if validation_only else {"val": split.val, "test": split.test}
+    return {users: split_half(sequences)[0] for users, sequences in parts.items()}
 
 
 def member_probabilities(run_id: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:

@@ -195,7 +195,11 @@ def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_
         assert zoo.main(argv) == 0
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")] == first
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 2
-    assert zoo.main([*argv, "--rerun"]) == 0
+    assert zoo.main([*argv, "--rerun", "--validation-only"]) == 0  # trained again: no test figure printed
+    printed = capsys.readouterr().out
+    assert "test users" not in printed and "new users" not in printed
+    header = next(line for line in printed.splitlines() if line.startswith("| model:loss"))
+    assert header == "| model:loss | val sps@10 (%) | val tie-aware sps@10 (%) | train time (s) | tokens/s |"
     assert zoo.main([*argv, "--lr", "0.02"]) == 0
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 6
 

@@ -93,11 +93,12 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, nested: bool = False,
               run_name: str | None = None, callbacks: list | None = None, evaluate_test: bool = True,
-              verbose: int = 2, backup_dir: Path | None = None) -> RunSummary:
+              verbose: int = 2, backup_dir: Path | None = None, show_test: bool = True) -> RunSummary:
     """One MLflow run: params, per-epoch curves, best-epoch model, (test metrics) and data record.
 
     ``nested``/``callbacks``/``evaluate_test=False`` serve tuning: a trial is a nested run whose
     pruning callback sees the validation curve and which never touches the test users.
+    ``show_test=False`` logs the test figures without printing them (a benchmark choosing on validation).
     ``backup_dir`` makes the run resumable (:mod:`seqrec.experiment.resume`): run again after a kill or a
     crash, it continues the interrupted MLflow run from its last completed epoch. A top-level run first ends
     (KILLED) the runs left RUNNING by dead processes of this host, the interrupted one too when a new run
@@ -144,7 +145,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             result.model.save(output)
-    if test is not None:
+    if test is not None and show_test:
         print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
     return RunSummary(run.info.run_id, result.best_epoch, val, test_metrics, result.train_seconds,
                       result.tokens_per_second)
