@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, script_status  # noqa: E402
 from seqrec.experiment.errors import ParameterError  # noqa: E402
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 
 def run_ids(text: str) -> list[str]:
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def shared_param(runs: dict, name: str) -> str:
+def shared_param(runs: dict[str, Run], name: str) -> str:
     """A param every member logged with one value (the data, the cut-off): a mix of splits is refused."""
     values = {run.data.params.get(name) for run in runs.values()}
     if len(values) != 1 or None in values:
@@ -83,12 +87,16 @@ def shared_param(runs: dict, name: str) -> str:
     return values.pop()
 
 
-def group_name(runs: dict, group: list[str]) -> str:
-    """A group's row name: its members' model (and loss, when not cce) and how many seeds."""
-    names = {"{model}{suffix}".format(model=runs[run_id].data.params.get("model", "?"),
-                                      suffix="" if runs[run_id].data.params.get("loss", "cce") == "cce"
-                                      else ":" + runs[run_id].data.params["loss"]) for run_id in group}
-    return f"{'/'.join(sorted(names))} × {len(group)}"
+def group_name(runs: dict[str, Run], group: list[str]) -> str:
+    """A group's row name: its members' model (and loss, when not cce) and how many runs."""
+    names = sorted({member_name(runs[run_id].data.params) for run_id in group})
+    return f"{'/'.join(names)} × {len(group)}"
+
+
+def member_name(params: dict[str, str]) -> str:
+    """A run's model, and its loss when not the CCE: ``sasrec``, ``rnn:bpr``."""
+    model, loss = params.get("model", "?"), params.get("loss", "cce")
+    return model if loss == "cce" else f"{model}:{loss}"
 
 
 if __name__ == "__main__":

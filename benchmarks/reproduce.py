@@ -76,8 +76,8 @@ def figures(summary: RunSummary) -> dict[str, float | str]:
 def run_figures(config: TrainConfig, split: Split, rerun: bool = False, verbose: int = 2, show_test: bool = True
                 ) -> dict[str, float | str]:
     """The figures of ``config`` on ``split``: from a finished run of this experiment with the same params and data
-    (unless ``rerun``), else from a new run (which prints its test table unless not ``show_test``). The new run backs up every epoch, so a benchmark killed mid-run resumes
-    it where it stopped when run again."""
+    (unless ``rerun``), else from a new run, which prints its test table if ``show_test``. The new run backs up
+    every epoch, so a benchmark killed mid-run resumes it where it stopped when run again."""
     summary = None if rerun else finished_run(config, split)
     if summary is not None:
         print(f"seed {config.seed}: the figures of finished run {summary.run_id}", file=sys.stderr)

@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import add_validation_only, cell, columns, is_clean, run_figures  # noqa: E402  (the same cells as the reproduction)
+from reproduce import (add_validation_only, cell, columns, is_clean,  # noqa: E402  (the reproduction's cells)
+                       run_figures)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
