@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import add_validation_only  # noqa: E402
+from reproduce import add_validation_only, table_head  # noqa: E402
 from zoo import ensemble_columns, ensemble_row, member_probabilities, scored_inputs  # noqa: E402  (the zoo's rows)
 
 from seqrec.core.sources import load_data  # noqa: E402
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
-    print("| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |\n|---|" + "---:|" * len(shown))
+    print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in args.runs:
         members = [member_probabilities(run_id, inputs) for run_id in group]

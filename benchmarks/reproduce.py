@@ -53,6 +53,11 @@ def columns(k: int, validation_only: bool = False) -> list[tuple[str, str, float
     return [column for column in shown if not (validation_only and column[0].startswith("test "))]
 
 
+def table_head(first: str, shown: list[tuple[str, str, float, int]]) -> str:
+    """A Markdown table's heading and rule: ``first`` names the rows, then the ``shown`` columns' headings."""
+    return f"| {first} | " + " | ".join(heading for _, heading, _, _ in shown) + " |\n|---|" + "---:|" * len(shown)
+
+
 def add_validation_only(parser: argparse.ArgumentParser) -> None:
     """``--validation-only``: the benchmarks' way to choose before any test figure shows."""
     parser.add_argument("--validation-only", action="store_true",
@@ -100,8 +105,7 @@ def table(label: str, runs: list[dict[str, float]], paper_row: bool, k: int = 10
     """A Markdown table: our row (mean ± std over the runs) and, for the authors' kind of split, the paper's
     (its figures are at k = 10, on test users: not with ``validation_only``)."""
     shown = columns(k, validation_only)
-    lines = ["| method | " + " | ".join(heading for _, heading, _, _ in shown) + " |",
-             "|---|" + "---:|" * len(shown),
+    lines = [table_head("method", shown),
              f"| {label} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                           for key, _, scale, digits in shown) + " |"]
     if paper_row and k == 10 and not validation_only:

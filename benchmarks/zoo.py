@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce import (add_validation_only, cell, columns, is_clean,  # noqa: E402  (the reproduction's cells)
-                       run_figures)
+                       run_figures, table_head)
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in splits:
         kind = "clean split" if is_clean(split) else "authors' kind of split"
         print(f"\n{kind}: {split.directory} (seeds {args.first_seed}–{args.first_seed + args.seeds - 1})")
-        print("| model:loss | " + " | ".join(heading for _, heading, _, _ in shown) + " |")
-        print("|---|" + "---:|" * len(shown))
+        print(table_head("model:loss", shown))
         rows = {}
         for model, loss in args.variants:
             runs = rows[f"{model}:{loss}"] = [
@@ -110,8 +109,7 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
     """Each variant's first 1, 2, ... finished runs as one ensemble, then every variant's runs as one (when there are
     several): validation and test figures as in the zoo's table, and the members' summed train time."""
     shown = ensemble_columns(k, validation_only)
-    lines = ["\nensembles: the mean of the members' softmax probabilities",
-             "| ensemble | " + " | ".join(heading for _, heading, _, _ in shown) + " |", "|---|" + "---:|" * len(shown)]
+    lines = ["\nensembles: the mean of the members' softmax probabilities", table_head("ensemble", shown)]
     inputs = scored_inputs(split, validation_only)
     probabilities, seconds = {}, {}
     for name, runs in rows.items():
