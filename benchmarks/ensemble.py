@@ -25,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce import add_validation_only, table_head  # noqa: E402
-from zoo import ensemble_columns, ensemble_row, member_probabilities, scored_inputs  # noqa: E402  (the zoo's rows)
+from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_probabilities,  # noqa: E402
+                 scored_inputs)  # the zoo's ensembles
 
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
@@ -67,15 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in args.runs:
-        members = [member_probabilities(run_id, inputs) for run_id in group]
-        groups.append({users: np.mean([member[users] for member in members], axis=0) for users in inputs})
+        groups.append(mean_probabilities([member_probabilities(run_id, inputs) for run_id in group]))
         spent = sum(runs[run_id].data.metrics.get("train_seconds", np.nan) for run_id in group)
         print(ensemble_row(group_name(runs, group), groups[-1], spent, split, k, shown), flush=True)
         seconds += spent
     if len(groups) > 1:
-        mixed = {users: np.mean([group[users] for group in groups], axis=0) for users in inputs}
-        print(ensemble_row(" + ".join(group_name(runs, group) for group in args.runs), mixed, seconds, split, k,
-                           shown))
+        print(ensemble_row(" + ".join(group_name(runs, group) for group in args.runs), mean_probabilities(groups),
+                           seconds, split, k, shown))
     return 0
 
 

@@ -121,8 +121,7 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
             lines.append(ensemble_row(f"{name} × {size}", grown, float(spent[size - 1]), split, k, shown))
         probabilities[name], seconds[name] = grown, float(spent[-1])  # all the seeds: the all-variants row's
     if len(rows) > 1:  # every run weighs the same: the variants have as many seeds each
-        everything = {users: sum(scores[users] for scores in probabilities.values()) / len(probabilities)
-                      for users in inputs}
+        everything = mean_probabilities(list(probabilities.values()))
         lines.append(ensemble_row(" + ".join(rows), everything, sum(seconds.values()), split, k, shown))
     return "\n".join(lines)
 
@@ -136,6 +135,11 @@ def scored_inputs(split: Split, validation_only: bool) -> dict[str, Sequences]:
     """The input halves an ensemble scores: the validation users', and the test users' unless ``validation_only``."""
     parts = {"val": split.val} if validation_only else {"val": split.val, "test": split.test}
     return {users: split_half(sequences)[0] for users, sequences in parts.items()}
+
+
+def mean_probabilities(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The members' probabilities averaged, each group of users (``val``, ``test``) on its own: one ensemble's."""
+    return {users: np.mean([member[users] for member in members], axis=0) for users in members[0]}
 
 
 def member_probabilities(run_id: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
