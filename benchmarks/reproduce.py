@@ -44,11 +44,16 @@ PAPER = {"sps@10": "33.45 ± 1.17", "recall@10": "7.52", "user_coverage": "87.73
 
 def columns(k: int, validation_only: bool = False) -> list[tuple[str, str, float, int]]:
     """The table's columns at cut-off ``k``: (key in a run's :func:`figures`, heading, scale, digits); with
-    ``validation_only``, none of the test users'."""
+    ``validation_only``, none of the test users'. A held-out pick is the kept epoch's figure on the validation
+    users who did not pick it (:func:`seqrec.core.training.held_out_figures`): it compares schedules of different
+    lengths without the lift of picking the best of more epochs."""
     shown = [(f"test sps@{k}", f"sps@{k} (%)", 100, 2), (f"test sps_tie@{k}", f"tie-aware sps@{k} (%)", 100, 2),
             (f"test recall@{k}", f"recall@{k} (%)", 100, 2), ("test user_coverage", "user cov. (%)", 100, 2),
             ("test item_coverage", "item cov.", 1, 1), (f"val sps@{k}", f"val sps@{k} (%)", 100, 2),
-            (f"val sps_tie@{k}", f"val tie-aware sps@{k} (%)", 100, 2), ("train_seconds", "train time (s)", 1, 0),
+            (f"val sps_tie@{k}", f"val tie-aware sps@{k} (%)", 100, 2),
+            (f"val held_out_sps@{k}", f"val sps@{k}, held-out pick (%)", 100, 2),
+            (f"val held_out_sps_tie@{k}", f"val tie-aware, held-out pick (%)", 100, 2),
+            ("train_seconds", "train time (s)", 1, 0),
             ("tokens_per_second", "tokens/s", 1, 0)]
     return [column for column in shown if not (validation_only and column[0].startswith("test "))]
 

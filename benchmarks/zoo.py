@@ -127,8 +127,10 @@ def ensemble_table(rows: dict[str, list[dict[str, float | str]]], split: Split, 
 
 
 def ensemble_columns(k: int, validation_only: bool) -> list[tuple[str, str, float, int]]:
-    """An ensemble table's columns: the zoo's, less its throughput (an ensemble trains nothing)."""
-    return [column for column in columns(k, validation_only) if column[0] != "tokens_per_second"]
+    """An ensemble table's columns: the zoo's, less its throughput (an ensemble trains nothing) and the held-out
+    picks (an ensemble picks no epoch)."""
+    return [column for column in columns(k, validation_only)
+            if column[0] != "tokens_per_second" and not column[0].startswith("val held_out_")]
 
 
 def scored_inputs(split: Split, validation_only: bool) -> dict[str, Sequences]:

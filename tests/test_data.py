@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,15 @@ def test_split_half_is_the_papers_cut():
     inputs, goals = split_half(users)
     assert [inputs.sequence(i).tolist() for i in range(3)] == [[1, 2], [6], [8, 9]]
     assert [goals.sequence(i).tolist() for i in range(3)] == [[3, 4, 5], [7], [10, 11]]
+
+
+def test_of_users_keeps_the_chosen_users_whole_with_their_times():
+    users = replace(Sequences.from_lists([[1, 2], [3], [4, 5, 6]], user_ids=[10, 11, 12]),
+                    times=np.array([1, 2, 3, 4, 5, 6]))
+    kept = users.of_users(np.array([True, False, True]))
+    assert kept.user_ids.tolist() == [10, 12] and kept.offsets.tolist() == [0, 2, 5]
+    assert kept.items.tolist() == [1, 2, 4, 5, 6] and kept.times.tolist() == [1, 2, 4, 5, 6]
+    assert len(users.of_users(np.zeros(3, dtype=bool))) == 0
 
 
 def test_pad_left_keeps_latest_items_at_the_end():

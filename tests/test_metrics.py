@@ -9,7 +9,8 @@ import pytest
 
 from seqrec.core.data import Sequences
 from seqrec.core.data import item_similarity
-from seqrec.core.metrics import diversity, hit_matrix, mlflow_name, ranking_metrics, top_k, top_popular
+from seqrec.core.metrics import (diversity, held_out_pick, hit_matrix, mlflow_name, ranking_metrics, top_k,
+                                 top_popular, validation_halves)
 
 # Three users, six items, top-3 lists. First goal items 2, 4, 3: users 0 and 1 have it in their top-3.
 RECOMMENDED = np.array([[0, 1, 2], [3, 4, 5], [1, 0, 5]])
@@ -89,6 +90,21 @@ def test_empty_goal_is_refused():
 
 def test_mlflow_metric_names():
     assert mlflow_name("sps@10", "val_") == "val_sps_at_10"
+
+
+def test_validation_halves_are_one_fixed_draw_of_equal_size():
+    halves = validation_halves(501)
+    assert halves.sum() == 251 and np.array_equal(halves, validation_halves(501))
+    assert 0.3 < halves[:250].mean() < 0.7  # drawn, not the first users
+    assert validation_halves(1).tolist() == [True] and validation_halves(0).size == 0
+
+
+def test_held_out_pick_scores_each_half_at_the_other_half_s_first_best_epoch():
+    a = [0.30, 0.40, 0.40, 0.35]  # half A peaks first at epoch 2
+    b = [0.20, 0.25, 0.31, 0.50]  # half B peaks at epoch 4
+    # B's figure at epoch 2 (0.25) for B's 3 users, A's at epoch 4 (0.35) for A's 2
+    assert held_out_pick(a, b, n_a=2, n_b=3) == pytest.approx((3 * 0.25 + 2 * 0.35) / 5)
+    assert held_out_pick(a, a, 1, 1) == pytest.approx(max(a))  # halves that agree: the kept figure itself
 
 
 def with_times(sequences: Sequences, times: list[list[int]]) -> Sequences:

@@ -110,7 +110,8 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
                      *TINY]) == 0
     printed = capsys.readouterr().out
     main_table = printed[:printed.index("new users")].splitlines()
-    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:-2] for line in main_table
+    # the figures an ensemble has too: not the held-out picks, the train time and the tokens/s
+    main_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:-4] for line in main_table
                  if line.startswith(("| pooling:", "| rnn:"))}
     ensembles = printed[printed.index("ensembles"):].splitlines()
     assert ensembles[1].startswith("| ensemble | sps@10 (%) |") and "tokens/s" not in ensembles[1]
@@ -194,12 +195,14 @@ def test_a_benchmark_run_again_keeps_its_finished_runs_unless_told_to_rerun(tmp_
         patched.setattr(sys.modules["reproduce"], "train_run", no_training)
         assert zoo.main(argv) == 0
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| pooling:cce")] == first
-    assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 2
+    runs = mlflow.search_runs(experiment_names=["seqrec-zoo"])
+    assert len(runs) == 2 and runs["metrics.best_val_held_out_sps_at_10"].between(0, 1).all()  # read back too
     assert zoo.main([*argv, "--rerun", "--validation-only"]) == 0  # trained again: no test figure printed
     printed = capsys.readouterr().out
     assert "test users" not in printed and "new users" not in printed
     header = next(line for line in printed.splitlines() if line.startswith("| model:loss"))
-    assert header == "| model:loss | val sps@10 (%) | val tie-aware sps@10 (%) | train time (s) | tokens/s |"
+    assert header == ("| model:loss | val sps@10 (%) | val tie-aware sps@10 (%) | val sps@10, held-out pick (%) | "
+                      "val tie-aware, held-out pick (%) | train time (s) | tokens/s |")
     assert zoo.main([*argv, "--lr", "0.02"]) == 0
     assert len(mlflow.search_runs(experiment_names=["seqrec-zoo"])) == 6
 

@@ -14,6 +14,7 @@ import pytest
 
 from seqrec.core.data import load_split, Sequences
 
+from seqrec.core.metrics import held_out_pick, validation_halves
 from seqrec.core.ties import TieOrder
 from seqrec.core.scoring import evaluate_scores, evaluate_users
 from seqrec.core.model import build_model, keras, scoring_model
@@ -198,6 +199,11 @@ def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tm
     val = evaluate_users(result.model, split.val, 10)
     assert val["sps@10"] == pytest.approx(max(curve))  # the restored weights are the best epoch's
     assert val["sps@10"] > 0.5  # chance is 10/40 at best; the synthetic walks are learnable
+    # each half's curve, pooled, is the whole validation curve; the held-out pick scores the other half's epoch
+    in_a = validation_halves(len(split.val))
+    half_a, half_b = (np.asarray(result.history[f"half_{half}_sps_at_10"]) for half in "ab")
+    np.testing.assert_allclose((in_a.sum() * half_a + (~in_a).sum() * half_b) / len(split.val), curve, atol=1e-9)
+    assert result.held_out == {"sps@10": pytest.approx(held_out_pick(half_a, half_b, in_a.sum(), (~in_a).sum()))}
 
 
 @pytest.mark.slow

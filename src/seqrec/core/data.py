@@ -201,6 +201,12 @@ class Sequences:
             times=None if self.times is None else self.times[keep],
         )
 
+    def of_users(self, keep: np.ndarray) -> Sequences:
+        """The sequences of the users (rows) where the boolean ``keep`` is true, in their order."""
+        picked = self.select(np.repeat(keep, self.lengths))
+        return Sequences(self.user_ids[keep], picked.items, picked.ratings,
+                         np.concatenate([[0], np.cumsum(self.lengths[keep])]).astype(np.int64), picked.times)
+
     def reordered(self, order: np.ndarray) -> Sequences:
         """The interactions in flat ``order``, a permutation that keeps every user's items in their row."""
         return Sequences(self.user_ids, self.items[order], self.ratings[order], self.offsets,

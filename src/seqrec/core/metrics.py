@@ -15,6 +15,8 @@ item's share of the training interactions). The item vectors are the items' trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from seqrec.core.data import Sequences
@@ -142,6 +144,28 @@ def burst_metrics(recommended: np.ndarray, inputs: Sequences, goals: Sequences) 
         metrics["cut_in_burst"] = float(np.mean(in_burst))
         metrics[f"sps_in_burst@{k}"] = float(np.mean(sps_hit & in_burst))
     return metrics
+
+
+HALVES_SEED = 0  # one draw of the validation halves for every run, so that runs compare on the same users
+
+
+def validation_halves(n_users: int) -> np.ndarray:
+    """Whether each of ``n_users`` validation users is in half A (the others form half B): a fixed random draw.
+
+    The epoch kept is the best of many on the validation users, and the same users score it, so its figure is
+    lifted by the pick, the more the more epochs there are to pick from. One half picking and the other scoring
+    (:func:`held_out_pick`) measures the rule without that lift."""
+    in_a = np.zeros(n_users, dtype=bool)
+    in_a[np.random.default_rng(HALVES_SEED).permutation(n_users)[:(n_users + 1) // 2]] = True
+    return in_a
+
+
+def held_out_pick(curve_a: Sequence[float], curve_b: Sequence[float], n_a: int, n_b: int) -> float:
+    """A metric of the epoch-keeping rule on users who did not pick the epoch: half B's figure at the epoch whose
+    half-A figure is the first best (as early stopping keeps), and half A's at half B's pick, pooled over their
+    ``n_b`` and ``n_a`` users. ``curve_a`` and ``curve_b``: the halves' figures per epoch."""
+    a, b = np.asarray(curve_a, dtype=float), np.asarray(curve_b, dtype=float)
+    return float((n_b * b[np.argmax(a)] + n_a * a[np.argmax(b)]) / (n_a + n_b))
 
 
 def format_metric(name: str, value: float) -> str:

@@ -84,9 +84,17 @@ def evaluate_users(model: keras.Model, users: Sequences, k: int = 10, popularity
     Scored ``chunk`` users at a time, keeping only their top-k: memory is bounded by the chunk, not by users x
     catalogue (10,000 users of a 59,000-movie catalogue would take 2.4 GB of scores at once)."""
     inputs, goals = split_half(users)
-    recommended = np.concatenate([top_k(score_users(model, part, batch_size), k, exclude=part)
-                                  for part in user_chunks(inputs, chunk)]) if len(inputs) else np.zeros((0, k), int)
-    return ranking_metrics(recommended, goals, n_items_of(model), popularity, similarity, inputs)
+    return ranking_metrics(recommend_top_k(model, inputs, k, batch_size, chunk), goals, n_items_of(model),
+                           popularity, similarity, inputs)
+
+
+def recommend_top_k(model: keras.Model, inputs: Sequences, k: int, batch_size: int = 64,
+                    chunk: int = EVAL_CHUNK) -> np.ndarray:
+    """The top-k of each user (users x k, best first), their input items left out; scored ``chunk`` at a time."""
+    if not len(inputs):
+        return np.zeros((0, k), int)
+    return np.concatenate([top_k(score_users(model, part, batch_size), k, exclude=part)
+                           for part in user_chunks(inputs, chunk)])
 
 
 def evaluate_scores(scores: np.ndarray, users: Sequences, k: int = 10, popularity: np.ndarray | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +18,29 @@ import tensorflow as tf
 
 from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.config import TrainConfig
-from seqrec.core.data import Sequences, Split
+from seqrec.core.data import Sequences, Split, split_half
 from seqrec.core.errors import TrainingDiverged
 from seqrec.core.losses import SampledRankingLoss
-from seqrec.core.metrics import mlflow_name
-from seqrec.core.model import NextItemsCrossentropy, build_model, dtype_policy, keras, scoring_model
+from seqrec.core.metrics import held_out_pick, metric_name, mlflow_name, ranking_metrics, validation_halves
+from seqrec.core.model import NextItemsCrossentropy, build_model, dtype_policy, keras, n_items_of, scoring_model
 from seqrec.core.sampling import TrainingBatches
-from seqrec.core.scoring import evaluate_users
+from seqrec.core.scoring import recommend_top_k
 from seqrec.core.ties import TieOrder
 
 
 class RankingValidation(keras.callbacks.Callback):
-    """Adds validation ranking metrics (``val_sps_at_10``, ...) to the epoch logs.
+    """Adds validation ranking metrics (``val_sps_at_10``, ...) to the epoch logs, and sps@k and the tie-aware
+    sps@k of each validation half (``half_a_sps_at_10``, ``half_b_...``; see
+    :func:`seqrec.core.metrics.validation_halves`), from which :func:`held_out_figures` scores the epoch kept.
 
     Must come before the callbacks that read them (MLflow logging, early stopping, pruning).
     """
 
     def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None):
         super().__init__()
-        self.users, self.k, self.popularity = users, k, popularity
+        self.k, self.popularity = k, popularity
+        self.inputs, self.goals = split_half(users)
+        self.in_a = validation_halves(len(users))
         self.scorer: keras.Model | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -44,9 +48,37 @@ class RankingValidation(keras.callbacks.Callback):
             self.scorer = scoring_model(self.model)
         else:
             self.scorer.set_weights(self.model.get_weights())
-        metrics = evaluate_users(self.scorer, self.users, self.k, self.popularity)
+        recommended = recommend_top_k(self.scorer, self.inputs, self.k)
+        n_items = n_items_of(self.scorer)
+        metrics = ranking_metrics(recommended, self.goals, n_items, self.popularity, inputs=self.inputs)
         if logs is not None:
             logs.update({mlflow_name(name, "val_"): value for name, value in metrics.items()})
+            logs.update(self.half_figures(recommended, n_items))
+
+    def half_figures(self, recommended: np.ndarray, n_items: int) -> dict[str, float]:
+        """sps@k and the tie-aware sps@k of each half, where both halves hold users."""
+        if self.in_a.all() or not self.in_a.any():
+            return {}
+        figures = {}
+        for half, users in (("a", self.in_a), ("b", ~self.in_a)):
+            metrics = ranking_metrics(recommended[users], self.goals.of_users(users), n_items,
+                                      inputs=self.inputs.of_users(users))
+            figures.update({mlflow_name(name, f"half_{half}_"): metrics[name]
+                            for name in (f"sps@{self.k}", f"sps_tie@{self.k}") if name in metrics})
+        return figures
+
+
+def held_out_figures(history: dict[str, list[float]], n_users: int) -> dict[str, float]:
+    """Each halved metric (``sps@10``, ...) of the epoch-keeping rule scored on the users who did not pick the
+    epoch (:func:`seqrec.core.metrics.held_out_pick`), from the fit's history of ``n_users`` validation users;
+    empty where the halves were not logged every epoch (a fit resumed from an older backup)."""
+    in_a = validation_halves(n_users)
+    epochs = len(history.get("loss", []))
+    names = [metric_name(key, "half_a_") for key in history if key.startswith("half_a_")]
+    curves = {name: (history[mlflow_name(name, "half_a_")], history.get(mlflow_name(name, "half_b_"), []))
+              for name in names}
+    return {name: held_out_pick(a, b, int(in_a.sum()), int((~in_a).sum()))
+            for name, (a, b) in curves.items() if len(a) == len(b) == epochs > 0}
 
 
 class StopOnDivergence(keras.callbacks.Callback):
@@ -112,6 +144,7 @@ class TrainResult:
     tokens_per_second: float
     resumed_epochs: int = 0  # epochs restored from a backup (see seqrec.core.backup) instead of trained here
     replicas: int = 1  # devices the fit ran on (data parallel)
+    held_out: dict[str, float] = field(default_factory=dict)  # held_out_figures: the kept epoch, not self-scored
 
 
 def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
@@ -206,6 +239,7 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
         tokens_per_second=batches.tokens_per_epoch * epochs_run / seconds,
         resumed_epochs=resumable.resumed_epochs if resumable is not None else 0,
         replicas=replicas,
+        held_out=held_out_figures(all_epochs, len(split.val)),
     )
 
 

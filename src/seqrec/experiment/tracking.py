@@ -123,6 +123,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
             log_missing_epochs(run.info.run_id, result.history, result.resumed_epochs)
         val = {metric_name(name, "val_"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
+        val.update({f"held_out_{name}": value for name, value in result.held_out.items()})
         # trials never see the test users: their figures are drawn on the validation users
         plotted = "test" if evaluate_test else "val"
         scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
