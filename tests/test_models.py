@@ -3,6 +3,11 @@ better than popularity, and its saved scoring model stands alone (same scores af
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -158,6 +163,27 @@ def test_windowed_models_read_only_the_latest_max_len_items(model):
     histories = Sequences.from_lists([long.tolist(), long[-5:].tolist()], [0, 1])
     scores = score_users(scorer, histories)
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-5, atol=1e-5)
+
+
+SIZE_ONE_SOFTMAX = """
+import warnings
+import numpy as np
+from seqrec.core.model import keras
+with warnings.catch_warnings(record=True) as caught:
+    assert np.allclose(np.asarray(keras.ops.softmax(keras.ops.ones((1, 1, 1, 1)), axis=3)), 1.0)
+    warnings.warn("another warning", UserWarning)
+print([str(w.message) for w in caught])
+"""
+
+
+def test_keras_size_one_softmax_warning_is_silenced_and_other_warnings_are_not():
+    """A one-movie history is attention over one key, a softmax of size 1: right, and not worth a UserWarning on
+    every served request (the pyfunc's warm-up traces exactly that). Other warnings still show. In a fresh
+    interpreter, as a user's process imports seqrec (pytest drops filters set while it collects)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    shown = subprocess.run([sys.executable, "-c", SIZE_ONE_SOFTMAX], env=env, capture_output=True, text=True,
+                           check=True).stdout.strip().splitlines()[-1]
+    assert shown == "['another warning']"
 
 
 def test_the_last_step_scores_the_same_as_the_step_model_at_the_last_position():
