@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+
+# Attention over a one-movie history has one key: its softmax is 1, as it should be, yet Keras warns about any
+# softmax over an axis of size 1 (served requests, the pyfunc's warm-up). Only that message of Keras' ops is silenced.
+warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning,
+                        module=r"keras\.src\.ops\.nn")
 
 RATING_TOKENS = 6  # 0: unknown (or padding), 1..5: stars
 

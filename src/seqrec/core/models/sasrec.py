@@ -7,15 +7,8 @@ the latest item. It reads the latest ``max_len`` items only: longer histories ar
 
 from __future__ import annotations
 
-import warnings
-
 from seqrec.core.models.common import (NetSpec, PositionEmbedding, feed_forward, history_input, keras,
                                         sequence_model)
-
-# A one-movie history is one key to attend to: its softmax is 1, as it should be, yet Keras warns about any softmax
-# over an axis of size 1 (served requests, the pyfunc's warm-up). Only that message of Keras' ops is silenced.
-warnings.filterwarnings("ignore", message="You are using a softmax over axis", category=UserWarning,
-                        module=r"keras\.src\.ops\.nn")
 
 
 def block(x: keras.KerasTensor, net: NetSpec, index: int) -> keras.KerasTensor:
