@@ -1,6 +1,7 @@
 """seqrec: the one command line of the project; every MLproject entry point calls it.
 
-    seqrec prepare | train | evaluate | recommend | tune | baselines | ratings | report | stack   (--help on each)
+    seqrec prepare | train | evaluate | recommend | tune | baselines | ratings | ensemble | report | stack
+    (--help on each)
 
 Each command is a thin layer over the library. Refused input (a bad file, parameter or request) is one
 line on stderr and exit status 2; a run that could not produce its result is one line and status 1.
@@ -323,6 +324,26 @@ def _ratings_parser(commands) -> None:
                               "decoder), true or false (default: false)")
 
 
+def run_groups(text: str) -> list[list[str]]:
+    """An ensemble's groups: comma-separated MLflow run ids, groups separated by ';' (``A0,A1;B0``)."""
+    groups = [[part.strip() for part in group.split(",") if part.strip()] for group in text.split(";")]
+    if not all(groups):
+        raise argparse.ArgumentTypeError(f"expected comma-separated run ids, groups separated by ';', got {text!r}")
+    return groups
+
+
+def _ensemble_parser(commands) -> None:
+    ensemble = commands.add_parser("ensemble", help="finished training runs as one model (the mean of their "
+                                   "probabilities), evaluated and logged as a servable run of its own")
+    ensemble.add_argument("--runs", type=run_groups, action="append", required=True,
+                          help="comma-separated run ids; groups, which weigh the same however many seeds each has, "
+                               "separated by ';' or given as more --runs (e.g. 'SASREC_S0,SASREC_S1;GRU_S0')")
+    ensemble.add_argument("--data", default="members",
+                          help="where the members' split is now ('members': the data_path they logged)")
+    ensemble.add_argument("--validation-only", action="store_true",
+                          help="score the validation users only: no test figure is computed, logged or printed")
+
+
 def _report_parser(commands) -> None:
     report = commands.add_parser("report", help="Table 3: the latest runs of every method beside the paper's figures")
     report.add_argument("--k", type=integer, default=10, help="cut-off of the metrics to report (default: 10)")
@@ -348,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="seqrec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_prepare_parser, _train_parser, _evaluate_parser, _recommend_parser, _tune_parser,
-                _baselines_parser, _ratings_parser, _report_parser, _stack_parser):
+                _baselines_parser, _ratings_parser, _ensemble_parser, _report_parser, _stack_parser):
         add(commands)
     return parser
 

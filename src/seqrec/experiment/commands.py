@@ -224,6 +224,13 @@ def ratings(args: argparse.Namespace) -> None:
     print(format_results(results))
 
 
+def ensemble(args: argparse.Namespace) -> None:
+    from seqrec.experiment.ensemble_run import ensemble_run
+
+    groups = [group for given in args.runs for group in given]
+    ensemble_run(groups, data=None if args.data == "members" else args.data, validation_only=args.validation_only)
+
+
 def report(args: argparse.Namespace) -> None:
     from seqrec.experiment.report import write_report
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +92,21 @@ class Row:
     spreads: tuple[float | None, ...] = ()  # sample std over the runs, with two or more
 
 
+def param_key(text: str) -> str:
+    """``text`` as an MLflow param key, which holds only ASCII letters, digits and ``_-. :/`` (a row named
+    ``Ensemble sasrec × 5`` becomes ``Ensemble sasrec _ 5``)."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", text)
+
+
 def run_command(run) -> str:
     """The command that reproduces a run of the table: ``seqrec train`` with the params that differ from the
-    defaults, or ``seqrec baselines --methods NAME``."""
+    defaults, ``seqrec baselines --methods NAME`` or ``seqrec ensemble --runs IDS``."""
     return command_of(run.data.params, run.data.tags)
 
 
 def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
+    if "members" in params:  # an ensemble of finished runs
+        return f"seqrec ensemble --runs '{params['members']}'"
     if "regime" not in params:
         seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
         return f"seqrec baselines --methods {tags.get('method', '?').lower()}{seed}"
@@ -384,7 +393,7 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
         shown = data_of(runs)
         markdown.append(to_markdown(rows, k, shown, clean))
         html_tables.append(html_table(rows, k, shown, clean))
-        params.update({f"{'clean_' if clean else ''}run_{method}": ",".join(run.info.run_id for run in group)
+        params.update({param_key(f"{'clean_' if clean else ''}run_{method}"): ",".join(run.info.run_id for run in group)
                        or "none" for method, group in runs.items()})
         data += shown
     rating_runs = collect_rating_runs(experiment_names)
@@ -394,7 +403,7 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
                                     "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---"]) + "|"]
                                    + ["| " + " | ".join(cells) + " |" for cells in body]) + "\n")
         html_tables.append(_html(header, body, RATING_CAPTION, [False] * len(body)))
-        params.update({f"rating_run_{name}": ",".join(run.info.run_id for run in group)
+        params.update({param_key(f"rating_run_{name}"): ",".join(run.info.run_id for run in group)
                        for name, group in rating_runs.items()})
     markdown, page = "\n".join(markdown), html_page(html_tables)
     out_dir.mkdir(parents=True, exist_ok=True)

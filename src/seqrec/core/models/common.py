@@ -1,7 +1,10 @@
-"""What the sequence models share: the history's embedding, a learned position table and the last step."""
+"""What the sequence models share: the history's embedding, a learned position table and the last step; and the
+layer that averages several models as one (:mod:`seqrec.core.ensemble`), here so that loading any saved model
+registers it."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -294,3 +297,13 @@ class ZeroPadding(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         return None
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class LogMeanProbability(keras.layers.Layer):
+    """log(mean of softmax(logits_i)) over an ensemble's members, computed as a log-sum-exp of log-softmaxes (no
+    underflow where a member gives an item a tiny probability)."""
+
+    def call(self, member_logits: list) -> keras.KerasTensor:
+        log_probabilities = keras.ops.log_softmax(keras.ops.stack(member_logits, axis=0), axis=-1)
+        return keras.ops.logsumexp(log_probabilities, axis=0) - math.log(len(member_logits))
