@@ -115,10 +115,13 @@ def test_seqrec_ensemble_logs_a_run_that_scores_and_serves_as_the_members_mean(t
 def test_seqrec_ensemble_refuses_bad_runs_in_one_line(two_runs, tmp_path, capsys):
     _, runs = two_runs
     rnn = runs["rnn"].info.run_id
+    with mlflow.start_run() as bare:  # a run of something else: no data, no model
+        pass
     before = len(mlflow.search_runs(output_format="list"))
     other = write_synthetic_split(tmp_path / "other", seed=5)
     for argv, expected in ((["--runs", f"{rnn},0123456789abcdef"], "no run '0123456789abcdef' in the tracking store"),
-                           (["--runs", rnn, "--data", str(other)], "is not the data the runs trained on")):
+                           (["--runs", rnn, "--data", str(other)], "is not the data the runs trained on"),
+                           (["--runs", f"{rnn},{bare.info.run_id}"], "is not a seqrec training run")):
         assert main(["ensemble", *argv]) == 2
         error = capsys.readouterr().err.strip()
         assert expected in error and len(error.splitlines()) == 1, error

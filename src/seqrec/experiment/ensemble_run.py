@@ -32,7 +32,8 @@ from seqrec.experiment.serve import MODEL_NAME, load_model, log_recommender
 
 
 def member_runs(groups: list[list[str]]) -> dict[str, Run]:
-    """Every member's run by id; an id the tracking store lacks, or a run without a logged model, is refused."""
+    """Every member's run by id; an id the tracking store lacks, or a run that is no seqrec training (or ensemble)
+    run, is refused."""
     client, runs = MlflowClient(), {}
     for run_id in (run_id for group in groups for run_id in group):
         try:
@@ -41,7 +42,7 @@ def member_runs(groups: list[list[str]]) -> dict[str, Run]:
             raise ParameterError(f"--runs: no run {run_id!r} in the tracking store "
                                  f"{mlflow.get_tracking_uri()}") from None
         if runs[run_id].data.params.get("data_sha256") is None:
-            raise ParameterError(f"--runs: run {run_id} is not a seqrec training run (no data_sha256 param)")
+            raise ParameterError(f"--runs: run {run_id} is not a seqrec training run (it logged no data_sha256)")
     return runs
 
 
