@@ -68,6 +68,7 @@ REFUSED = [
     (["train", *TINY, "--regime", "paper", "--exclude-seen", "true"], "exclude_seen is for regime=all_steps only"),
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
     (["train", *TINY, "--weight-decay", "-0.01"], "weight_decay must be 0 (Adam) or more (AdamW), got -0.01"),
+    (["train", *TINY, "--ema-momentum", "1"], "ema_momentum must be in [0, 1) (0: no weight average), got 1.0"),
     (["train", *TINY, "--hidden", "16", "--tied-output", "true"],
      "tied_output needs the network's output width to be embedding=8, got 16 (model=rnn): set projection=8"),
     (["train", *TINY, "--hidden", "100000000000"], "out of memory"),

@@ -61,19 +61,21 @@ def test_default_backup_dir_is_keyed_by_config_and_data(tmp_path):
     assert first != default_backup_dir(CONFIG, tmp_path / "b")
 
 
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])  # 0.9: the backup keeps trained weights and average apart
 def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(synthetic_split_dir, tmp_path,
-                                                                               mlflow_tracking):
+                                                                               mlflow_tracking, ema_momentum):
     split = load_split(synthetic_split_dir)
+    config = replace(CONFIG, ema_momentum=ema_momentum)
     backup = tmp_path / "backup"
     with pytest.raises(RuntimeError, match="power cut"):
-        train_run(CONFIG, split, callbacks=[CrashAt(2)], backup_dir=backup, verbose=0)
+        train_run(config, split, callbacks=[CrashAt(2)], backup_dir=backup, verbose=0)
     (crashed,) = mlflow.search_runs(output_format="list")
     assert crashed.info.status == "FAILED"
     assert steps(crashed.info.run_id, "val_sps_at_10") == steps(crashed.info.run_id, "loss") == [0, 1]
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
     keras.backend.clear_session()
 
-    resumed = train_run(CONFIG, split, backup_dir=backup, verbose=0)
+    resumed = train_run(config, split, backup_dir=backup, verbose=0)
     run = mlflow.get_run(resumed.run_id)
     assert resumed.run_id == crashed.info.run_id  # the interrupted MLflow run is continued, not a new one
     assert run.info.status == "FINISHED" and run.data.metrics["resumed_from_epoch"] == 2
@@ -85,7 +87,7 @@ def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(
     assert not backup.exists()  # deleted once the fit is complete
     keras.backend.clear_session()
 
-    reference = train_run(CONFIG, split, verbose=0)  # never interrupted
+    reference = train_run(config, split, verbose=0)  # never interrupted
     client = mlflow.MlflowClient()
     for metric in ("loss", "val_sps_at_10", "val_recall_at_10"):
         curve = [m.value for m in sorted(client.get_metric_history(resumed.run_id, metric), key=lambda m: m.step)]

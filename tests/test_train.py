@@ -429,3 +429,43 @@ def test_weight_decay_shrinks_weights_and_tables_but_not_biases_or_norms():
     assert type(optimizer(0.1, weight_decay=0.0)) is keras.optimizers.Adam  # 0: plain Adam, as before
     with pytest.raises(ValueError, match="weight_decay must be 0"):
         TrainConfig(weight_decay=-0.1)
+
+
+class TrainedAndAveraged(keras.callbacks.Callback):
+    """What a user's callback sees at each epoch's end: the model's weights, and the optimizer's average."""
+
+    def __init__(self):
+        super().__init__()
+        self.trained, self.averaged = [], []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        averages = getattr(self.model.optimizer, "_model_variables_moving_average", [])  # only with use_ema
+        self.trained.append([keras.ops.convert_to_numpy(variable) for variable in self.model.trainable_variables])
+        self.averaged.append([keras.ops.convert_to_numpy(variable) for variable in averages])
+
+
+@pytest.mark.slow
+def test_the_weight_average_is_validated_and_kept_and_leaves_the_descent_alone(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    config = TrainConfig(**{**SMALL, "epochs": 3, "patience": 3})
+    plain_seen, averaged_seen = TrainedAndAveraged(), TrainedAndAveraged()
+    fit(split, config, callbacks=[plain_seen], verbose=0)
+    averaged = fit(split, replace(config, ema_momentum=0.9), callbacks=[averaged_seen], verbose=0)
+    # the average is swapped in for validation and back before anything else: training goes on as without it
+    for plain_epoch, averaged_epoch in zip(plain_seen.trained, averaged_seen.trained, strict=True):
+        for a, b in zip(plain_epoch, averaged_epoch, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(a, b) for a, b in zip(averaged_seen.trained[-1], averaged_seen.averaged[-1]))
+    # each epoch's validation figure is its average's, and the model kept is the best epoch's average
+    network = averaged_seen.model
+    for epoch, average in enumerate(averaged_seen.averaged):
+        for variable, value in zip(network.trainable_variables, average, strict=True):
+            variable.assign(value)
+        scored = evaluate_users(scoring_model(network), split.val, 10)
+        assert scored["recall@10"] == pytest.approx(averaged.history["val_recall_at_10"][epoch])
+        assert scored["sps@10"] == pytest.approx(averaged.history["val_sps_at_10"][epoch])
+        if epoch == averaged.best_epoch - 1:
+            for kept, value in zip(averaged.model.get_weights(), scoring_model(network).get_weights(), strict=True):
+                np.testing.assert_allclose(kept, value, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"ema_momentum must be in \[0, 1\)"):
+        TrainConfig(ema_momentum=1.0)

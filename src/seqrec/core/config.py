@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.0
+    ema_momentum: float = 0.0
     epochs: int = 10
     cell: str = "gru"
     projection: int = 0
@@ -117,3 +118,5 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be 0 (Adam) or more (AdamW), got {self.weight_decay}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1) (0: no weight average), got {self.ema_momentum}")

@@ -81,6 +81,25 @@ def held_out_figures(history: dict[str, list[float]], n_users: int) -> dict[str,
             for name, (a, b) in curves.items() if len(a) == len(b) == epochs > 0}
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Validates and keeps the optimizer's moving average of the weights instead of the trained weights.
+
+    An epoch's weights are one noisy point of the descent (validation sps@10 moves about a point from one epoch to
+    the next); their moving average over the last steps (``ema_momentum``) is steadier. This callback puts the
+    average into the model at the end of each epoch, before validation and early stopping read it, and
+    :meth:`swap_back` returns the trained weights after them, so that the backup and the next epoch go on from where
+    training was (Keras' ``swap_on_epoch`` would back up the average as the weights). Early stopping thus keeps the
+    best epoch's average, which it restores after ``fit``'s own ``finalize_variable_values``.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._swap_variables()  # the swap of SwapEMAWeights, in place and without new variables
+
+    def swap_back(self) -> keras.callbacks.Callback:
+        """The callback that returns the trained weights: place it after the callbacks that read the average."""
+        return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self._swap_variables())
+
+
 class StopOnDivergence(keras.callbacks.Callback):
     """Fail the fit at the end of the first epoch whose loss is nan or infinite, before validation, backup and
     logging see its weights (checked per epoch, not per batch, so that training never waits on the loss)."""
@@ -179,7 +198,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             tied_output=config.tied_output, exclude_seen=config.exclude_seen)
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
-        model.compile(optimizer=optimizer(schedule, config.weight_decay), loss=training_loss(config))
+        model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum), loss=training_loss(config))
     return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
 
 
@@ -187,13 +206,15 @@ NOT_DECAYED = ["bias", "gamma", "beta"]  # biases and layer norms keep their sca
 
 
 def optimizer(schedule: float | keras.optimizers.schedules.LearningRateSchedule,
-              weight_decay: float) -> keras.optimizers.Optimizer:
+              weight_decay: float, ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
     """Adam, or with ``weight_decay`` AdamW: each step also shrinks the weight matrices and item tables by
     lr x weight_decay of themselves, decoupled from the gradient's moments, which a large, sparsely trained item
-    table cannot get from an L2 term (Adam rescales it away)."""
+    table cannot get from an L2 term (Adam rescales it away). With ``ema_momentum`` the optimizer also keeps the
+    moving average of the weights (Keras' ``use_ema``), which :class:`AveragedWeights` validates and keeps."""
+    average = {"use_ema": ema_momentum > 0, "ema_momentum": ema_momentum or 0.99}
     if not weight_decay:
-        return keras.optimizers.Adam(schedule)
-    adamw = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+        return keras.optimizers.Adam(schedule, **average)
+    adamw = keras.optimizers.AdamW(schedule, weight_decay=weight_decay, **average)
     adamw.exclude_from_weight_decay(var_names=NOT_DECAYED)
     return adamw
 
@@ -214,11 +235,14 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
                                                    restore_best_weights=True)
     resumable = ResumableTraining(backup_dir, early_stopping) if backup_dir is not None else None
     feed = EpochFeed(batches)
+    averaged = AveragedWeights() if config.ema_momentum else None
     all_callbacks = [
         feed,
         StopOnDivergence(config.lr),
+        *([averaged] if averaged is not None else []),
         RankingValidation(split.val, config.k, split.item_popularity),
         early_stopping,
+        *([averaged.swap_back()] if averaged is not None else []),  # before the backup: it keeps trained weights
         EpochSeconds(),  # after validation, which it times; before the backup, which keeps it
         *([resumable] if resumable is not None else []),  # after the callbacks whose state it keeps
         *(callbacks or []),

@@ -43,6 +43,8 @@ TRAIN_HELP = {
     "lr": "peak Adam learning rate (cosine decay over the epochs)",
     "weight_decay": "0: Adam; more: AdamW, each step shrinking weights and item tables (not biases or norms) by "
                     "lr * weight_decay of themselves",
+    "ema_momentum": "0: off; more: validate, keep and save the moving average of the weights (updated every step "
+                    "with this momentum) instead of the trained weights",
     "epochs": "maximum epochs; the best validation epoch is kept",
     "cell": "recurrent cell: gru or lstm",
     "projection": "linear bottleneck before the softmax layer (0 = none): a wider RNN at the same cost",
