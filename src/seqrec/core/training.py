@@ -198,7 +198,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             tied_output=config.tied_output, exclude_seen=config.exclude_seen)
         schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
                                                           decay_steps=config.epochs * len(batches), alpha=0.05)
-        model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum), loss=training_loss(config))
+        model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
+                      loss=training_loss(config))
     return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
 
 
@@ -211,7 +212,7 @@ def optimizer(schedule: float | keras.optimizers.schedules.LearningRateSchedule,
     lr x weight_decay of themselves, decoupled from the gradient's moments, which a large, sparsely trained item
     table cannot get from an L2 term (Adam rescales it away). With ``ema_momentum`` the optimizer also keeps the
     moving average of the weights (Keras' ``use_ema``), which :class:`AveragedWeights` validates and keeps."""
-    average = {"use_ema": ema_momentum > 0, "ema_momentum": ema_momentum or 0.99}
+    average = {"use_ema": ema_momentum > 0, "ema_momentum": ema_momentum}  # Keras checks the momentum only in use
     if not weight_decay:
         return keras.optimizers.Adam(schedule, **average)
     adamw = keras.optimizers.AdamW(schedule, weight_decay=weight_decay, **average)
