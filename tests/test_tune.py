@@ -107,6 +107,8 @@ def test_only_the_worker_whose_trial_finished_last_publishes():
     assert not last_finisher(study)  # a trial still runs on another worker, which will finish after us
     study.tell(elsewhere, state=TrialState.FAIL)  # a lost trial (failed, not finished) does not count
     assert last_finisher(study)
+    study.enqueue_trial(elsewhere.params)  # its retry, re-queued: the worker that runs it will finish after us
+    assert not last_finisher(study)
 
 
 # --- one study, run twice (module fixture: ~4 tiny trials) ------------------------------------------------
