@@ -35,7 +35,7 @@ from seqrec.core.prepare import read_prepare_record
 from seqrec.core.sources import load_data
 from seqrec.core.ties import with_times
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status
-from seqrec.experiment.commands import train_config
+from seqrec.experiment.commands import open_tracking_store, train_config
 from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = train_config(**overrides)  # bad options and data refused before the store is touched
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]
+    open_tracking_store()  # workers started together on a new SQLite store
     mlflow.set_experiment("seqrec-benchmark")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []

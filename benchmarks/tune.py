@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from seqrec.core.config import TrainConfig
 
+    from seqrec.experiment.commands import open_tracking_store
     from seqrec.experiment.tracking import train_run
     from seqrec.experiment.tune import run_study
 
+    open_tracking_store()  # workers started together on a new SQLite store
     mlflow.set_experiment("seqrec-benchmark")
     split = load_data(args.data)
     study_name = args.study_name or time.strftime("benchmark-%Y%m%d-%H%M%S")

@@ -37,7 +37,7 @@ from seqrec.core.scoring import NEW_USER_COUNTS, ensemble_scores, evaluate_score
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
-from seqrec.experiment.commands import train_config  # noqa: E402
+from seqrec.experiment.commands import open_tracking_store, train_config  # noqa: E402
 from seqrec.experiment.serve import load_model  # noqa: E402
 
 # a variant's model: the models of seqrec.core.models, and Spotlight's LSTM representation (the RNN's other cell)
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                for model, loss in args.variants}
     k = next(iter(configs.values())).k
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
+    open_tracking_store()  # workers started together on a new SQLite store
     mlflow.set_experiment("seqrec-zoo")
     shown = columns(k, args.validation_only)
     for split in splits:

@@ -145,3 +145,17 @@ def test_mlproject_entry_points(synthetic_split_dir, mlflow_tracking, tmp_path):
     assert evaluation.info.run_id != run.info.run_id and evaluation.info.status == "FINISHED"
     assert evaluation.data.params["data_sha256"] == split_checksum(synthetic_split_dir)
     assert evaluation.data.metrics["test_sps_at_10"] == pytest.approx(run.data.metrics["test_sps_at_10"])
+
+
+def test_commands_started_together_on_a_new_sqlite_store_all_run(tmp_path):
+    """MLflow creates a new SQLite store's tables on first use: workers started at once on a fresh project (the
+    default store, sqlite:///mlflow.db) must not all try (before, most of them failed: "duplicate column name")."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_EXPERIMENT_ID", None)
+    workers = [subprocess.Popen([sys.executable, "-m", "seqrec", "report", "--out", str(tmp_path / f"report{i}")],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for i in range(3)]
+    errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0], errors
+    assert len(mlflow.MlflowClient(uri).search_runs(["0"])) == 3  # each report logged its run

@@ -9,9 +9,12 @@ their own runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -37,6 +40,45 @@ def check_tracking_server(timeout: float = 10.0) -> None:
     if uri.startswith(("http://", "https://")) and (reason := server_problem(uri, timeout)) is not None:
         raise ParameterError(f"MLFLOW_TRACKING_URI={uri}: expected a reachable MLflow tracking server "
                              f"(seqrec stack up starts one), got {reason}")
+
+
+TRACKED_COMMANDS = ("train", "tune", "baselines", "ratings", "ensemble", "report")  # those that open the store
+
+
+def open_tracking_store() -> None:
+    """Open a SQLite tracking store (MLflow's default, ``sqlite:///mlflow.db``) under a lock on its folder. MLflow
+    creates a new store's tables on first use, so workers started together on a fresh project would all create
+    them, and all but one fail ("duplicate column name"); with the lock the first creates them and the others
+    find them. Other stores are left to MLflow."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(mlflow.get_tracking_uri())
+    except ArgumentError:  # a file store or an http(s) server: not a database URL
+        return
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    folder = Path(url.database).absolute().parent
+    if folder.is_dir():  # a missing folder is MLflow's to report
+        with folder_lock(folder):
+            mlflow.MlflowClient().search_experiments(max_results=1)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder``, held by one process of this host at a time (none on Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
