@@ -455,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     def run_command() -> None:
         if args.command != "stack":
             commands.check_tracking_server()
-        if args.command in commands.TRACKED_COMMANDS:
-            commands.open_tracking_store()
         getattr(commands, args.command)(args)
 
     try:

@@ -42,14 +42,11 @@ def check_tracking_server(timeout: float = 10.0) -> None:
                              f"(seqrec stack up starts one), got {reason}")
 
 
-TRACKED_COMMANDS = ("train", "tune", "baselines", "ratings", "ensemble", "report")  # those that open the store
-
-
 def open_tracking_store() -> None:
     """Open a SQLite tracking store (MLflow's default, ``sqlite:///mlflow.db``) under a lock on its folder. MLflow
     creates a new store's tables on first use, so workers started together on a fresh project would all create
-    them, and all but one fail ("duplicate column name"); with the lock the first creates them and the others
-    find them. Other stores are left to MLflow."""
+    them, and most fail ("duplicate column name"); with the lock the first creates them and the others find
+    them. Other stores are left to MLflow. Each command calls it once its input is checked, before its runs."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -126,6 +123,7 @@ def train(args: argparse.Namespace) -> None:
     check_k(config.k, split.n_items)  # before training, not at its first validation
     backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
                                                                                       Path(args.backup_dir))
+    open_tracking_store()
     train_run(config, split, output=args.output, backup_dir=backup)
 
 
@@ -206,6 +204,7 @@ def tune(args: argparse.Namespace) -> None:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
     split = with_times(load_data(args.data))
+    open_tracking_store()
     run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
               storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
               search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
@@ -221,6 +220,7 @@ def baselines(args: argparse.Namespace) -> None:
                      "iterations": args.mf_iterations, "seed": args.seed},
               "dae": {"seed": args.seed}, "dotmf": {"seed": args.seed}}
     split = with_times(load_data(args.data))
+    open_tracking_store()
     try:
         results = run_baselines(split, args.methods, args.k, params, args.tie_order, args.seed)
     except ValueError as error:  # a baseline's parameter out of range
@@ -262,6 +262,7 @@ def ratings(args: argparse.Namespace) -> None:
                                    "activation": args.autorec_activation, "dropout": args.autorec_dropout,
                                    "refeed": args.autorec_refeed, "tied": args.autorec_tied, **stopping}
                  for by in ("item", "user")}}
+    open_tracking_store()
     results = run_rating_predictors(split, args.predictors, path, args.seed, args.test_share, params)
     print(format_results(results))
 
@@ -270,6 +271,7 @@ def ensemble(args: argparse.Namespace) -> None:
     from seqrec.experiment.ensemble_run import ensemble_run
 
     groups = [group for given in args.runs for group in given]
+    open_tracking_store()
     ensemble_run(groups, data=None if args.data == "members" else args.data, validation_only=args.validation_only)
 
 
@@ -278,6 +280,7 @@ def report(args: argparse.Namespace) -> None:
 
     if args.k < 1:
         raise ParameterError(f"--k: expected a cut-off of at least 1, got {args.k}")
+    open_tracking_store()
     close_orphaned_runs()  # a run a killed process left RUNNING is no candidate for the table
     if args.out is not None:
         markdown, *_ = write_report(args.out, args.k, args.rnn_run_id, args.experiments)
