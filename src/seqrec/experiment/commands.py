@@ -194,7 +194,7 @@ def recommend(args: argparse.Namespace) -> None:
 
 
 def tune(args: argparse.Namespace) -> None:
-    from seqrec.experiment.tune import load_search_space, run_study
+    from seqrec.experiment.tune import load_search_space, parse_storage_url, run_study
 
     if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
         raise ParameterError("expected --n-trials and --epochs-per-trial of at least 1 and --final-epochs >= 0, got "
@@ -203,6 +203,7 @@ def tune(args: argparse.Namespace) -> None:
         if seconds is not None and seconds < 1:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
+    parse_storage_url(args.storage)
     split = with_times(load_data(args.data))
     open_tracking_store()
     run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,

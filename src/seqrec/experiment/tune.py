@@ -35,7 +35,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import mlflow
 import optuna
@@ -53,6 +53,9 @@ from seqrec.experiment.records import log_data
 from seqrec.experiment.serve import MODEL_NAME, load_recommender
 from seqrec.experiment.settings import CHAMPION, DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, REGISTERED_MODEL
 from seqrec.experiment.tracking import train_run
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 OWNER_ATTR = "owner"  # trial user attribute: the worker process running it (seqrec.experiment.owners.owner)
@@ -242,17 +245,24 @@ def fail_orphaned_trials(study: optuna.Study, storage: optuna.storages.RDBStorag
     return failed
 
 
+def parse_storage_url(url: str) -> URL:
+    """The storage URL parsed, or a DataError naming it: checked before a command touches any store."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url)
+    except sqlalchemy.exc.ArgumentError as error:
+        raise DataError(url, None, "an SQLAlchemy database URL (sqlite:///tuning/optuna.db, "
+                        "postgresql://user@host/db, ...)", str(error)) from None
+
+
 def open_storage(url: str = DEFAULT_STORAGE, heartbeat_interval: int = 60, grace_period: int | None = None,
                  max_retry: int | None = 3) -> optuna.storages.RDBStorage:
     """Optuna RDB storage with worker heartbeats; an SQLite file's folder is created if missing."""
     import sqlalchemy.exc
-    from sqlalchemy.engine import make_url
 
-    expected = "an SQLAlchemy database URL (sqlite:///tuning/optuna.db, postgresql://user@host/db, ...)"
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError as error:
-        raise DataError(url, None, expected, str(error)) from None
+    parsed = parse_storage_url(url)
     engine_kwargs = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
