@@ -23,7 +23,8 @@ from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import NextItemsCrossentropy
 from seqrec.core.sampling import (cut_examples, imputed_target_mask, rating_weights, TrainingBatches,
                                   user_cut_examples, window_examples)
-from seqrec.core.training import EpochFeed, fit
+from seqrec.core.models.common import EXCLUDED_LOGIT
+from seqrec.core.training import EpochFeed, fit, learning_rate_schedule
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
 
@@ -62,6 +63,32 @@ def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
     log_probs = np.log(np.exp(logits[0, :2]) / np.exp(logits[0, :2]).sum(-1, keepdims=True))
     expected = (-log_probs[0, 1] - (2 * log_probs[1, 2] + log_probs[1, 5]) / 3) / 2
     assert float(NextItemsCrossentropy(0.5)(two, logits[0, :2])) == pytest.approx(expected, rel=1e-5)
+
+
+def test_label_smoothing_spreads_its_share_over_the_items_the_softmax_ranks():
+    logits = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
+    logits[0, 2] += EXCLUDED_LOGIT  # an item the user read (exclude_seen): outside the softmax, and the smoothing
+    targets = np.array([[4], [1], [-1]])  # the last step has no target and carries no loss
+    log_probs = logits - np.log(np.exp(logits.astype("float64")).sum(-1, keepdims=True))
+    ranked = logits > EXCLUDED_LOGIT / 2
+    uniform = -(log_probs * ranked).sum(-1) / ranked.sum(-1)
+    plain = -log_probs[[0, 1], [4, 1]]
+    expected = (0.9 * plain + 0.1 * uniform[:2]).sum() / 3  # Keras' mean over the steps, the empty one included
+    assert float(NextItemsCrossentropy(0.5, label_smoothing=0.1)(targets, logits)) == pytest.approx(expected,
+                                                                                                  rel=1e-5)
+    assert float(NextItemsCrossentropy(0.5, label_smoothing=0.0)(targets, logits)) == pytest.approx(
+        plain.sum() / 3, rel=1e-5)
+
+
+def test_warmup_rises_linearly_to_the_peak_then_decays_as_without_it():
+    config = TrainConfig(lr=0.01, epochs=4, warmup_epochs=1.5)
+    warm, plain = learning_rate_schedule(config, 10), learning_rate_schedule(replace(config, warmup_epochs=0), 10)
+    rate = lambda schedule, step: float(schedule(step))  # noqa: E731
+    assert [rate(warm, step) for step in (0, 5, 15)] == pytest.approx([0.0, 0.01 / 3, 0.01], rel=1e-5)
+    assert rate(warm, 40) == pytest.approx(0.0005, rel=1e-5) == rate(plain, 40)  # 5 % of the peak at the end
+    assert rate(plain, 0) == pytest.approx(0.01, rel=1e-6)
+    assert rate(warm, 15 + 12) == pytest.approx(0.01 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 12 / 25))),
+                                                rel=1e-5)
 
 
 def test_targets_carry_the_rating_of_the_next_item_and_its_weight():
@@ -204,6 +231,17 @@ def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tm
     half_a, half_b = (np.asarray(result.history[f"half_{half}_sps_at_10"]) for half in "ab")
     np.testing.assert_allclose((in_a.sum() * half_a + (~in_a).sum() * half_b) / len(split.val), curve, atol=1e-9)
     assert result.held_out == {"sps@10": pytest.approx(held_out_pick(half_a, half_b, in_a.sum(), (~in_a).sum()))}
+
+
+@pytest.mark.slow
+def test_sasrec_learns_with_warmup_and_label_smoothing_over_unseen_items(synthetic_split_dir):
+    split = load_split(synthetic_split_dir)
+    config = TrainConfig(**{**SMALL, "epochs": 5}, model="sasrec", tied_output=True, exclude_seen=True,
+                         warmup_epochs=1, label_smoothing=0.1)
+    result = fit(split, config, verbose=0)
+    losses = result.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]  # -1e9 logits stay out of the smoothing
+    assert max(result.history["val_sps_at_10"]) > 0.5
 
 
 @pytest.mark.slow

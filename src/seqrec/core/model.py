@@ -24,7 +24,7 @@ import numpy as np
 from seqrec.core.config import check_tied_output
 from seqrec.core.losses import step_targets
 from seqrec.core.models import cnn, mingru, pooling, rnn, sasrec
-from seqrec.core.models.common import ItemBias, NetSpec, keras, seen_items_excluded
+from seqrec.core.models.common import EXCLUDED_LOGIT, ItemBias, NetSpec, keras, seen_items_excluded
 
 CELLS = rnn.CELLS
 BUILDERS = {
@@ -141,20 +141,30 @@ class NextItemsCrossentropy(keras.losses.Loss):
     target where the order is arbitrary (MovieLens users rate bursts of movies in the same second).
     Targets below 0 (-1 past the end of a sequence, :data:`seqrec.core.losses.PADDED_TARGET` in padding) carry
     no weight. Against a model that skips its padded steps the targets are gathered to its steps
-    (:func:`seqrec.core.losses.step_targets`).
+    (:func:`seqrec.core.losses.step_targets`). ``label_smoothing`` moves that share of a step's target weight to
+    the uniform distribution over the items its softmax ranks (those not set to -1e9 by ``exclude_seen``), so a
+    catalogue of near-ties is not pushed to one certain answer.
     """
 
-    def __init__(self, decay: float = 0.5, name: str = "next_items_crossentropy", **kwargs):
+    def __init__(self, decay: float = 0.5, label_smoothing: float = 0.0, name: str = "next_items_crossentropy",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
-        self.decay = decay
+        self.decay, self.label_smoothing = decay, label_smoothing
 
     def call(self, targets, logits):
-        targets = step_targets(keras.ops.cast(targets, "int32"), logits)
-        log_probs = keras.ops.log_softmax(logits, axis=-1)
-        picked = keras.ops.take_along_axis(log_probs, keras.ops.maximum(targets, 0), axis=-1)
-        steps = keras.ops.arange(keras.ops.shape(targets)[-1], dtype="float32")
-        weights = keras.ops.power(self.decay, steps) * keras.ops.cast(targets >= 0, "float32")
-        return -keras.ops.sum(weights * picked, axis=-1) / keras.ops.maximum(keras.ops.sum(weights, axis=-1), 1e-9)
+        ops = keras.ops
+        targets = step_targets(ops.cast(targets, "int32"), logits)
+        log_probs = ops.log_softmax(logits, axis=-1)
+        picked = ops.take_along_axis(log_probs, ops.maximum(targets, 0), axis=-1)
+        steps = ops.arange(ops.shape(targets)[-1], dtype="float32")
+        weights = ops.power(self.decay, steps) * ops.cast(targets >= 0, "float32")
+        loss = -ops.sum(weights * picked, axis=-1) / ops.maximum(ops.sum(weights, axis=-1), 1e-9)
+        if not self.label_smoothing:
+            return loss
+        ranked = ops.cast(logits > EXCLUDED_LOGIT / 2, "float32")  # the items this step's softmax ranks
+        uniform = -ops.sum(ranked * log_probs, axis=-1) / ops.maximum(ops.sum(ranked, axis=-1), 1.0)
+        has_target = ops.cast(ops.sum(weights, axis=-1) > 0, "float32")
+        return (1.0 - self.label_smoothing) * loss + self.label_smoothing * has_target * uniform
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "decay": self.decay}
+        return {**super().get_config(), "decay": self.decay, "label_smoothing": self.label_smoothing}

@@ -130,7 +130,7 @@ class EpochSeconds(keras.callbacks.Callback):
 def training_loss(config: TrainConfig) -> keras.losses.Loss:
     """The full-softmax CCE against the next ``lookahead`` items, or a sampled ranking loss (same weighting)."""
     if config.loss == "cce":
-        return NextItemsCrossentropy(config.lookahead_decay)
+        return NextItemsCrossentropy(config.lookahead_decay, config.label_smoothing)
     return SampledRankingLoss(config.loss, config.negatives, config.lookahead_decay, seed=config.seed)
 
 
@@ -196,11 +196,23 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             rating_input=config.rating_input, model=config.model, max_len=config.max_len,
                             blocks=config.blocks, heads=config.heads, skip_padding=skips_padding(config),
                             tied_output=config.tied_output, exclude_seen=config.exclude_seen)
-        schedule = keras.optimizers.schedules.CosineDecay(config.lr * replicas,
-                                                          decay_steps=config.epochs * len(batches), alpha=0.05)
+        schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))
     return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,
+                           replicas: int = 1) -> keras.optimizers.schedules.CosineDecay:
+    """Cosine decay from the peak ``lr`` to 5 % of it at the last step; with ``warmup_epochs`` the rate first rises
+    linearly from 0 to the peak (Keras' warm-up), which a transformer's early, large Adam steps may need."""
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    peak = config.lr * replicas
+    decay_steps = config.epochs * steps_per_epoch - warmup_steps
+    if not warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=decay_steps, alpha=0.05)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=decay_steps, alpha=0.05,
+                                                  warmup_target=peak, warmup_steps=warmup_steps)
 
 
 NOT_DECAYED = ["bias", "gamma", "beta"]  # biases and layer norms keep their scale: decay is for weights and tables

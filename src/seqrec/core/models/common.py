@@ -179,6 +179,9 @@ class ItemSteps(keras.layers.Layer):
         return None
 
 
+EXCLUDED_LOGIT = -1e9  # added to the logit of an item left out of the training softmax (SeenItems)
+
+
 @keras.saving.register_keras_serializable(package="seqrec")
 class SeenItems(keras.layers.Layer):
     """Training logits with the items the user has already read set to -1e9, so that they leave the softmax.
@@ -206,7 +209,7 @@ class SeenItems(keras.layers.Layer):
         # a sparse (row, item) list summed into one dense penalty: far cheaper than a one-hot per step. An item
         # listed twice gets -2e9, as far out of the softmax; added, not selected, its gradient is the softmax's
         flat = ops.reshape(logits, (-1, n_items))
-        penalty = ops.full(ops.shape(rows), -1e9, dtype=logits.dtype)
+        penalty = ops.full(ops.shape(rows), EXCLUDED_LOGIT, dtype=logits.dtype)
         penalty = ops.scatter(ops.stack([rows, read], axis=1), penalty, ops.shape(flat))
         return ops.reshape(flat + penalty, ops.shape(logits))
 
