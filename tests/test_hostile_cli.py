@@ -69,7 +69,7 @@ REFUSED = [
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
     (["train", *TINY, "--weight-decay", "-0.01"], "weight_decay must be 0 (Adam) or more (AdamW), got -0.01"),
     (["train", *TINY, "--ema-momentum", "1"], "ema_momentum must be in [0, 1) (0: no weight average), got 1.0"),
-    (["train", *TINY, "--warmup-epochs", "1"], "warmup_epochs must be in [0, epochs=1) (0: no warm-up), got 1.0"),
+    (["train", *TINY, "--lr-warmup-epochs", "1"], "lr_warmup_epochs must be in [0, epochs=1) (0: no warm-up), got 1.0"),
     (["train", *TINY, "--label-smoothing", "1"], "label_smoothing must be in [0, 1) (0: the plain CCE), got 1.0"),
     (["train", *TINY, "--loss", "bpr", "--label-smoothing", "0.1"], "label_smoothing is for loss=cce only"),
     (["train", *TINY, "--hidden", "16", "--tied-output", "true"],

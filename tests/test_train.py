@@ -81,8 +81,8 @@ def test_label_smoothing_spreads_its_share_over_the_items_the_softmax_ranks():
 
 
 def test_warmup_rises_linearly_to_the_peak_then_decays_as_without_it():
-    config = TrainConfig(lr=0.01, epochs=4, warmup_epochs=1.5)
-    warm, plain = learning_rate_schedule(config, 10), learning_rate_schedule(replace(config, warmup_epochs=0), 10)
+    config = TrainConfig(lr=0.01, epochs=4, lr_warmup_epochs=1.5)
+    warm, plain = learning_rate_schedule(config, 10), learning_rate_schedule(replace(config, lr_warmup_epochs=0), 10)
     rate = lambda schedule, step: float(schedule(step))  # noqa: E731
     assert [rate(warm, step) for step in (0, 5, 15)] == pytest.approx([0.0, 0.01 / 3, 0.01], rel=1e-5)
     assert rate(warm, 40) == pytest.approx(0.0005, rel=1e-5) == rate(plain, 40)  # 5 % of the peak at the end
@@ -237,7 +237,7 @@ def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tm
 def test_sasrec_learns_with_warmup_and_label_smoothing_over_unseen_items(synthetic_split_dir):
     split = load_split(synthetic_split_dir)
     config = TrainConfig(**{**SMALL, "epochs": 5}, model="sasrec", tied_output=True, exclude_seen=True,
-                         warmup_epochs=1, label_smoothing=0.1)
+                         lr_warmup_epochs=1, label_smoothing=0.1)
     result = fit(split, config, verbose=0)
     losses = result.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]  # -1e9 logits stay out of the smoothing

@@ -43,7 +43,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     ema_momentum: float = 0.0
-    warmup_epochs: float = 0.0
+    lr_warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     epochs: int = 10
     cell: str = "gru"
@@ -122,9 +122,9 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be 0 (Adam) or more (AdamW), got {self.weight_decay}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1) (0: no weight average), got {self.ema_momentum}")
-        if not 0.0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}) (0: no warm-up), "
-                             f"got {self.warmup_epochs}")
+        if not 0.0 <= self.lr_warmup_epochs < self.epochs:
+            raise ValueError(f"lr_warmup_epochs must be in [0, epochs={self.epochs}) (0: no warm-up), "
+                             f"got {self.lr_warmup_epochs}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1) (0: the plain CCE), got {self.label_smoothing}")
         if self.label_smoothing and self.loss != "cce":

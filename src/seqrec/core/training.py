@@ -204,9 +204,9 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,
                            replicas: int = 1) -> keras.optimizers.schedules.CosineDecay:
-    """Cosine decay from the peak ``lr`` to 5 % of it at the last step; with ``warmup_epochs`` the rate first rises
+    """Cosine decay from the peak ``lr`` to 5 % of it at the last step; with ``lr_warmup_epochs`` the rate first rises
     linearly from 0 to the peak (Keras' warm-up), which a transformer's early, large Adam steps may need."""
-    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    warmup_steps = round(config.lr_warmup_epochs * steps_per_epoch)
     peak = config.lr * replicas
     decay_steps = config.epochs * steps_per_epoch - warmup_steps
     if not warmup_steps:
