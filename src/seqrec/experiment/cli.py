@@ -45,8 +45,8 @@ TRAIN_HELP = {
                     "lr * weight_decay of themselves",
     "ema_momentum": "0: off; more: validate, keep and save the moving average of the weights (updated every step "
                     "with this momentum) instead of the trained weights",
-    "lr_warmup_epochs": "epochs (a fraction too) over which the learning rate rises linearly from 0 to lr before its "
-                     "cosine decay (0: none)",
+    "lr_warmup_epochs": "epochs (a fraction too) over which the learning rate rises linearly from 0 to lr before "
+                        "its cosine decay (0: none)",
     "label_smoothing": "loss=cce only: share of each target's weight spread evenly over the items the softmax "
                        "ranks (0: the plain CCE)",
     "epochs": "maximum epochs; the best validation epoch is kept",
