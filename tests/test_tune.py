@@ -16,8 +16,8 @@ from seqrec.core.scoring import evaluate_users
 from seqrec.experiment.cli import main
 from seqrec.experiment.serve import load_model
 from seqrec.experiment.owners import owner
-from seqrec.experiment.tune import (OWNER_ATTR, RUN_ID_ATTR, PruningCallback, last_finisher, load_search_space,
-                                    open_storage, run_study, trial_config)
+from seqrec.experiment.tune import (ENDED_ATTR, OWNER_ATTR, RUN_ID_ATTR, PruningCallback, last_finisher,
+                                    load_search_space, open_storage, run_study, trial_config)
 
 pytestmark = pytest.mark.slow  # every test here runs a study or a trial
 
@@ -109,6 +109,29 @@ def test_only_the_worker_whose_trial_finished_last_publishes():
     assert last_finisher(study)
     study.enqueue_trial(elsewhere.params)  # its retry, re-queued: the worker that runs it will finish after us
     assert not last_finisher(study)
+
+
+def test_no_worker_publishes_between_a_lost_trial_failing_and_its_retry_being_queued(tmp_path):
+    """Optuna fails a stale trial, then queues its retry: a worker looking in between must not publish, or it and
+    the worker that runs the retry both would (seen once in the team-stack test)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="race", storage=storage, direction="maximize")
+    lost, errored = study.ask(), study.ask()
+    lost.set_user_attr(OWNER_ATTR, {**owner(), "seqrec.pid": "1"})
+    errored.set_user_attr(ENDED_ATTR, True)  # its worker saw the objective raise: failed, and never retried
+    study.tell(errored, state=TrialState.FAIL)
+    mine = study.ask()
+    mine.set_user_attr(OWNER_ATTR, owner())
+    study.tell(mine, 0.5)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, lost.number)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)  # step 1 of the heartbeat check
+    assert not last_finisher(study)
+    storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial_id))  # step 2: the retry
+    assert [t.state for t in study.get_trials()][-1] == TrialState.WAITING and not last_finisher(study)
+    retry = study.ask()
+    retry.set_user_attr(OWNER_ATTR, owner())
+    study.tell(retry, 0.4)
+    assert last_finisher(study)  # the retry was ours and finished last
 
 
 # --- one study, run twice (module fixture: ~4 tiny trials) ------------------------------------------------

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import importlib.util
 import re
 import sys
@@ -60,8 +61,10 @@ if TYPE_CHECKING:
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 OWNER_ATTR = "owner"  # trial user attribute: the worker process running it (seqrec.experiment.owners.owner)
 VAL_ATTR = "val_metrics"  # trial user attribute: the best epoch's validation metrics
+ENDED_ATTR = "ended_by_worker"  # trial user attribute: its worker saw the objective end (not a lost trial)
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
 STARTUP_TRIALS = 8  # random trials before TPE models the search space
+RETRY_QUEUE_SECONDS = 60  # time a lost trial's retry may take to be queued after it is failed
 SCHEMA_ATTEMPTS = 4  # tries at opening a storage whose tables other workers may be creating
 
 
@@ -211,6 +214,11 @@ class _RetryStale:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        self.max_retry = max_retry
+
+    def will_retry(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Whether a lost trial gets a re-queued copy (as Optuna's callback decides: retries left)."""
+        return self.max_retry is None or len(trial.system_attrs.get("retry_history", [])) < self.max_retry
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if RUN_ID_ATTR in trial.user_attrs:
@@ -218,7 +226,7 @@ class _RetryStale:
             _end_lost_parent(trial.user_attrs[RUN_ID_ATTR])
         trial = copy.copy(trial)
         trial.user_attrs = {name: value for name, value in trial.user_attrs.items()
-                            if name not in (OWNER_ATTR, RUN_ID_ATTR)}
+                            if name not in (OWNER_ATTR, RUN_ID_ATTR, ENDED_ATTR)}
         self.retry(study, trial)
 
 
@@ -434,6 +442,7 @@ def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_na
                 _end_run(recorder.run_id, "KILLED", "PRUNED")
             raise
         finally:
+            trial.set_user_attr(ENDED_ATTR, True)
             keras.backend.clear_session()
         trial.set_user_attr(RUN_ID_ATTR, summary.run_id)
         trial.set_user_attr(VAL_ATTR, summary.val)
@@ -471,6 +480,21 @@ def _run_requeued(study: optuna.Study, objective: Callable) -> None:
         study.optimize(objective, n_trials=len(waiting), gc_after_trial=True)
 
 
+def _retry_pending(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> bool:
+    """Whether a lost trial was just failed but its retry is not queued yet. Optuna marks a stale trial FAIL and
+    then queues its copy, in two steps: a worker looking in between would see no trial left to run and publish too.
+    Older failures count as final (a worker that died between the steps, a trial failed before this check)."""
+    retry = study._storage.get_heartbeat_stale_trial_callback() if hasattr(
+        study._storage, "get_heartbeat_stale_trial_callback") else None
+    if not isinstance(retry, _RetryStale):
+        return False  # no retries on this storage: a failed trial is final
+    retried = {number for trial in trials for number in trial.system_attrs.get("retry_history", [])}
+    recent = datetime.datetime.now() - datetime.timedelta(seconds=RETRY_QUEUE_SECONDS)
+    return any(trial.state == optuna.trial.TrialState.FAIL and ENDED_ATTR not in trial.user_attrs
+               and trial.number not in retried and retry.will_retry(trial)
+               and trial.datetime_complete is not None and trial.datetime_complete > recent for trial in trials)
+
+
 def last_finisher(study: optuna.Study) -> bool:
     """Whether this worker publishes the study's champion: no trial is still running (on any worker) and the
     trial that finished last (complete or pruned) was this process's. So of several workers the one that ends the
@@ -478,7 +502,7 @@ def last_finisher(study: optuna.Study) -> bool:
     waiting trial (a lost worker's, re-queued) counts as unfinished: the worker that runs it finishes after us."""
     trials = study.get_trials(deepcopy=False)
     unfinished = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    if any(trial.state in unfinished for trial in trials):
+    if any(trial.state in unfinished for trial in trials) or _retry_pending(study, trials):
         return False
     finished = [trial for trial in trials if trial.state in (optuna.trial.TrialState.COMPLETE,
                                                               optuna.trial.TrialState.PRUNED)]
