@@ -484,8 +484,7 @@ def _retry_pending(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) 
     """Whether a lost trial was just failed but its retry is not queued yet. Optuna marks a stale trial FAIL and
     then queues its copy, in two steps: a worker looking in between would see no trial left to run and publish too.
     Older failures count as final (a worker that died between the steps, a trial failed before this check)."""
-    retry = study._storage.get_heartbeat_stale_trial_callback() if hasattr(
-        study._storage, "get_heartbeat_stale_trial_callback") else None
+    retry = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     if not isinstance(retry, _RetryStale):
         return False  # no retries on this storage: a failed trial is final
     retried = {number for trial in trials for number in trial.system_attrs.get("retry_history", [])}
