@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 
 import mlflow
@@ -136,6 +137,26 @@ def test_no_worker_publishes_between_a_lost_trial_failing_and_its_retry_being_qu
     retry.set_user_attr(OWNER_ATTR, owner())
     study.tell(retry, 0.4)
     assert last_finisher(study)  # the retry was ours and finished last
+
+
+def test_no_worker_publishes_while_another_is_between_two_of_its_trials(monkeypatch):
+    """A worker between two trials owns no RUNNING trial: seen once in the team-stack test, a worker ending then
+    published, and the other too after its next trial."""
+    study = optuna.create_study(direction="maximize")
+    mine = study.ask()
+    mine.set_user_attr(OWNER_ATTR, owner())
+    study.tell(mine, 0.5)
+    elsewhere = {"seqrec.host": "another-host", "seqrec.pid": "1"}
+    study.set_user_attr("worker:another-host:1", {"owner": elsewhere, "seen": time.time(), "left": False})
+    assert not last_finisher(study)  # it will start its next trial and finish after us
+    with monkeypatch.context() as later:  # unseen for longer than the silence allowed: lost between trials
+        later.setattr(tune, "WORKER_SILENCE_SECONDS", 0)
+        assert last_finisher(study)
+    gone = {**owner(), "seqrec.pid": "999999999"}  # a dead process of this host
+    study.set_user_attr("worker:another-host:1", {"owner": gone, "seen": time.time(), "left": False})
+    assert last_finisher(study)
+    study.set_user_attr("worker:another-host:1", {"owner": elsewhere, "seen": time.time(), "left": True})
+    assert last_finisher(study)
 
 
 # --- one study, run twice (module fixture: ~4 tiny trials) ------------------------------------------------

@@ -49,7 +49,7 @@ from seqrec.core.metrics import mlflow_name
 from seqrec.core.model import keras
 from seqrec.core.scoring import check_catalogue, evaluate_users, format_table
 from seqrec.experiment.errors import TuningError
-from seqrec.experiment.owners import close_orphaned_runs, owner, owner_is_gone
+from seqrec.experiment.owners import HOST_TAG, PID_TAG, close_orphaned_runs, owner, owner_is_gone
 from seqrec.experiment.records import log_data
 from seqrec.experiment.serve import MODEL_NAME, load_recommender
 from seqrec.experiment.settings import CHAMPION, DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, REGISTERED_MODEL
@@ -65,6 +65,8 @@ ENDED_ATTR = "ended_by_worker"  # trial user attribute: its worker saw the objec
 K = TrainConfig.k  # cut-off of the objective and of the reported metrics (10)
 STARTUP_TRIALS = 8  # random trials before TPE models the search space
 RETRY_QUEUE_SECONDS = 60  # time a lost trial's retry may take to be queued after it is failed
+WORKER_ATTR_PREFIX = "worker:"  # study user attributes, one per worker: its owner, last seen, whether it has left
+WORKER_SILENCE_SECONDS = 600  # a worker unseen this long (no trial started or ended) counts as lost
 SCHEMA_ATTEMPTS = 4  # tries at opening a storage whose tables other workers may be creating
 
 
@@ -430,6 +432,7 @@ def _percent(metrics: dict[str, float], name: str) -> str:
 
 def _objective(split: Split, suggest: Callable, epochs: int, seed: int, study_name: str, source: str) -> Callable:
     def objective(trial: optuna.Trial) -> float:
+        mark_worker(trial.study, left=False)
         trial.set_user_attr(OWNER_ATTR, owner())
         config = trial_config(suggest(trial), epochs, seed, source)
         recorder = _RecordRun(trial, study_name)
@@ -494,14 +497,33 @@ def _retry_pending(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) 
                and trial.datetime_complete is not None and trial.datetime_complete > recent for trial in trials)
 
 
+def mark_worker(study: optuna.Study, left: bool) -> None:
+    """Record in the study that this worker is still adding trials (or has left). Between two of its trials a
+    worker owns no RUNNING trial: without this, another worker ending just then would publish, and so would this
+    one after its next trial."""
+    me = owner()
+    study.set_user_attr(f"{WORKER_ATTR_PREFIX}{me[HOST_TAG]}:{me[PID_TAG]}",
+                        {"owner": me, "seen": time.time(), "left": left})
+
+
+def _others_still_working(study: optuna.Study) -> bool:
+    """Whether another worker has not left the study: not marked so, not known gone (a dead process of this
+    host), and seen within ``WORKER_SILENCE_SECONDS`` (one killed between trials on another host is given up)."""
+    me, now = owner(), time.time()
+    return any(name.startswith(WORKER_ATTR_PREFIX) and worker["owner"] != me and not worker["left"]
+               and not owner_is_gone(worker["owner"]) and now - worker["seen"] < WORKER_SILENCE_SECONDS
+               for name, worker in study.user_attrs.items())
+
+
 def last_finisher(study: optuna.Study) -> bool:
-    """Whether this worker publishes the study's champion: no trial is still running (on any worker) and the
-    trial that finished last (complete or pruned) was this process's. So of several workers the one that ends the
+    """Whether this worker publishes the study's champion: no trial is still running (on any worker), no other
+    worker is still adding trials (:func:`mark_worker`), and the trial that finished last (complete or pruned) was this process's. So of several workers the one that ends the
     study publishes, once, the best trial of all; a worker that finishes while others train leaves it to them. A
     waiting trial (a lost worker's, re-queued) counts as unfinished: the worker that runs it finishes after us."""
     trials = study.get_trials(deepcopy=False)
     unfinished = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    if any(trial.state in unfinished for trial in trials) or _retry_pending(study, trials):
+    if any(trial.state in unfinished for trial in trials) or _retry_pending(study, trials) \
+            or _others_still_working(study):
         return False
     finished = [trial for trial in trials if trial.state in (optuna.trial.TrialState.COMPLETE,
                                                               optuna.trial.TrialState.PRUNED)]
@@ -609,8 +631,12 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
             mlflow.log_artifact(str(space_file), artifact_path="tuning")
         started = time.perf_counter()
         objective = _objective(split, suggest, epochs_per_trial, seed, study_name, source)
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
-        _run_requeued(study, objective)
+        mark_worker(study, left=False)
+        try:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+            _run_requeued(study, objective)
+        finally:
+            mark_worker(study, left=True)
         study_seconds = time.perf_counter() - started
         mlflow.log_metric("study_seconds", study_seconds)
         best, states = _log_outcome(study)
