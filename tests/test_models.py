@@ -97,6 +97,32 @@ def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_di
     assert model_config(loaded)["model"] == model and model_config(loaded)["tied_output"] == tied
 
 
+def test_the_star_cut_off_scores_short_histories_without_stars_and_trains_on_every_star(tmp_path):
+    """``rating_min_history=3``: a 2-item history scores as if its stars were unknown, a 3-item one with its stars,
+    after a save and reload too; the training model reads every star (the same outputs as without the cut-off)."""
+    def network(min_history: int) -> keras.Model:
+        return build_model(20, 8, 4, 0.0, model="sasrec", max_len=6, return_sequences=True, rating_input=True,
+                           rating_min_history=min_history)
+
+    cut, plain = network(3), network(0)
+    plain.set_weights(cut.get_weights())
+    items = np.array([[0, 0, 0, 0, 3, 4], [0, 0, 0, 5, 6, 7]], dtype=np.int32)
+    stars = np.array([[0, 0, 0, 0, 5, 1], [0, 0, 0, 2, 4, 5]], dtype=np.int32)
+    unknown = np.zeros_like(stars)
+    np.testing.assert_allclose(np.asarray(cut({"items": items, "ratings": stars}, training=True)),
+                               np.asarray(plain({"items": items, "ratings": stars}, training=True)), atol=1e-6)
+    path = tmp_path / "cut.keras"
+    scoring_model(cut).save(path)
+    loaded = keras.models.load_model(path)
+    assert model_config(loaded)["rating_min_history"] == 3 and model_config(plain)["rating_min_history"] == 0
+    scores = np.asarray(loaded({"items": items, "ratings": stars}))
+    with_stars = np.asarray(scoring_model(plain)({"items": items, "ratings": stars}))
+    without = np.asarray(scoring_model(plain)({"items": items, "ratings": unknown}))
+    assert not np.allclose(with_stars[0], without[0], atol=1e-4)  # the stars do change this history's scores
+    np.testing.assert_allclose(scores[0], without[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scores[1], with_stars[1], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("model, tied", [(model, False) for model in MODELS] + [("sasrec", True)])
 def test_skipping_the_padded_steps_gives_the_mean_loss_over_the_cells_holding_an_item(model, tied):
     """Training computes the logits of the window cells holding an item only: the loss is the mean over those

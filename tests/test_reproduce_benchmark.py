@@ -156,6 +156,37 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
         sum(run.data.metrics["train_seconds"] for run in runs), abs=0.51)
 
 
+def test_star_cutoff_scores_each_cut_off_from_a_rating_input_runs_two_curves(tmp_path, mlflow_tracking, capsys):
+    """benchmarks/star_cutoff.py: the curve with the stars is the run's own logged new-user curve; a cut-off N takes
+    the curve without them below N; a run that reads no stars is refused."""
+    import mlflow
+
+    split = write_synthetic_split(tmp_path / "rated")
+    assert load_benchmark("zoo.py").main(["--variants", "pooling:cce", "--seeds", "1", "--data", str(split),
+                                          "--rating-input", "true", *TINY]) == 0
+    run = mlflow.search_runs(experiment_names=["seqrec-zoo"], output_format="list")[0]
+    capsys.readouterr()
+    cutoff = load_benchmark("star_cutoff.py")
+    assert cutoff.main(["--runs", run.info.run_id, "--users", "test", "--longest", "3", "--max-cutoff", "3"]) == 0
+    rows = {line.split(" | ")[0][2:]: [float(cell.split(" ")[0]) for cell in line.rstrip(" |").split(" | ")[1:]]
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith(("| mean of", "| rating_min_history"))}
+    stars, unknown = rows["with the stars"], rows["every star unknown"]
+    for given in (1, 2, 3):
+        assert stars[given - 1] == pytest.approx(
+            100 * run.data.metrics[f"test_new_user_sps_at_10_given_{given}"], abs=0.006)
+    assert rows["0"][0] == pytest.approx(np.mean(stars), abs=0.01)
+    assert rows["3"][0] == pytest.approx(np.mean(unknown[:2] + stars[2:]), abs=0.01)
+    assert rows["2"][1] == pytest.approx(rows["2"][0] - rows["0"][0], abs=0.002)
+    with mlflow.start_run() as plain:
+        mlflow.log_param("data_sha256", run.data.params["data_sha256"])
+    from seqrec.experiment.errors import ParameterError
+    with pytest.raises(ParameterError, match="did not train with rating_input=true"):
+        cutoff.main(["--runs", plain.info.run_id])
+    with pytest.raises(ParameterError, match="--longest: expected a positive integer, got 0"):
+        cutoff.main(["--runs", run.info.run_id, "--longest", "0"])
+
+
 def test_baseline_grid_scores_each_setting_on_validation_users_over_seeds(tmp_path, capsys) -> None:
     """benchmarks/baseline_grid.py: one row per setting, tie-aware sps where times are known; bad settings exit 2."""
     grid = load_benchmark("baseline_grid.py")

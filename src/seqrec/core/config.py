@@ -60,6 +60,7 @@ class TrainConfig:
     tie_noise: float = 0.8
     rating_weight: float = 0.0
     rating_input: bool = False
+    rating_min_history: int = 0
     exclude_seen: bool = False
     cuts_per_user: int = 0
     imputed_targets: str = "keep"
@@ -112,6 +113,12 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.distribute not in DISTRIBUTE:
             raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+        if self.rating_min_history < 0:
+            raise ValueError(f"rating_min_history must be 0 (always read the stars) or more items, "
+                             f"got {self.rating_min_history}")
+        if self.rating_min_history and not self.rating_input:
+            raise ValueError(f"rating_min_history is for rating_input=true only (a model without the stars has none "
+                             f"to leave out), got rating_min_history={self.rating_min_history}")
         if self.rating_weight < 0:
             raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
         if self.tie_noise < 0:

@@ -10,7 +10,8 @@ or one of the sampled ranking losses of :mod:`seqrec.core.losses`.
 With ``rating_input`` the net also reads the rating the user gave each item of the history: a second
 input ``ratings`` of :data:`seqrec.core.models.common.RATING_TOKENS` ids (0 = unknown or padding, 1..5 stars),
 embedded and added to the item embedding. Such a model takes ``{"items": ..., "ratings": ...}`` (see
-:func:`model_inputs`).
+:func:`model_inputs`). With ``rating_min_history`` it scores a history of fewer items as if no star were known
+(:class:`seqrec.core.models.common.ShortHistoryStars`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ MODELS = tuple(BUILDERS)
 
 def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: float = 0.2,
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
-                rating_input: bool = False, model: str = "rnn", max_len: int = 50, blocks: int = 2,
-                heads: int = 1, skip_padding: bool = False, tied_output: bool = False,
+                rating_input: bool = False, rating_min_history: int = 0, model: str = "rnn", max_len: int = 50,
+                blocks: int = 2, heads: int = 1, skip_padding: bool = False, tied_output: bool = False,
                 exclude_seen: bool = False) -> keras.Model:
     """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
     input ids.
@@ -43,6 +44,8 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     ``projection > 0`` inserts a linear bottleneck before the logits: the softmax layer dominates
     the cost (hidden x n_items per step), so a bottleneck buys a wider recurrent layer for free.
     ``rating_input`` adds the ``ratings`` input (see the module docstring); padding stays masked by the items.
+    ``rating_min_history`` (with ``rating_input``): when scoring, a history of fewer items is read with every star
+    unknown; training reads every star it is given.
     ``max_len``, ``blocks`` and ``heads`` shape the self-attention and convolution models (the RNN reads any
     length).
     ``skip_padding`` (with ``return_sequences``) computes the logits of the steps holding an item only: the
@@ -59,9 +62,11 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     if tied_output:
         check_tied_output(model, hidden, embedding, projection)
+    if rating_min_history and not rating_input:
+        raise ValueError("rating_min_history is for models with rating_input only")
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
-                  rating_input=rating_input, max_len=max_len, blocks=blocks, heads=heads,
-                  skip_padding=skip_padding, tied_output=tied_output)
+                  rating_input=rating_input, rating_min_history=rating_min_history, max_len=max_len, blocks=blocks,
+                  heads=heads, skip_padding=skip_padding, tied_output=tied_output)
     network = BUILDERS[model](n_items, net, return_sequences)
     return seen_items_excluded(network) if exclude_seen and return_sequences else network
 
@@ -77,6 +82,7 @@ def model_config(model: keras.Model) -> dict:
         "dropout": layers["dropout"].rate,
         "projection": layers["projection"].units if "projection" in layers else 0,
         "rating_input": reads_ratings(model),
+        "rating_min_history": layers["short_history_stars"].min_items if "short_history_stars" in layers else 0,
         "tied_output": isinstance(layers["logits"], ItemBias),
     }
     if "rnn" in layers:

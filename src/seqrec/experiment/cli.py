@@ -69,6 +69,8 @@ TRAIN_HELP = {
     "rating_weight": "weight targets by rating: 1 + rating_weight * (rating - 3) / 2, at least 0 (0 = all alike)",
     "rating_input": "also feed the rating of every history item to the network (a second model input; unknown "
                     "training ratings, imputed in the authors' file, are fed as unknown)",
+    "rating_min_history": "rating_input=true only: when scoring, a history of fewer items is read with every star "
+                          "unknown (0: stars always read); training reads every star",
     "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "
                     "as evaluation never recommends them (true) or ranks them with the others (false: the paper)",
     "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "

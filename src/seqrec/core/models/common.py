@@ -34,6 +34,7 @@ class NetSpec:
     cell: str
     projection: int
     rating_input: bool
+    rating_min_history: int  # scoring reads the stars of histories of at least this many items (0: of all)
     max_len: int
     blocks: int
     heads: int
@@ -46,7 +47,8 @@ def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tupl
     """The model's inputs, the embedded history (batch x steps x ``net.embedding``; padding masked) and the item
     table that embedded it (:func:`output_logits` scores with it when ``net.tied_output``).
 
-    With ``net.rating_input`` the rating of every item (0 = unknown) is embedded and added to the item's.
+    With ``net.rating_input`` the rating of every item (0 = unknown) is embedded and added to the item's (when
+    scoring, with ``net.rating_min_history``, only in histories of that many items: :class:`ShortHistoryStars`).
     ``window``: only the latest ``window`` items are read (a model with a position table of that length).
     """
     items = keras.Input(shape=(None,), dtype="int32", name="items")
@@ -56,7 +58,10 @@ def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tupl
     if not net.rating_input:
         return items, x, table
     ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
-    stars = ratings if window is None else LastItems(window, name="latest_ratings")(ratings)
+    stars = ratings
+    if net.rating_min_history:
+        stars = ShortHistoryStars(net.rating_min_history, name="short_history_stars")([stars, items])
+    stars = stars if window is None else LastItems(window, name="latest_ratings")(stars)
     rated = keras.layers.Embedding(RATING_TOKENS, net.embedding, name="rating_embedding")(stars)
     return {"items": items, "ratings": ratings}, keras.layers.Add(name="item_and_rating")([x, rated]), table
 
@@ -253,6 +258,33 @@ class LastItems(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "length": self.length}
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class ShortHistoryStars(keras.layers.Layer):
+    """The rating tokens of a history of fewer than ``min_items`` items all read as unknown (0), when scoring only.
+
+    Why: SASRec+ with the stars serves histories of 1-5 items worse than with the stars left out, and longer ones
+    better (docs/models.md, "A cut-off for the stars"). Training (``training=True``) reads every star it is given, so
+    a run trains the same with or without the cut-off; the cut-off travels inside the saved model to every scorer.
+    Inputs: the rating tokens and the ``item + 1`` ids (the history's length is its count of non-zero ids)."""
+
+    def __init__(self, min_items: int, **kwargs):
+        super().__init__(**kwargs)
+        self.min_items = min_items
+
+    def call(self, inputs, training=None):
+        ratings, items = inputs
+        if training:
+            return ratings
+        held = keras.ops.sum(keras.ops.cast(items > 0, "int32"), axis=1, keepdims=True)
+        return ratings * keras.ops.cast(held >= self.min_items, ratings.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "min_items": self.min_items}
 
 
 @keras.saving.register_keras_serializable(package="seqrec")
