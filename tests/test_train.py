@@ -327,6 +327,28 @@ def test_rating_inputs_follow_their_items_through_windows_cuts_and_ties():
     assert isinstance(plain, np.ndarray)  # a model without the rating input gets the item matrix alone
 
 
+def test_rating_dropout_feeds_that_share_of_the_known_stars_as_unknown_anew_every_epoch():
+    rng = np.random.default_rng(0)
+    items = [rng.permutation(200)[:60].tolist() for _ in range(100)]
+    rated = Sequences.from_lists(items, ratings=[rng.integers(1, 6, 60).tolist() for _ in items])
+    config = TrainConfig(max_len=20, batch_size=10_000, rating_input=True, tie_order="file")
+    plain = TrainingBatches(rated, config, seed=3)
+    dropping = TrainingBatches(rated, replace(config, rating_dropout=0.3), seed=3)
+    dropped = []
+    for _ in range(2):
+        (inputs, targets), (kept, kept_targets) = dropping[0], plain[0]
+        np.testing.assert_array_equal(inputs["items"], kept["items"])  # the same windows and targets: only stars go
+        np.testing.assert_array_equal(targets, kept_targets)
+        held = inputs["items"] > 0
+        stars, kept_stars = inputs["ratings"][held], kept["ratings"][held]
+        assert np.all((stars == kept_stars) | (stars == 0))
+        dropped.append(stars == 0)
+        assert dropped[-1].mean() == pytest.approx(0.3, abs=0.02)
+        dropping.on_epoch_end()
+        plain.on_epoch_end()
+    assert not np.array_equal(dropped[0], dropped[1])  # drawn anew each epoch
+
+
 @pytest.mark.slow
 def test_rating_input_model_learns_what_only_the_ratings_tell(tmp_path):
     """The next item is +1 after a liked (5) item and +5 after a disliked (1) one: without the rating

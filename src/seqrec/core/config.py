@@ -61,6 +61,7 @@ class TrainConfig:
     rating_weight: float = 0.0
     rating_input: bool = False
     rating_min_history: int = 0
+    rating_dropout: float = 0.0
     exclude_seen: bool = False
     cuts_per_user: int = 0
     imputed_targets: str = "keep"
@@ -119,6 +120,11 @@ class TrainConfig:
         if self.rating_min_history and not self.rating_input:
             raise ValueError(f"rating_min_history is for rating_input=true only (a model without the stars has none "
                              f"to leave out), got rating_min_history={self.rating_min_history}")
+        if not 0.0 <= self.rating_dropout < 1.0:
+            raise ValueError(f"rating_dropout must be in [0, 1) (0: every known star is read), "
+                             f"got {self.rating_dropout}")
+        if self.rating_dropout and not self.rating_input:
+            raise ValueError(f"rating_dropout is for rating_input=true only, got rating_dropout={self.rating_dropout}")
         if self.rating_weight < 0:
             raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
         if self.tie_noise < 0:

@@ -187,7 +187,8 @@ class TrainingBatches(keras.utils.PyDataset):
     ``ties`` re-draws the order of same-second ratings every epoch: MovieLens users rate in bursts,
     the order inside a second is arbitrary, and the authors' files got theirs from a non-stable sort.
     ``target_ok`` (per interaction of ``sequences``, see :func:`imputed_target_mask`) moves with them, and
-    so do the rating input tokens with ``config.rating_input`` (unknown where ``rating_known`` is false).
+    so do the rating input tokens with ``config.rating_input`` (unknown where ``rating_known`` is false, and each
+    known one with probability ``config.rating_dropout``, drawn anew every epoch).
     """
 
     def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None,
@@ -247,6 +248,8 @@ class TrainingBatches(keras.utils.PyDataset):
         self.weights = (rating_weights(examples.target_ratings[order], self.config.rating_weight)
                         if self.config.rating_weight else None)  # all 1 otherwise: never fed (see __getitem__)
         self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])
+        if self.config.rating_dropout:  # no draw at 0, so the other arrays stay those of a run without it
+            self.ratings[self.rng.random(self.ratings.shape) < self.config.rating_dropout] = 0
         if self.config.exclude_seen:
             self.seen = items_before(sequences, examples.sources[order], self.n_items)
 

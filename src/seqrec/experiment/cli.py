@@ -71,6 +71,8 @@ TRAIN_HELP = {
                     "training ratings, imputed in the authors' file, are fed as unknown)",
     "rating_min_history": "rating_input=true only: when scoring, a history of fewer items is read with every star "
                           "unknown (0: stars always read); training reads every star",
+    "rating_dropout": "rating_input=true only: share of the known stars of every training window fed as unknown, "
+                      "drawn anew every epoch (0: none)",
     "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "
                     "as evaluation never recommends them (true) or ranks them with the others (false: the paper)",
     "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
