@@ -195,8 +195,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             config.projection, return_sequences=config.regime == "all_steps",
                             rating_input=config.rating_input, rating_min_history=config.rating_min_history,
                             model=config.model, max_len=config.max_len, blocks=config.blocks, heads=config.heads,
-                            skip_padding=skips_padding(config),
-                            tied_output=config.tied_output, exclude_seen=config.exclude_seen)
+                            skip_padding=skips_padding(config), tied_output=config.tied_output,
+                            exclude_seen=config.exclude_seen)
         schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))
