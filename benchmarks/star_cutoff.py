@@ -30,17 +30,19 @@ from seqrec.experiment.serve import load_model
 
 
 def star_curves(run_id: str, users: Sequences, longest: int, k: int) -> np.ndarray:
-    """sps@k of one run given the first 1..``longest`` items: row 0 with the stars, row 1 with every star unknown."""
+    """sps@k of one run given the first 1..``longest`` items, then the whole input half: row 0 with the stars, row 1
+    with every star unknown (its whole-half figure is what a request that sends no stars gets)."""
     model = load_model(f"runs:/{run_id}/recommender")
     unknown = replace(users, ratings=np.zeros_like(users.ratings))
     counts = tuple(range(1, longest + 1))
-    return np.array([new_user_curve(lambda given: score_users(model, given), group, k, counts)["sps"][:-1]
+    return np.array([new_user_curve(lambda given: score_users(model, given), group, k, counts)["sps"]
                      for group in (users, unknown)])
 
 
 def cutoff_scores(curves: np.ndarray, cutoffs: list[int]) -> np.ndarray:
     """Runs x cut-offs: each run's mean sps over the lengths when histories shorter than N go without their stars.
-    ``curves``: runs x (stars, unknown) x lengths 1, 2, ..."""
+    ``curves``: runs x (stars, unknown) x lengths 1, 2, ... (the whole half, last, is left out)."""
+    curves = curves[:, :, :-1]
     lengths = np.arange(1, curves.shape[2] + 1)
     shorter = lengths[None, :] < np.array(cutoffs)[:, None]  # cut-offs x lengths
     chosen = np.where(shorter[None], curves[:, None, 1], curves[:, None, 0])  # runs x cut-offs x lengths
@@ -49,13 +51,14 @@ def cutoff_scores(curves: np.ndarray, cutoffs: list[int]) -> np.ndarray:
 
 def print_tables(curves: np.ndarray, cutoffs: list[int], k: int) -> None:
     """The two mean curves by length, then each cut-off's score, its gain over N = 0 and on how many runs it wins."""
-    lengths = range(1, curves.shape[2] + 1)
-    print(f"| mean of {len(curves)} runs, sps@{k} (%) | " + " | ".join(f"L = {n}" for n in lengths) + " |")
-    print("|---|" + "---:|" * len(lengths))
+    longest = curves.shape[2] - 1
+    print(f"| mean of {len(curves)} runs, sps@{k} (%) | " + " | ".join(f"L = {n}" for n in range(1, longest + 1))
+          + " | whole half |")
+    print("|---|" + "---:|" * (longest + 1))
     for name, row in (("with the stars", 0), ("every star unknown", 1)):
         print(f"| {name} | " + " | ".join(f"{100 * value:.2f}" for value in curves[:, row].mean(axis=0)) + " |")
     scores = 100 * cutoff_scores(curves, [0, *cutoffs])
-    print(f"\n| rating_min_history | mean sps@{k} over L = 1..{curves.shape[2]} (%) | gain over 0 | runs it wins |")
+    print(f"\n| rating_min_history | mean sps@{k} over L = 1..{longest} (%) | gain over 0 | runs it wins |")
     print("|---:|---:|---:|---:|")
     for column, cutoff in enumerate([0, *cutoffs]):
         gain = scores[:, column] - scores[:, 0]

@@ -175,8 +175,9 @@ def test_star_cutoff_scores_each_cut_off_from_a_rating_input_runs_two_curves(tmp
     for given in (1, 2, 3):
         assert stars[given - 1] == pytest.approx(
             100 * run.data.metrics[f"test_new_user_sps_at_10_given_{given}"], abs=0.006)
-    assert rows["0"][0] == pytest.approx(np.mean(stars), abs=0.01)
-    assert rows["3"][0] == pytest.approx(np.mean(unknown[:2] + stars[2:]), abs=0.01)
+    assert stars[3] == pytest.approx(100 * run.data.metrics["test_sps_at_10"], abs=0.006)  # the whole half
+    assert rows["0"][0] == pytest.approx(np.mean(stars[:3]), abs=0.01)
+    assert rows["3"][0] == pytest.approx(np.mean(unknown[:2] + stars[2:3]), abs=0.01)
     assert rows["2"][1] == pytest.approx(rows["2"][0] - rows["0"][0], abs=0.002)
     with mlflow.start_run() as plain:
         mlflow.log_param("data_sha256", run.data.params["data_sha256"])
