@@ -517,13 +517,14 @@ def _others_still_working(study: optuna.Study) -> bool:
 
 def last_finisher(study: optuna.Study) -> bool:
     """Whether this worker publishes the study's champion: no trial is still running (on any worker), no other
-    worker is still adding trials (:func:`mark_worker`), and the trial that finished last (complete or pruned) was this process's. So of several workers the one that ends the
-    study publishes, once, the best trial of all; a worker that finishes while others train leaves it to them. A
-    waiting trial (a lost worker's, re-queued) counts as unfinished: the worker that runs it finishes after us."""
+    worker is still adding trials (:func:`mark_worker`), and the trial that finished last (complete or pruned) was
+    this process's. So of several workers the one that ends the study publishes, once, the best trial of all; a
+    worker that finishes while others train leaves it to them. A waiting trial (a lost worker's, re-queued) counts
+    as unfinished: the worker that runs it finishes after us."""
     trials = study.get_trials(deepcopy=False)
     unfinished = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
-    if any(trial.state in unfinished for trial in trials) or _retry_pending(study, trials) \
-            or _others_still_working(study):
+    busy = any(trial.state in unfinished for trial in trials)
+    if busy or _retry_pending(study, trials) or _others_still_working(study):
         return False
     finished = [trial for trial in trials if trial.state in (optuna.trial.TrialState.COMPLETE,
                                                               optuna.trial.TrialState.PRUNED)]
