@@ -12,7 +12,8 @@ import pytest
 from conftest import write_synthetic_split
 from seqrec.core.data import load_split, split_half
 from seqrec.core.ensemble import ensemble_model
-from seqrec.core.model import build_model
+from seqrec.core.data import Sequences
+from seqrec.core.model import build_model, model_inputs, reads_ratings
 from seqrec.core.scoring import ensemble_scores, evaluate_scores, load_keras_model, score_users, softmax
 from seqrec.experiment.cli import main
 from seqrec.experiment.serve import load_model, load_recommender
@@ -50,8 +51,31 @@ def test_an_ensemble_refuses_members_it_cannot_average():
         ensemble_model([])
     with pytest.raises(ValueError, match=r"share one catalogue, got \[20, 30\]"):
         ensemble_model([build_model(30, hidden=8, embedding=8), build_model(20, hidden=8, embedding=8)])
-    with pytest.raises(ValueError, match="reads ratings"):
-        ensemble_model([build_model(30, hidden=8, embedding=8, rating_input=True)])
+
+
+def test_an_ensemble_with_a_member_that_reads_the_stars_passes_them_to_that_member_only(tmp_path):
+    stars = build_model(30, hidden=8, embedding=8, rating_input=True, rating_min_history=3)
+    items_only = build_model(30, hidden=8, embedding=8, model="sasrec", max_len=5, blocks=1, heads=1)
+    mixed = ensemble_model([stars, items_only])
+    assert reads_ratings(mixed) and not reads_ratings(ensemble_model([items_only]))
+    ratings = np.where(HISTORIES > 0, 1 + np.arange(HISTORIES.size).reshape(HISTORIES.shape) % 5, 0).astype(np.int32)
+    fed = {"items": HISTORIES, "ratings": ratings}
+
+    def mean(model) -> np.ndarray:
+        return softmax(np.asarray(model.predict_on_batch(model_inputs(model, HISTORIES, ratings))))
+
+    expected = (softmax(np.asarray(stars.predict_on_batch(fed))) + probabilities(items_only)) / 2
+    assert np.allclose(mean(mixed), expected, atol=1e-6)
+    unknown = softmax(np.asarray(stars.predict_on_batch({"items": HISTORIES, "ratings": np.zeros_like(ratings)})))
+    assert not np.allclose(expected, (unknown + probabilities(items_only)) / 2, atol=1e-4)  # the stars reached it
+    assert np.allclose(mean(ensemble_model([ensemble_model([stars]), items_only])), expected, atol=1e-6)  # nested
+    # scored as the protocol scores (histories with their stars) and as the members are, one by one
+    present = HISTORIES > 0
+    users = Sequences(np.arange(3), (HISTORIES[present] - 1).astype(np.int32), ratings[present].astype(np.float32),
+                      np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int64))
+    assert np.allclose(softmax(score_users(mixed, users)), ensemble_scores([stars, items_only], users), atol=1e-6)
+    mixed.save(tmp_path / "ensemble.keras")
+    assert np.allclose(mean(load_keras_model(tmp_path / "ensemble.keras")), expected, atol=1e-6)
 
 
 @pytest.fixture

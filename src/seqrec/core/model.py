@@ -101,8 +101,9 @@ def model_config(model: keras.Model) -> dict:
 
 
 def reads_ratings(model: keras.Model) -> bool:
-    """Whether ``model`` takes the ratings of the history as a second input."""
-    return any(layer.name == "rating_embedding" for layer in model.layers)
+    """Whether ``model`` takes the ratings of the history as a second input (a network with ``rating_input``, or
+    an ensemble with such a member): read from its inputs, so that it holds for models nested in others."""
+    return any(tensor.name == "ratings" for tensor in model.inputs)
 
 
 def model_inputs(model: keras.Model, items: np.ndarray,

@@ -91,7 +91,7 @@ def ensemble_run(groups: list[list[str]], data: str | None = None, validation_on
     k = int(shared_param(runs, "k"))
     try:
         model = build_ensemble(groups)
-    except ValueError as error:  # another catalogue, a model that reads ratings
+    except ValueError as error:  # members of another catalogue
         raise ParameterError(f"--runs: {error}") from None
     name = " + ".join(group_name(runs, group) for group in groups)
     close_orphaned_runs()
