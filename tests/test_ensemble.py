@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import write_synthetic_split
-from seqrec.core.data import load_split, split_half
+from seqrec.core.data import Sequences, load_split, split_half
 from seqrec.core.ensemble import ensemble_model
-from seqrec.core.data import Sequences
 from seqrec.core.model import build_model, model_inputs, reads_ratings
 from seqrec.core.scoring import ensemble_scores, evaluate_scores, load_keras_model, score_users, softmax
 from seqrec.experiment.cli import main
