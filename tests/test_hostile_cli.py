@@ -71,6 +71,8 @@ REFUSED = [
     (["train", *TINY, "--rating-dropout", "0.2"], "rating_dropout is for rating_input=true only"),
     (["train", *TINY, "--rating-input", "true", "--rating-dropout", "1"],
      "rating_dropout must be in [0, 1) (0: every known star is read), got 1.0"),
+    (["train", *TINY, "--item-dropout", "1"],
+     "item_dropout must be in [0, 1) (0: every item of a training window is read), got 1.0"),
     (["train", *TINY, "--regime", "paper", "--exclude-seen", "true"], "exclude_seen is for regime=all_steps only"),
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
     (["train", *TINY, "--weight-decay", "-0.01"], "weight_decay must be 0 (Adam) or more (AdamW), got -0.01"),

@@ -97,6 +97,23 @@ def test_saved_scoring_model_gives_the_same_scores_and_config(synthetic_split_di
     assert model_config(loaded)["model"] == model and model_config(loaded)["tied_output"] == tied
 
 
+def test_item_dropout_reads_whole_items_of_a_training_window_as_empty_vectors_and_scoring_reads_them_all():
+    """``item_dropout``: in training each (window, step) item is either kept, scaled as Keras' dropout scales, or
+    zero in every coordinate; the scoring model has no such layer and gives the training model's inference scores."""
+    steps = build_model(40, 8, 8, 0.0, model="sasrec", max_len=8, return_sequences=True, item_dropout=0.5)
+    items = (np.arange(64, dtype=np.int32).reshape(8, 8) % 39) + 1
+    embedded = keras.Model(steps.inputs, steps.get_layer("item_dropout").output)
+    table = np.asarray(steps.get_layer("item_embedding")(items))
+    dropped = np.asarray(embedded(items, training=True))
+    empty = np.all(dropped == 0, axis=-1)
+    assert 0.2 < empty.mean() < 0.8  # 64 draws at 0.5
+    np.testing.assert_allclose(dropped[~empty], table[~empty] / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(embedded(items, training=False)), table)
+    scorer = scoring_model(steps)
+    assert "item_dropout" not in {layer.name for layer in scorer.layers}
+    np.testing.assert_allclose(np.asarray(scorer(items)), np.asarray(steps(items))[:, -1], rtol=1e-5, atol=1e-5)
+
+
 def test_the_star_cut_off_scores_short_histories_without_stars_and_trains_on_every_star(tmp_path):
     """``rating_min_history=3``: a 2-item history scores as if its stars were unknown, a 3-item one with its stars,
     after a save and reload too; the training model reads every star (the same outputs as without the cut-off)."""

@@ -38,6 +38,7 @@ class TrainConfig:
     hidden: int = 256
     embedding: int = 128
     dropout: float = 0.2
+    item_dropout: float = 0.0
     max_len: int = 50
     batch_size: int = 64
     lr: float = 3e-3
@@ -120,6 +121,9 @@ class TrainConfig:
         if self.rating_min_history and not self.rating_input:
             raise ValueError(f"rating_min_history is for rating_input=true only (a model without the stars has none "
                              f"to leave out), got rating_min_history={self.rating_min_history}")
+        if not 0.0 <= self.item_dropout < 1.0:
+            raise ValueError(f"item_dropout must be in [0, 1) (0: every item of a training window is read), "
+                             f"got {self.item_dropout}")
         if not 0.0 <= self.rating_dropout < 1.0:
             raise ValueError(f"rating_dropout must be in [0, 1) (0: every known star is read), "
                              f"got {self.rating_dropout}")

@@ -37,7 +37,7 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
                 cell: str = "gru", projection: int = 0, return_sequences: bool = False,
                 rating_input: bool = False, rating_min_history: int = 0, model: str = "rnn", max_len: int = 50,
                 blocks: int = 2, heads: int = 1, skip_padding: bool = False, tied_output: bool = False,
-                exclude_seen: bool = False) -> keras.Model:
+                exclude_seen: bool = False, item_dropout: float = 0.0) -> keras.Model:
     """Sequence model ``model`` (see :data:`MODELS`); ``n_items`` output logits (the catalogue), ``n_items + 1``
     input ids.
 
@@ -57,6 +57,8 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
     ``exclude_seen`` (with ``return_sequences``) adds the ``seen`` input and leaves the items already read out of
     the logits (:class:`seqrec.core.models.common.SeenItems`); a scoring model needs no such input, since
     evaluation drops them from the ranking.
+    ``item_dropout``: in training, that share of the history's items is read as an empty vector (a scoring model
+    reads every item, so it is built without it).
     """
     if model not in BUILDERS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -66,7 +68,7 @@ def build_model(n_items: int, hidden: int = 256, embedding: int = 128, dropout: 
         raise ValueError("rating_min_history is for models with rating_input only")
     net = NetSpec(model=model, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, projection=projection,
                   rating_input=rating_input, rating_min_history=rating_min_history, max_len=max_len, blocks=blocks,
-                  heads=heads, skip_padding=skip_padding, tied_output=tied_output)
+                  heads=heads, skip_padding=skip_padding, tied_output=tied_output, item_dropout=item_dropout)
     network = BUILDERS[model](n_items, net, return_sequences)
     return seen_items_excluded(network) if exclude_seen and return_sequences else network
 

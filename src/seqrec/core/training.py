@@ -196,7 +196,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             rating_input=config.rating_input, rating_min_history=config.rating_min_history,
                             model=config.model, max_len=config.max_len, blocks=config.blocks, heads=config.heads,
                             skip_padding=skips_padding(config), tied_output=config.tied_output,
-                            exclude_seen=config.exclude_seen)
+                            exclude_seen=config.exclude_seen, item_dropout=config.item_dropout)
         schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))

@@ -71,6 +71,8 @@ TRAIN_HELP = {
                     "training ratings, imputed in the authors' file, are fed as unknown)",
     "rating_min_history": "rating_input=true only: when scoring, a history of fewer items is read with every star "
                           "unknown (0: stars always read); training reads every star",
+    "item_dropout": "share of a training window's items read as an empty vector at their step, drawn anew "
+                    "every batch (0: none; training only)",
     "rating_dropout": "rating_input=true only: share of the known stars of every training window fed as unknown, "
                       "drawn anew every epoch (0: none)",
     "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "

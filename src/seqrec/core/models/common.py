@@ -40,6 +40,7 @@ class NetSpec:
     heads: int
     skip_padding: bool  # a training model computes the logits of the steps holding an item only (ItemSteps)
     tied_output: bool = False  # the logits are the features' dot products with the item embedding (ItemTable)
+    item_dropout: float = 0.0  # training only: that share of the history's items is read as an empty vector
 
 
 def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tuple[keras.KerasTensor | dict,
@@ -50,11 +51,15 @@ def history_input(n_items: int, net: NetSpec, window: int | None = None) -> tupl
     With ``net.rating_input`` the rating of every item (0 = unknown) is embedded and added to the item's (when
     scoring, with ``net.rating_min_history``, only in histories of that many items: :class:`ShortHistoryStars`).
     ``window``: only the latest ``window`` items are read (a model with a position table of that length).
+    ``net.item_dropout``: in training, that share of the history's items is embedded as a zero vector (the step
+    and its position stay, its identity is gone), so the network cannot lean on any one item of a history.
     """
     items = keras.Input(shape=(None,), dtype="int32", name="items")
     ids = items if window is None else LastItems(window, name="latest_items")(items)
     table = ItemTable(n_items + 1, net.embedding, mask_zero=True, name="item_embedding")
     x = table(ids)
+    if net.item_dropout:  # whole items: one draw per (window, step), shared by the embedding's coordinates
+        x = keras.layers.Dropout(net.item_dropout, noise_shape=(None, None, 1), name="item_dropout")(x)
     if not net.rating_input:
         return items, x, table
     ratings = keras.Input(shape=(None,), dtype="int32", name="ratings")
