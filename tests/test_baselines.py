@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from seqrec.core.baselines import (BASELINES, evaluate_baseline, ImplicitMF, MarkovChain, NextMovieId, Pop, ranked,
-                                   UserKNN)
+                                   SLIST, UserKNN)
 
 from seqrec.experiment.baseline_runs import run_baselines
 
@@ -128,7 +128,9 @@ def test_evaluate_baseline_fits_and_follows_the_protocol(synthetic_split_dir) ->
     assert set(metrics) >= {"sps@5", "recall@5", "ndcg@5", "mrr@5", "user_coverage", "item_coverage",
                             "blockbuster_share"}
     # the synthetic users mostly step +1: the chain predicts the next item far above popularity
-    assert metrics["sps@5"] > evaluate_baseline(Pop(), split, "test", k=5)["sps@5"] + 0.3
+    popularity = evaluate_baseline(Pop(), split, "test", k=5)["sps@5"]
+    assert metrics["sps@5"] > popularity + 0.3
+    assert evaluate_baseline(SLIST(), split, "test", k=5)["sps@5"] > popularity + 0.3  # so do SLIST's transitions
     inputs, _ = split_half(split.test)
     for name, make in BASELINES.items():
         scores = make().fit(split.train, split.n_items).score(inputs)
@@ -323,3 +325,41 @@ def test_nextid_recommends_the_next_larger_movie_ids_then_the_popular_ones():
     assert recommended[0].tolist()[:2] == [4, 2]  # MovieIDs 30, 40 after 20, closest first
     assert recommended[1].tolist()[:2] == [3, 2]  # nothing after 50: the most popular (3, then 2 by lower id)
     assert model.params() == {} and model.method == "NEXTID"
+
+
+def test_slist_solves_the_ridge_regression_of_each_step_on_its_decayed_recent_items() -> None:
+    train = seqs([0, 1, 2, 3], [1, 2, 4], [4, 0, 1, 2, 1], [3])
+    window, decay, l2 = 2, 0.5, 0.7
+    model = SLIST(window=window, decay=decay, l2=l2).fit(train, n_items=5)
+    rows, targets = [], []  # the regression written out step by step, as the paper states it
+    for sequence in ([0, 1, 2, 3], [1, 2, 4], [4, 0, 1, 2, 1]):
+        for step in range(1, len(sequence)):
+            row = np.zeros(5)
+            for lag in range(1, min(window, step) + 1):
+                row[sequence[step - lag]] += decay ** (lag - 1)
+            rows.append(row)
+            targets.append(np.eye(5)[sequence[step]])
+    history, target = np.array(rows), np.array(targets)
+    expected = np.linalg.solve(history.T @ history + l2 * np.eye(5), history.T @ target)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-10, atol=1e-12)
+    inputs = seqs([3, 0, 1], [])
+    recent = np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=float)
+    recent[0, 0] = decay  # two steps back
+    best = top_k(model.score(inputs), 2, exclude=inputs)
+    np.testing.assert_array_equal(best[0], top_k(recent[:1] @ expected, 2, exclude=seqs([3, 0, 1]))[0])
+    assert best[1].tolist() == [1, 2]  # an empty input scores nothing: the popular items
+    assert model.params() == {"window": 2, "decay": 0.5, "l2": 0.7, "alpha": 0.0} and model.method == "SLIST"
+
+
+def test_slist_with_alpha_also_reconstructs_each_users_item_set() -> None:
+    train = seqs([0, 1, 2], [2, 0])
+    model = SLIST(window=1, decay=1.0, l2=1.0, alpha=0.5).fit(train, n_items=3)
+    history = np.eye(3)  # the steps 0 -> 1, 1 -> 2 and 2 -> 0: one source each
+    targets = np.eye(3)[[1, 2, 0]]
+    sets = np.array([[1, 1, 1], [1, 0, 1]], float)
+    gram, co = history.T @ history, sets.T @ sets
+    co *= 0.5 * np.trace(gram) / np.trace(co)
+    expected = np.linalg.solve(0.5 * gram + co + np.eye(3), 0.5 * history.T @ targets + co)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="SLIST needs"):
+        SLIST(decay=0.0)

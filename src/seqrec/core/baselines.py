@@ -1,4 +1,5 @@
-"""Non-neural baselines of the paper's Table 3 (POP, MC, user-KNN, MF) under the same protocol as RNN-CCE.
+"""Non-neural baselines of the paper's Table 3 (POP, MC, user-KNN, MF) and of the field (SLIST, the tutorials'
+autoencoder and factorisation) under the same protocol as RNN-CCE.
 
 Every baseline has ``fit(train, n_items)`` and ``score(inputs) -> (users x items)``: the users' input halves
 go in and the scores are ranked by :func:`seqrec.core.metrics.top_k`, which never recommends an input item.
@@ -436,9 +437,73 @@ class DotProductMF(Baseline):
         return ranked(self.fold_in(inputs) @ kernel + bias, self._tie_break)
 
 
+def recency_matrix(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_items: int, window: int,
+                   decay: float) -> sp.csr_matrix:
+    """Row r: the items at flat positions ``ends[r] - window .. ends[r] - 1`` (none before ``starts[r]``), the one
+    ``lag`` steps back weighing ``decay ** (lag - 1)``; an item there twice adds up. A loop over the lags only."""
+    rows, columns, weights = [], [], []
+    for lag in range(1, window + 1):
+        row = np.flatnonzero(ends - lag >= starts)
+        rows.append(row)
+        columns.append(items[ends[row] - lag])
+        weights.append(np.full(len(row), decay ** (lag - 1)))
+    matrix = sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))),
+                           shape=(len(ends), n_items))
+    matrix.sum_duplicates()
+    return matrix
+
+
+class SLIST(Baseline):
+    """SLIST (Choi, Kim, Lee, Shim & Lee, WWW 2021): a closed-form linear item-to-item model of the next item.
+
+    Every step of every training user is one regression row: its input the last ``window`` items before it, the
+    item ``lag`` steps back weighing ``decay ** (lag - 1)`` (``S``), its target the item at the step (``T``). With
+    ``alpha`` the rows of each user's whole item set (``X``, order-blind, the paper's SLIS) join in, reconstructing
+    themselves: ``B = ((1 - alpha) S'S + alpha c X'X + l2 I)^-1 ((1 - alpha) S'T + alpha c X'X)``, where
+    ``c = tr(S'S) / tr(X'X)`` puts both on one scale. One solve of an items x items system, no epochs, no seed. An
+    evaluated user's scores are their input's last ``window`` items, weighted the same way, times ``B``.
+    """
+
+    name = "slist"
+
+    def __init__(self, window: int = 20, decay: float = 0.8, l2: float = 100.0, alpha: float = 0.0) -> None:
+        super().__init__()
+        if window < 1 or not 0 < decay <= 1 or not (np.isfinite(l2) and l2 > 0) or not 0 <= alpha <= 1:
+            raise ValueError(f"SLIST needs window >= 1, decay in (0, 1], l2 > 0 and alpha in [0, 1], got "
+                             f"window={window}, decay={decay}, l2={l2}, alpha={alpha}")
+        self.window, self.decay, self.l2, self.alpha = window, decay, l2, alpha
+        self.weights: np.ndarray | None = None  # B, items x items
+
+    def params(self) -> dict[str, object]:
+        return {"window": self.window, "decay": self.decay, "l2": self.l2, "alpha": self.alpha}
+
+    def fit(self, train: Sequences, n_items: int) -> SLIST:
+        super().fit(train, n_items)
+        steps = np.flatnonzero(train.positions() >= 1)  # every item with one before it is a target
+        starts = np.repeat(train.offsets[:-1], train.lengths)[steps]
+        history = recency_matrix(train.items, starts, steps, self.n_items, self.window, self.decay)
+        targets = sp.csr_matrix((np.ones(len(steps)), (np.arange(len(steps)), train.items[steps])),
+                                shape=(len(steps), self.n_items))
+        gram, cross = (history.T @ history).toarray(), (history.T @ targets).toarray()
+        if self.alpha:
+            sets = user_item_matrix(train, self.n_items, dtype=np.float64)
+            co_occurrence = (sets.T @ sets).toarray()
+            co_occurrence *= self.alpha * np.trace(gram) / max(np.trace(co_occurrence), 1.0)
+            gram, cross = (1 - self.alpha) * gram + co_occurrence, (1 - self.alpha) * cross + co_occurrence
+        gram[np.diag_indices(self.n_items)] += self.l2
+        self.weights = np.linalg.solve(gram, cross)
+        return self
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        self._check_fitted()
+        recent = recency_matrix(inputs.items, inputs.offsets[:-1], inputs.offsets[1:], self.n_items, self.window,
+                                self.decay)
+        return ranked(np.asarray(recent @ self.weights), self._tie_break)
+
+
 BASELINES: dict[str, type[Baseline]] = {"pop": Pop, "mc": MarkovChain, "knn": UserKNN, "mf": ImplicitMF,
                                         "nextid": NextMovieId, "dae": DenoisingAutoencoder,
-                                        "dotmf": DotProductMF}
+                                        "dotmf": DotProductMF, "slist": SLIST}
 TABLE3_BASELINES = ("pop", "mc", "knn", "mf")  # the paper's rows, run by default
 
 
