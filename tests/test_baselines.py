@@ -14,6 +14,7 @@ from seqrec.experiment.baseline_runs import run_baselines
 from seqrec.experiment.cli import main
 from seqrec.core.data import load_split, Sequences, split_half
 from seqrec.core.metrics import ranking_metrics, top_k
+from seqrec.core.scoring import new_user_curve
 
 
 def seqs(*lists: list[int]) -> Sequences:
@@ -155,6 +156,15 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
         assert run.data.metrics["test_sps_at_5"] == pytest.approx(result.test["sps@5"])
         assert "val_recall_at_5" in run.data.metrics and "test_item_coverage" in run.data.metrics
     assert client.get_run(results["knn"].run_id).data.params["neighbours"] == "10"
+    # every baseline answers the new-user question too: the test users given their first 1, 2, 3, 5, 10, 20 items
+    chain = MarkovChain().fit(split.train, split.n_items)
+    curve = new_user_curve(chain.score, split.test, 5)
+    logged = client.get_run(results["mc"].run_id).data.metrics
+    for given, sps, recall in zip(curve["given"][:-1], curve["sps"], curve["recall"]):
+        assert logged[f"test_new_user_sps_at_5_given_{given}"] == pytest.approx(sps)
+        assert logged[f"test_new_user_recall_at_5_given_{given}"] == pytest.approx(recall)
+    assert curve["sps"][0] < curve["sps"][-1] == pytest.approx(results["mc"].test["sps@5"])  # the last item helps
+    assert "plots/new_users.png" in [entry.path for entry in client.list_artifacts(results["pop"].run_id, "plots")]
 
     # a stand-in RNN-CCE training run (param regime, test metrics), and an unfinished newer one
     with mlflow.start_run(run_name="rnn") as rnn:

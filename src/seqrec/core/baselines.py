@@ -466,7 +466,7 @@ class SLIST(Baseline):
 
     name = "slist"
 
-    def __init__(self, window: int = 20, decay: float = 0.8, l2: float = 100.0, alpha: float = 0.0) -> None:
+    def __init__(self, window: int = 20, decay: float = 0.8, l2: float = 300.0, alpha: float = 0.0) -> None:
         super().__init__()
         if window < 1 or not 0 < decay <= 1 or not (np.isfinite(l2) and l2 > 0) or not 0 <= alpha <= 1:
             raise ValueError(f"SLIST needs window >= 1, decay in (0, 1], l2 > 0 and alpha in [0, 1], got "

@@ -1,6 +1,7 @@
 """Each baseline of :mod:`seqrec.core.baselines` in its own MLflow run (run name = baseline name, tag ``method``),
-with validation (``val_``) and test (``test_``) metrics: what ``seqrec report`` puts beside RNN-CCE. Like a training
-run, the baselines first end the runs that killed processes of this host left RUNNING
+with validation (``val_``) and test (``test_``) metrics, and the new-user curve of the test users (metrics and
+``plots/new_users.png``, as a trained model's): what ``seqrec report`` puts beside RNN-CCE. Like a training run, the
+baselines first end the runs that killed processes of this host left RUNNING
 (:func:`seqrec.experiment.owners.close_orphaned_runs`)."""
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 
 from seqrec.core.baselines import TABLE3_BASELINES, Baseline, evaluate_baseline, make_baseline
 from seqrec.core.data import DataError, Split
+from seqrec.core.figures import new_user_figure
 from seqrec.core.metrics import format_metric, mlflow_name
+from seqrec.core.scoring import new_user_curve, new_user_metrics
 from seqrec.core.ties import tie_order_name, train_tie_order
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
@@ -71,7 +74,20 @@ def _run_one(model: Baseline, split: Split, k: int, run_params: dict[str, object
         mlflow.log_metrics({"fit_seconds": fit_seconds,
                             **{mlflow_name(metric, "val_"): value for metric, value in val.items()},
                             **{mlflow_name(metric, "test_"): value for metric, value in test.items()}})
+        log_new_user_curve(model, split, k)
     return BaselineRun(model.name, model.method, run.info.run_id, model.params(), fit_seconds, val, test)
+
+
+def log_new_user_curve(model: Baseline, split: Split, k: int) -> None:
+    """The test users' sps@k and recall@k given their first 1, 2, 3, 5, 10, 20 items (the new-user question, asked
+    of every model): ``test_new_user_sps_at_10_given_3``... and ``plots/new_users.png`` in the active run."""
+    import matplotlib.pyplot as plt  # after seqrec.core.figures has chosen the headless backend
+
+    curve = new_user_curve(model.score, split.test, k)
+    mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in new_user_metrics(curve, k).items()})
+    figure = new_user_figure(curve, k, "test")
+    mlflow.log_figure(figure, "plots/new_users.png")
+    plt.close(figure)
 
 
 def format_results(results: dict[str, BaselineRun], title: str = "") -> str:
