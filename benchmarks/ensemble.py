@@ -11,6 +11,11 @@ The members must have trained on the same data (their ``data_sha256`` param); th
 ``data_path`` unless ``--data`` gives where it is now. Prints each group's row and the mixed ensemble's, with
 validation and test figures as in the zoo's table; choose a mix on the validation columns, never the test ones
 (``--validation-only`` prints no test figure at all).
+
+``--slist-weights 0.2,0.5`` also prints each group, and the mix, blended with SLIST (``seqrec.core.baselines``,
+fitted here in seconds on the members' training users, in their order inside a second): ``(1 - b) × the
+group's probabilities + b × SLIST's outputs as a distribution``, one row per weight ``b``. A network and a linear
+model of the transitions err on different users; choose ``b`` on the validation columns.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from reproduce import add_validation_only, table_head  # noqa: E402
 from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_probabilities,  # noqa: E402
                  scored_inputs)  # the zoo's ensembles
 
+from seqrec.core.baselines import SLIST  # noqa: E402
+from seqrec.core.data import Sequences, Split  # noqa: E402
+from seqrec.core.ties import train_tie_order  # noqa: E402
 from seqrec.experiment.cli import Parser, run_groups, script_status  # noqa: E402
 from seqrec.experiment.ensemble_run import group_name, member_runs, members_split, shared_param  # noqa: E402
 
@@ -36,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=run_groups, action="append", required=True,
                         help="one group of the ensemble: comma-separated run ids (repeat for each group)")
     parser.add_argument("--data", help="where the members' split is now (default: their logged data_path)")
+    parser.add_argument("--slist-weights", type=blend_weights, default=[],
+                        help="comma-separated weights in (0, 1] of SLIST in a blend with each group and the mix")
     add_validation_only(parser)
     args = parser.parse_args(argv)
     groups_of_ids = [group for given in args.runs for group in given]
@@ -44,17 +54,48 @@ def main(argv: list[str] | None = None) -> int:
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
+    linear = slist_shares(split, shared_param(runs, "tie_order"), inputs) if args.slist_weights else None
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in groups_of_ids:
         groups.append(mean_probabilities([member_probabilities(run_id, inputs) for run_id in group]))
         spent = sum(runs[run_id].data.metrics.get("train_seconds", np.nan) for run_id in group)
-        print(ensemble_row(group_name(runs, group), groups[-1], spent, split, k, shown), flush=True)
+        print_rows(group_name(runs, group), groups[-1], spent, linear, args.slist_weights, split, k, shown)
         seconds += spent
     if len(groups) > 1:
-        print(ensemble_row(" + ".join(group_name(runs, group) for group in groups_of_ids), mean_probabilities(groups),
-                           seconds, split, k, shown))
+        print_rows(" + ".join(group_name(runs, group) for group in groups_of_ids), mean_probabilities(groups),
+                   seconds, linear, args.slist_weights, split, k, shown)
     return 0
+
+
+def blend_weights(text: str) -> list[float]:
+    """``0.2,0.5``: SLIST's weights in the blends, each in (0, 1]."""
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(0 < weight <= 1 for weight in weights):
+        raise argparse.ArgumentTypeError(f"expected comma-separated weights in (0, 1] such as 0.2,0.5, got {text!r}")
+    return weights
+
+
+def slist_shares(split: Split, tie_order: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
+    """SLIST, fitted on the training users in the members' order inside a second (as ``seqrec baselines`` fits
+    it), as a distribution over the catalogue for each group of users."""
+    ties = train_tie_order(split, tie_order)
+    train = split.train if ties is None else ties.apply(split.train, np.random.default_rng(0))
+    model = SLIST().fit(train, split.n_items)
+    return {users: model.shares(given) for users, given in inputs.items()}
+
+
+def print_rows(name: str, probabilities: dict[str, np.ndarray], seconds: float,
+               linear: dict[str, np.ndarray] | None, weights: list[float], split: Split, k: int,
+               shown: list[tuple[str, str, float, int]]) -> None:
+    """A group's (or the mix's) row, then its blend with SLIST at each weight."""
+    print(ensemble_row(name, probabilities, seconds, split, k, shown), flush=True)
+    for weight in weights:
+        blend = {users: (1 - weight) * probabilities[users] + weight * linear[users] for users in probabilities}
+        print(ensemble_row(f"{name} + SLIST × {weight:g}", blend, seconds, split, k, shown), flush=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,14 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
     header, _, row = capsys.readouterr().out.splitlines()
     assert header == "| ensemble | val sps@10 (%) | val tie-aware sps@10 (%) | train time (s) |"
     assert row.split(" | ")[1:-1] == rows["rnn:cce × 1"][5:-1]  # no test figure: chosen on validation first
+    # blended with SLIST: one more row per weight, the group's own row unchanged
+    assert mix.main(["--runs", ids["rnn"], "--validation-only", "--slist-weights", "0.5,1"]) == 0
+    blended = {line.split(" | ")[0][2:]: line.split(" | ")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(blended) == ["rnn × 1", "rnn × 1 + SLIST × 0.5", "rnn × 1 + SLIST × 1"]
+    assert blended["rnn × 1"] == row.split(" | ")[1:-1]
+    with pytest.raises(SystemExit) as refused:
+        mix.main(["--runs", ids["rnn"], "--slist-weights", "0"])
+    assert refused.value.code == 2 and "weights in (0, 1]" in capsys.readouterr().err
     from seqrec.experiment.errors import ParameterError
     with pytest.raises(ParameterError, match="--data: .* is not the data the runs trained on"):
         mix.main(["--runs", ids["rnn"], "--data", str(write_synthetic_split(tmp_path / "other", seed=5))])

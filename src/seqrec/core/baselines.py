@@ -494,11 +494,20 @@ class SLIST(Baseline):
         self.weights = np.linalg.solve(gram, cross)
         return self
 
-    def score(self, inputs: Sequences) -> np.ndarray:
+    def predicted(self, inputs: Sequences) -> np.ndarray:
+        """The regression's outputs (users x items): each item's fitted share of being next, unranked."""
         self._check_fitted()
         recent = recency_matrix(inputs.items, inputs.offsets[:-1], inputs.offsets[1:], self.n_items, self.window,
                                 self.decay)
-        return ranked(np.asarray(recent @ self.weights), self._tie_break)
+        return np.asarray(recent @ self.weights)
+
+    def shares(self, inputs: Sequences) -> np.ndarray:
+        """The outputs as a distribution over the catalogue (negative ones at 0), to mix with a network's softmax."""
+        predicted = np.maximum(self.predicted(inputs), 0.0)
+        return predicted / np.maximum(predicted.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+
+    def score(self, inputs: Sequences) -> np.ndarray:
+        return ranked(self.predicted(inputs), self._tie_break)
 
 
 BASELINES: dict[str, type[Baseline]] = {"pop": Pop, "mc": MarkovChain, "knn": UserKNN, "mf": ImplicitMF,
