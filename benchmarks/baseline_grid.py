@@ -4,7 +4,8 @@
     python benchmarks/baseline_grid.py --data /tmp/clean --method dotmf --seeds 3 '{"factors": 128}'
 
 Each JSON object is a set of the baseline's constructor arguments (``seqrec.core.baselines``); every one is fitted
-on the training users and scored on the **validation** users only (never the test users), once per seed
+on the training users (same-second ratings in ``--tie-order``, ``movie`` as ``seqrec baselines`` fits them) and
+scored on the **validation** users only (never the test users), once per seed
 (``seed`` 0, 1, ...). Prints one Markdown row per setting: mean ± std over the seeds of sps@10, the tie-aware
 sps@10 where the split's times are known, recall@10 and item coverage, and the fit time. Nothing is logged to
 MLflow: run the chosen setting with ``seqrec baselines`` for that.
