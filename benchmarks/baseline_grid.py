@@ -18,7 +18,6 @@ import inspect
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from reproduce import cell  # noqa: E402  (mean ± std over the seeds, as the re
 
 from seqrec.core.baselines import BASELINES, evaluate_baseline, make_baseline  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
-from seqrec.core.ties import TIE_ORDERS, train_tie_order, with_times  # noqa: E402
+from seqrec.core.ties import TIE_ORDERS, fitted_in_tie_order, train_tie_order, with_times  # noqa: E402
 from seqrec.experiment.cli import Parser, integer, script_status  # noqa: E402
 
 COLUMNS = [("sps@10", 100), ("sps_tie@10", 100), ("recall@10", 100), ("item_coverage", 1)]
@@ -57,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("settings", type=settings, nargs="+", help="JSON objects of constructor arguments")
     args = parser.parse_args(argv)
     split = with_times(load_data(args.data))
-    ties = train_tie_order(split, args.tie_order)
-    if ties is not None:  # as seqrec baselines fits them (seed 0), so the chosen setting is the one it runs
-        split = replace(split, train=ties.apply(split.train, np.random.default_rng(0)))
+    # as seqrec baselines fits them (seed 0), so the chosen setting is the one it runs
+    split = fitted_in_tie_order(split, train_tie_order(split, args.tie_order))
     takes_seed = "seed" in inspect.signature(BASELINES[args.method]).parameters
     for number, setting in enumerate(args.settings):
         runs, seconds = [], []

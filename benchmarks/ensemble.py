@@ -34,7 +34,7 @@ from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_prob
 
 from seqrec.core.baselines import SLIST  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
-from seqrec.core.ties import train_tie_order  # noqa: E402
+from seqrec.core.ties import fitted_in_tie_order, train_tie_order  # noqa: E402
 from seqrec.experiment.cli import Parser, run_groups, script_status  # noqa: E402
 from seqrec.experiment.ensemble_run import group_name, member_runs, members_split, shared_param  # noqa: E402
 
@@ -82,9 +82,7 @@ def blend_weights(text: str) -> list[float]:
 def slist_shares(split: Split, tie_order: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
     """SLIST, fitted on the training users in the members' order inside a second (as ``seqrec baselines`` fits
     it), as a distribution over the catalogue for each group of users."""
-    ties = train_tie_order(split, tie_order)
-    train = split.train if ties is None else ties.apply(split.train, np.random.default_rng(0))
-    model = SLIST().fit(train, split.n_items)
+    model = SLIST().fit(fitted_in_tie_order(split, train_tie_order(split, tie_order)).train, split.n_items)
     return {users: model.shares(given) for users, given in inputs.items()}
 
 

@@ -352,16 +352,15 @@ def test_slist_solves_the_ridge_regression_of_each_step_on_its_decayed_recent_it
     history, target = np.array(rows), np.array(targets)
     expected = np.linalg.solve(history.T @ history + l2 * np.eye(5), history.T @ target)
     np.testing.assert_allclose(model.weights, expected, rtol=1e-10, atol=1e-12)
-    inputs = seqs([3, 0, 1], [])
-    recent = np.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=float)
-    recent[0, 0] = decay  # two steps back
+    inputs, history = seqs([3, 0, 1], []), seqs([3, 0, 1])
+    recent = np.array([[decay, 1, 0, 0, 0]])  # item 1 last, item 0 two steps back, item 3 out of the window
     best = top_k(model.score(inputs), 2, exclude=inputs)
-    np.testing.assert_array_equal(best[0], top_k(recent[:1] @ expected, 2, exclude=seqs([3, 0, 1]))[0])
+    np.testing.assert_array_equal(best[0], top_k(recent @ expected, 2, exclude=history)[0])
     assert best[1].tolist() == [1, 2]  # an empty input scores nothing: the popular items
     assert model.params() == {"window": 2, "decay": 0.5, "l2": 0.7, "alpha": 0.0} and model.method == "SLIST"
     # as a distribution to mix with a network's softmax: the positive outputs, in proportion, summing to 1
-    predicted, shares = model.predicted(seqs([3, 0, 1])), model.shares(seqs([3, 0, 1]))
-    np.testing.assert_allclose(predicted, recent[:1] @ expected, rtol=1e-10)
+    predicted, shares = model.predicted(history), model.shares(history)
+    np.testing.assert_allclose(predicted, recent @ expected, rtol=1e-10)
     np.testing.assert_allclose(shares, np.maximum(predicted, 0) / np.maximum(predicted, 0).sum(), rtol=1e-10)
     assert shares.sum() == pytest.approx(1.0) and (shares >= 0).all()
 

@@ -166,3 +166,11 @@ def train_tie_order(split: Split, name: str, noise: float = 0.0,
         warnings.warn(f"tie order {name}: {split.directory} lacks {missing}; same-second training ratings "
                       f"are in {tie_order_name(ties)} order", stacklevel=2)
     return ties
+
+
+def fitted_in_tie_order(split: Split, ties: TieOrder | None, seed: int = 0) -> Split:
+    """``split`` with its training users' same-second ratings put in ``ties``' order once (drawn with ``seed``), as
+    the baselines are fitted; ``None`` (file order) leaves the split as it is."""
+    if ties is None:
+        return split
+    return dataclasses.replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))

@@ -7,17 +7,16 @@ baselines first end the runs that killed processes of this host left RUNNING
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import mlflow
-import numpy as np
 
 from seqrec.core.baselines import TABLE3_BASELINES, Baseline, evaluate_baseline, make_baseline
 from seqrec.core.data import DataError, Split
 from seqrec.core.figures import new_user_figure
 from seqrec.core.metrics import format_metric, mlflow_name
 from seqrec.core.scoring import new_user_curve, new_user_metrics
-from seqrec.core.ties import tie_order_name, train_tie_order
+from seqrec.core.ties import fitted_in_tie_order, tie_order_name, train_tie_order
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
@@ -48,8 +47,7 @@ def run_baselines(split: Split, names: list[str] | tuple[str, ...] = TABLE3_BASE
     movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
     models = [make_baseline(name, movie_ids, **(params or {}).get(name, {})) for name in names]  # bad params: now
     ties = train_tie_order(split, tie_order)
-    if ties is not None:
-        split = replace(split, train=ties.apply(split.train, np.random.default_rng(seed)))
+    split = fitted_in_tie_order(split, ties, seed)
     run_params = {"k": k, "tie_order_used": tie_order_name(ties)}
     close_orphaned_runs()
     # Under `mlflow run` the entry point's run (MLFLOW_RUN_ID) becomes the parent of one nested run per
