@@ -18,6 +18,7 @@ from seqrec.core.metrics import format_metric, mlflow_name
 from seqrec.core.scoring import new_user_curve, new_user_metrics
 from seqrec.core.ties import fitted_in_tie_order, tie_order_name, train_tie_order
 from seqrec.experiment.owners import close_orphaned_runs, owner
+from seqrec.experiment.plots import log_figures
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
 
@@ -79,13 +80,9 @@ def _run_one(model: Baseline, split: Split, k: int, run_params: dict[str, object
 def log_new_user_curve(model: Baseline, split: Split, k: int) -> None:
     """The test users' sps@k and recall@k given their first 1, 2, 3, 5, 10, 20 items (the new-user question, asked
     of every model): ``test_new_user_sps_at_10_given_3``... and ``plots/new_users.png`` in the active run."""
-    import matplotlib.pyplot as plt  # after seqrec.core.figures has chosen the headless backend
-
     curve = new_user_curve(model.score, split.test, k)
     mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in new_user_metrics(curve, k).items()})
-    figure = new_user_figure(curve, k, "test")
-    mlflow.log_figure(figure, "plots/new_users.png")
-    plt.close(figure)
+    log_figures({"new_users.png": new_user_figure(curve, k, "test")})
 
 
 def format_results(results: dict[str, BaselineRun], title: str = "") -> str:

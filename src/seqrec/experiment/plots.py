@@ -19,8 +19,6 @@ def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Sp
     """Compute and log the figures (``plots/*.png``) to the active MLflow run; ``scores`` of the users'
     input halves when the caller already has them, ``new_users`` the new-user curve
     (:func:`seqrec.core.scoring.new_user_curve`) when it was measured."""
-    import matplotlib.pyplot as plt  # after seqrec.core.figures has chosen the headless backend
-
     inputs, goals = split_half(split.test if users == "test" else split.val)
     scores = score_users(model, inputs) if scores is None else scores
     recommended = top_k(scores, min(MAX_CUTOFF, split.n_items), exclude=inputs)
@@ -34,6 +32,13 @@ def log_run_plots(model: keras.Model, history: dict[str, list[float]], split: Sp
         "item_embeddings.png": embedding_figure(embedding_map(model, popularity), popularity, titles),
         **({"new_users.png": new_user_figure(new_users, k, users)} if new_users is not None else {}),
     }
+    log_figures(figures)
+
+
+def log_figures(figures: dict[str, object]) -> None:
+    """Log each figure to the active MLflow run as ``plots/<name>``, then free it."""
+    import matplotlib.pyplot as plt  # after seqrec.core.figures has chosen the headless backend
+
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}")
         plt.close(figure)
