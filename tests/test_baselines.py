@@ -184,6 +184,10 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     with mlflow.start_run(run_name="rnn-cce-unseen") as unseen:  # the newest RNN-CCE run, another objective
         mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "true"})
         mlflow.log_metrics({"test_sps_at_5": 0.75})
+    with mlflow.start_run(run_name="rnn-cce-unseen-slist") as blended:  # trained in a blend with SLIST: its own row
+        mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "true",
+                           "slist_weight": "0.6"})
+        mlflow.log_metrics({"test_sps_at_5": 0.8})
 
     runs = report.collect_runs(k=5)
     assert [run.info.run_id for run in runs["RNN-CCE"]] == [rnn.info.run_id] != [failed.info.run_id]
@@ -191,7 +195,9 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     assert [run.info.run_id for run in runs["RNN-Hinge"]] == [zoo["rnn", "hinge", "gru"].info.run_id]
     assert [run.info.run_id for run in runs["LSTM-CCE"]] == [zoo["rnn", "cce", "lstm"].info.run_id]  # not RNN-CCE's
     assert [run.info.run_id for run in runs["RNN-CCE exclude_seen"]] == [unseen.info.run_id]  # nor this one
-    assert list(runs)[-4:] == ["RNN-Hinge", "LSTM-CCE", "RNN-CCE exclude_seen", "SASRec-CCE"]  # the paper's first
+    assert [run.info.run_id for run in runs["RNN-CCE exclude_seen + SLIST 0.6"]] == [blended.info.run_id]
+    assert list(runs)[-5:] == ["RNN-Hinge", "LSTM-CCE", "RNN-CCE exclude_seen", "RNN-CCE exclude_seen + SLIST 0.6",
+                               "SASRec-CCE"]  # the paper's first
     assert [run.info.run_id for run in runs["POP"]] == [results["pop"].run_id]
 
     out = tmp_path / "report"

@@ -159,3 +159,19 @@ def test_commands_started_together_on_a_new_sqlite_store_all_run(tmp_path):
     errors = [worker.communicate(timeout=300)[1] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0, 0], errors
     assert len(mlflow.MlflowClient(uri).search_runs(["0"])) == 3  # each report logged its run
+
+
+def test_a_gru_trained_in_a_slist_blend_is_logged_served_and_evaluated_as_the_blend(synthetic_split_dir,
+                                                                                     mlflow_tracking):
+    assert main(["train", "--data", str(synthetic_split_dir), *TINY, "--exclude-seen", "true",
+                 "--slist-weight", "0.5"]) == 0
+    run = mlflow.search_runs(output_format="list")[0]
+    assert run.info.status == "FINISHED" and run.data.params["slist_weight"] == "0.5"
+    uri = f"runs:/{run.info.run_id}/recommender"
+    assert load_scorer(uri)[0].name == "rnn_cce_slist"  # the blend is the model: SLIST's weights inside
+    result = run_seqrec("evaluate", "--model", uri, "--data", str(synthetic_split_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["sps@10"] == pytest.approx(
+        run.data.metrics["test_sps_at_10"])
+    served = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"items": [[1000, 1001, 1002]], "k": [5]}))
+    assert len(served["movie_ids"][0]) == 5 and not set(served["movie_ids"][0]) & {1000, 1001, 1002}

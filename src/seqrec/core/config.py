@@ -64,6 +64,7 @@ class TrainConfig:
     rating_min_history: int = 0
     rating_dropout: float = 0.0
     exclude_seen: bool = False
+    slist_weight: float = 0.0
     cuts_per_user: int = 0
     imputed_targets: str = "keep"
     seed: int = 0
@@ -146,3 +147,17 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1) (0: the plain CCE), got {self.label_smoothing}")
         if self.label_smoothing and self.loss != "cce":
             raise ValueError(f"label_smoothing is for loss=cce only, got loss={self.loss!r}")
+        self.check_slist_weight()
+
+    def check_slist_weight(self) -> None:
+        """``slist_weight`` (SLIST's share of the blend the network is trained in, :mod:`seqrec.core.prior`) needs
+        one next-item target per step of a network that reads the items only."""
+        if not 0.0 <= self.slist_weight < 1.0:
+            raise ValueError(f"slist_weight must be in [0, 1) (0: the network alone), got {self.slist_weight}")
+        if not self.slist_weight:
+            return
+        needs = {"regime": "all_steps", "loss": "cce", "lookahead": 1, "label_smoothing": 0.0, "rating_input": False,
+                 "rating_weight": 0.0}
+        for name, value in needs.items():
+            if getattr(self, name) != value:
+                raise ValueError(f"slist_weight needs {name}={value}, got {name}={getattr(self, name)!r}")

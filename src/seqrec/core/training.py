@@ -10,7 +10,9 @@ from __future__ import annotations
 import ctypes
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,10 @@ from seqrec.core.errors import TrainingDiverged
 from seqrec.core.losses import SampledRankingLoss
 from seqrec.core.metrics import held_out_pick, metric_name, mlflow_name, ranking_metrics, validation_halves
 from seqrec.core.model import NextItemsCrossentropy, build_model, dtype_policy, keras, n_items_of, scoring_model
+from seqrec.core.prior import SlistPrior, slist_blended
 from seqrec.core.sampling import TrainingBatches
 from seqrec.core.scoring import recommend_top_k
-from seqrec.core.ties import TieOrder
+from seqrec.core.ties import TieOrder, fitted_in_tie_order
 
 
 class RankingValidation(keras.callbacks.Callback):
@@ -34,20 +37,25 @@ class RankingValidation(keras.callbacks.Callback):
     :func:`seqrec.core.metrics.validation_halves`), from which :func:`held_out_figures` scores the epoch kept.
 
     Must come before the callbacks that read them (MLflow logging, early stopping, pruning).
+
+    ``blend`` turns the network's scoring model into what is evaluated (:func:`seqrec.core.prior.slist_blended`).
     """
 
-    def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None):
+    def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None,
+                 blend: Callable[[keras.Model], keras.Model] | None = None):
         super().__init__()
-        self.k, self.popularity = k, popularity
+        self.k, self.popularity, self.blend = k, popularity, blend
         self.inputs, self.goals = split_half(users)
         self.in_a = validation_halves(len(users))
+        self.network: keras.Model | None = None
         self.scorer: keras.Model | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.scorer is None:
-            self.scorer = scoring_model(self.model)
+            self.network = scoring_model(self.model)
+            self.scorer = self.network if self.blend is None else self.blend(self.network)
         else:
-            self.scorer.set_weights(self.model.get_weights())
+            self.network.set_weights(self.model.get_weights())  # the blend shares the network's layers
         recommended = recommend_top_k(self.scorer, self.inputs, self.k)
         n_items = n_items_of(self.scorer)
         metrics = ranking_metrics(recommended, self.goals, n_items, self.popularity, inputs=self.inputs)
@@ -130,7 +138,7 @@ class EpochSeconds(keras.callbacks.Callback):
 def training_loss(config: TrainConfig) -> keras.losses.Loss:
     """The full-softmax CCE against the next ``lookahead`` items, or a sampled ranking loss (same weighting)."""
     if config.loss == "cce":
-        return NextItemsCrossentropy(config.lookahead_decay, config.label_smoothing)
+        return NextItemsCrossentropy(config.lookahead_decay, config.label_smoothing, config.slist_weight)
     return SampledRankingLoss(config.loss, config.negatives, config.lookahead_decay, seed=config.seed)
 
 
@@ -187,9 +195,10 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     replicas = strategy.num_replicas_in_sync
     # batch_size is per device: the global batch grows with the devices, and the peak learning rate with it (the
     # linear scaling rule), so one epoch takes 1/replicas of the steps at the same per-example step size
+    prior = slist_prior(split, config, ties)
     batches = TrainingBatches(split.train, replace(config, batch_size=config.batch_size * replicas),
                               seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known,
-                              n_items=split.n_items)
+                              n_items=split.n_items, prior=prior)
     with dtype_policy(config.precision), strategy.scope():
         model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
@@ -200,7 +209,16 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))
-    return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas)
+    blend = None if prior is None else partial(slist_blended, prior=prior, share=config.slist_weight)
+    return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas, blend)
+
+
+def slist_prior(split: Split, config: TrainConfig, ties: TieOrder | None) -> SlistPrior | None:
+    """With ``slist_weight``, SLIST fitted on the training users (in ``ties``' order, drawn with the run's seed) and
+    cross-fitted over groups of them (:class:`seqrec.core.prior.SlistPrior`); None otherwise."""
+    if not config.slist_weight:
+        return None
+    return SlistPrior.fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items, seed=config.seed)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,
@@ -241,9 +259,10 @@ def skips_padding(config: TrainConfig) -> bool:
 
 
 def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, config: TrainConfig,
-                  callbacks: list | None, verbose: int, backup_dir: Path | None, replicas: int) -> TrainResult:
+                  callbacks: list | None, verbose: int, backup_dir: Path | None, replicas: int,
+                  blend: Callable[[keras.Model], keras.Model] | None = None) -> TrainResult:
     """Fit a compiled model with validation, early stopping and the optional backup; the scoring model of the
-    best epoch."""
+    best epoch (through ``blend``, when given: see :class:`RankingValidation`)."""
     monitor = mlflow_name(f"sps@{config.k}", "val_")
     early_stopping = keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience,
                                                    restore_best_weights=True)
@@ -254,7 +273,7 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
         feed,
         StopOnDivergence(config.lr),
         *([averaged] if averaged is not None else []),
-        RankingValidation(split.val, config.k, split.item_popularity),
+        RankingValidation(split.val, config.k, split.item_popularity, blend),
         early_stopping,
         *([averaged.swap_back()] if averaged is not None else []),  # before the backup: it keeps trained weights
         EpochSeconds(),  # after validation, which it times; before the backup, which keeps it
@@ -269,8 +288,9 @@ def _fit_compiled(model: keras.Model, batches: TrainingBatches, split: Split, co
     seconds = time.perf_counter() - started
     epochs_run = len(history.history.get("loss", []))  # by this process
     all_epochs = resumable.history if resumable is not None else history.history
+    scorer = scoring_model(model)
     return TrainResult(
-        model=scoring_model(model),
+        model=scorer if blend is None else blend(scorer),
         history=all_epochs,
         best_epoch=early_stopping.best_epoch + 1,
         train_seconds=sum(all_epochs.get("epoch_seconds", [])),  # every epoch's, restored ones included

@@ -73,10 +73,12 @@ def trained_method(params: dict[str, str]) -> str:
     """The table row of a training run: its model and loss (runs from before the model zoo are RNN-CCE); the
     RNN with ``cell=lstm`` (Spotlight's LSTM representation) is a row of its own, LSTM-<loss>, and so is a
     softmax that leaves the items already read out (``exclude_seen``), another objective: without its own row
-    its latest runs would hide the default's."""
+    its latest runs would hide the default's. So is a network trained in a blend with SLIST (``slist_weight``)."""
     model, loss = params.get("model", "rnn"), params.get("loss", "cce")
     name = "LSTM" if model == "rnn" and params.get("cell") == "lstm" else MODEL_NAMES.get(model, model)
     objective = " exclude_seen" if params.get("exclude_seen") == "true" else ""
+    if float(params.get("slist_weight") or 0):
+        objective += f" + SLIST {float(params['slist_weight']):g}"
     return f"{name}-{LOSS_NAMES.get(loss, loss)}{objective}"
 
 

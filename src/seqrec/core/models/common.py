@@ -1,6 +1,6 @@
 """What the sequence models share: the history's embedding, a learned position table and the last step; and the
-layer that averages several models as one (:mod:`seqrec.core.ensemble`), here so that loading any saved model
-registers it."""
+layers that average several models as one (:mod:`seqrec.core.ensemble`) and blend a network with SLIST
+(:mod:`seqrec.core.prior`), here so that loading any saved model registers them."""
 
 from __future__ import annotations
 
@@ -348,3 +348,53 @@ class LogMeanProbability(keras.layers.Layer):
     def call(self, member_logits: list) -> keras.KerasTensor:
         log_probabilities = keras.ops.log_softmax(keras.ops.stack(member_logits, axis=0), axis=-1)
         return keras.ops.logsumexp(log_probabilities, axis=0) - math.log(len(member_logits))
+
+
+@keras.saving.register_keras_serializable(package="seqrec")
+class SlistBlend(keras.layers.Layer):
+    """``log((1 - share) p + share q)`` per item, from a left-padded history of ``item + 1`` ids and a network's
+    logits: ``p`` the softmax of the logits, ``q`` SLIST's positive outputs (the history's last ``window`` items, the
+    one ``lag`` steps back weighing ``decay ** (lag - 1)``, times the fixed items x items ``weights``), each normalised
+    over the items the history has not read. A read item scores about -1e9 (:data:`EXCLUDED_LOGIT`): it is never
+    recommended anyway. See :mod:`seqrec.core.prior`."""
+
+    def __init__(self, n_items: int, window: int, decay: float, share: float, **kwargs):
+        super().__init__(**kwargs)
+        self.n_items, self.window, self.decay, self.share = n_items, window, decay, share
+
+    def build(self, input_shape):
+        self.weights_matrix = self.add_weight(shape=(self.n_items, self.n_items), initializer="zeros",
+                                              trainable=False, name="slist_weights")
+
+    def call(self, inputs):
+        items, logits = inputs
+        ops = keras.ops
+        items = ops.cast(items, "int32")
+        read = self.read_items(items)
+        recent = items[:, -self.window:]  # left-padded: the latest item is the last column
+        lags = ops.arange(ops.shape(recent)[1] - 1, -1, -1, dtype="float32")
+        weights = ops.power(self.decay, lags) * ops.cast(recent > 0, "float32")  # batch x window
+        rows = ops.take(self.weights_matrix, ops.maximum(recent - 1, 0), axis=0)  # batch x window x items
+        outputs = ops.where(read, 0.0, ops.relu(ops.sum(ops.expand_dims(weights, -1) * rows, axis=1)))
+        total = ops.sum(outputs, axis=-1, keepdims=True)
+        log_q = ops.log(ops.where(total > 0, outputs / ops.maximum(total, 1e-30), 0.0))  # -inf where 0
+        log_p = ops.log_softmax(ops.where(read, EXCLUDED_LOGIT, ops.cast(logits, "float32")), axis=-1)
+        # a history SLIST gives nothing (no item read yet, or all outputs at 0) is scored by the network alone
+        log_q = ops.where(total > 0, log_q + math.log(self.share), -math.inf)
+        return ops.logaddexp(log_p + math.log(1.0 - self.share), log_q)
+
+    def read_items(self, items):
+        """Batch x items booleans: the items of each history (``item + 1`` ids, 0 = padding)."""
+        ops = keras.ops
+        row, column = ops.nonzero(items > 0)
+        ids = ops.take(ops.reshape(items, (-1,)), row * ops.shape(items)[1] + column) - 1
+        counts = ops.scatter(ops.stack([row, ids], axis=1), ops.ones_like(ids, dtype="float32"),
+                             (ops.shape(items)[0], self.n_items))
+        return counts > 0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_items": self.n_items, "window": self.window, "decay": self.decay,
+                "share": self.share}
