@@ -14,8 +14,10 @@ validation and test figures as in the zoo's table; choose a mix on the validatio
 
 ``--slist-weights 0.2,0.5`` also prints each group, and the mix, blended with SLIST (``seqrec.core.baselines``,
 fitted here in seconds on the members' training users, in their order inside a second): ``(1 - b) × the
-group's probabilities + b × SLIST's outputs as a distribution``, one row per weight ``b``. A network and a linear
-model of the transitions err on different users; choose ``b`` on the validation columns.
+group's probabilities + b × SLIST's outputs as a distribution``, each over the items a user has not read, one row
+per weight ``b``: the blend ``seqrec train --slist-weight b`` serves (``seqrec.core.ensemble.blended_distribution``).
+A run trained with ``slist_weight`` then enters with its network alone. A network and a linear model of the
+transitions err on different users; choose ``b`` on the validation columns.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from reproduce import add_validation_only, table_head  # noqa: E402
 from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_probabilities,  # noqa: E402
                  scored_inputs)  # the zoo's ensembles
 
-from seqrec.core.baselines import SLIST  # noqa: E402
+from seqrec.core.baselines import SLIST, user_item_matrix  # noqa: E402
+from seqrec.core.ensemble import blended_distribution  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
 from seqrec.core.ties import fitted_in_tie_order, train_tie_order  # noqa: E402
 from seqrec.experiment.cli import Parser, run_groups, script_status  # noqa: E402
@@ -54,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
-    linear = slist_shares(split, shared_param(runs, "tie_order"), inputs) if args.slist_weights else None
+    linear = slist_outputs(split, shared_param(runs, "tie_order"), inputs) if args.slist_weights else None
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in groups_of_ids:
-        groups.append(mean_probabilities([member_probabilities(run_id, inputs) for run_id in group]))
+        groups.append(mean_probabilities([member_probabilities(run_id, inputs, network_only=bool(args.slist_weights))
+                                          for run_id in group]))
         spent = sum(runs[run_id].data.metrics.get("train_seconds", np.nan) for run_id in group)
         print_rows(group_name(runs, group), groups[-1], spent, linear, args.slist_weights, split, k, shown)
         seconds += spent
@@ -79,20 +83,22 @@ def blend_weights(text: str) -> list[float]:
     return weights
 
 
-def slist_shares(split: Split, tie_order: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
+def slist_outputs(split: Split, tie_order: str,
+                  inputs: dict[str, Sequences]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """SLIST, fitted on the training users in the members' order inside a second (as ``seqrec baselines`` fits
-    it), as a distribution over the catalogue for each group of users."""
+    it): its outputs for each group of users, and which items each user has read."""
     model = SLIST().fit(fitted_in_tie_order(split, train_tie_order(split, tie_order)).train, split.n_items)
-    return {users: model.shares(given) for users, given in inputs.items()}
+    return {users: (model.predicted(given), user_item_matrix(given, split.n_items).toarray() > 0)
+            for users, given in inputs.items()}
 
 
 def print_rows(name: str, probabilities: dict[str, np.ndarray], seconds: float,
-               linear: dict[str, np.ndarray] | None, weights: list[float], split: Split, k: int,
+               linear: dict[str, tuple[np.ndarray, np.ndarray]] | None, weights: list[float], split: Split, k: int,
                shown: list[tuple[str, str, float, int]]) -> None:
     """A group's (or the mix's) row, then its blend with SLIST at each weight."""
     print(ensemble_row(name, probabilities, seconds, split, k, shown), flush=True)
     for weight in weights:
-        blend = {users: (1 - weight) * probabilities[users] + weight * linear[users] for users in probabilities}
+        blend = {users: blended_distribution(probabilities[users], *linear[users], weight) for users in probabilities}
         print(ensemble_row(f"{name} + SLIST × {weight:g}", blend, seconds, split, k, shown), flush=True)
 
 

@@ -33,6 +33,7 @@ from reproduce import (add_validation_only, cell, columns, is_clean,  # noqa: E4
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
+from seqrec.core.ensemble import network_of  # noqa: E402
 from seqrec.core.scoring import NEW_USER_COUNTS, ensemble_scores, evaluate_scores  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
@@ -145,9 +146,12 @@ def mean_probabilities(members: list[dict[str, np.ndarray]]) -> dict[str, np.nda
     return {users: np.mean([member[users] for member in members], axis=0) for users in members[0]}
 
 
-def member_probabilities(run_id: str, inputs: dict[str, Sequences]) -> dict[str, np.ndarray]:
-    """One finished run's next-item probabilities of each group of users (``val``, ``test``) after their inputs."""
+def member_probabilities(run_id: str, inputs: dict[str, Sequences],
+                         network_only: bool = False) -> dict[str, np.ndarray]:
+    """One finished run's next-item probabilities of each group of users (``val``, ``test``) after their inputs;
+    with ``network_only``, those of its network alone when the run's model is a blend with SLIST (``slist_weight``)."""
     model = load_model(f"runs:/{run_id}/recommender")
+    model = network_of(model) if network_only else model
     return {users: ensemble_scores([model], given) for users, given in inputs.items()}
 
 

@@ -479,28 +479,20 @@ class SLIST(Baseline):
 
     def fit(self, train: Sequences, n_items: int) -> SLIST:
         super().fit(train, n_items)
-        gram, cross = self.normal_equations(train, self.n_items)
+        steps = np.flatnonzero(train.positions() >= 1)  # every item with one before it is a target
+        starts = np.repeat(train.offsets[:-1], train.lengths)[steps]
+        history = recency_matrix(train.items, starts, steps, self.n_items, self.window, self.decay)
+        targets = sp.csr_matrix((np.ones(len(steps)), (np.arange(len(steps)), train.items[steps])),
+                                shape=(len(steps), self.n_items))
+        gram, cross = (history.T @ history).toarray(), (history.T @ targets).toarray()
         if self.alpha:
             sets = user_item_matrix(train, self.n_items, dtype=np.float64)
             co_occurrence = (sets.T @ sets).toarray()
             co_occurrence *= self.alpha * np.trace(gram) / max(np.trace(co_occurrence), 1.0)
             gram, cross = (1 - self.alpha) * gram + co_occurrence, (1 - self.alpha) * cross + co_occurrence
-        self.weights = self.solved(gram, cross)
+        gram[np.diag_indices(self.n_items)] += self.l2
+        self.weights = np.linalg.solve(gram, cross)
         return self
-
-    def normal_equations(self, train: Sequences, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-        """``S'S`` and ``S'T`` of the steps of ``train`` (items x items each): they add up over groups of users,
-        which is how :class:`seqrec.core.prior.SlistPrior` fits SLIST without each group from one pass."""
-        steps = np.flatnonzero(train.positions() >= 1)  # every item with one before it is a target
-        starts = np.repeat(train.offsets[:-1], train.lengths)[steps]
-        history = recency_matrix(train.items, starts, steps, n_items, self.window, self.decay)
-        targets = sp.csr_matrix((np.ones(len(steps)), (np.arange(len(steps)), train.items[steps])),
-                                shape=(len(steps), n_items))
-        return (history.T @ history).toarray(), (history.T @ targets).toarray()
-
-    def solved(self, gram: np.ndarray, cross: np.ndarray) -> np.ndarray:
-        """The ridge regression's weights from its normal equations (``gram`` is not changed)."""
-        return np.linalg.solve(gram + self.l2 * np.eye(len(gram)), cross)
 
     def predicted(self, inputs: Sequences) -> np.ndarray:
         """The regression's outputs (users x items): each item's fitted share of being next, unranked."""
@@ -508,11 +500,6 @@ class SLIST(Baseline):
         recent = recency_matrix(inputs.items, inputs.offsets[:-1], inputs.offsets[1:], self.n_items, self.window,
                                 self.decay)
         return np.asarray(recent @ self.weights)
-
-    def shares(self, inputs: Sequences) -> np.ndarray:
-        """The outputs as a distribution over the catalogue (negative ones at 0), to mix with a network's softmax."""
-        predicted = np.maximum(self.predicted(inputs), 0.0)
-        return predicted / np.maximum(predicted.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
 
     def score(self, inputs: Sequences) -> np.ndarray:
         return ranked(self.predicted(inputs), self._tie_break)

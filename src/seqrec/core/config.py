@@ -150,14 +150,14 @@ class TrainConfig:
         self.check_slist_weight()
 
     def check_slist_weight(self) -> None:
-        """``slist_weight`` (SLIST's share of the blend the network is trained in, :mod:`seqrec.core.prior`) needs
-        one next-item target per step of a network that reads the items only."""
+        """``slist_weight`` (SLIST's share of the blend the network is validated, kept and served in,
+        :func:`seqrec.core.ensemble.slist_blended`) blends a softmax, so the full-softmax loss, of a network that reads
+        the items only."""
         if not 0.0 <= self.slist_weight < 1.0:
             raise ValueError(f"slist_weight must be in [0, 1) (0: the network alone), got {self.slist_weight}")
         if not self.slist_weight:
             return
-        needs = {"regime": "all_steps", "loss": "cce", "lookahead": 1, "label_smoothing": 0.0, "rating_input": False,
-                 "rating_weight": 0.0}
+        needs = {"loss": "cce", "rating_input": False}
         for name, value in needs.items():
             if getattr(self, name) != value:
                 raise ValueError(f"slist_weight needs {name}={value}, got {name}={getattr(self, name)!r}")

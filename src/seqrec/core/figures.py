@@ -67,7 +67,7 @@ def horizon_profile(ranks: np.ndarray, goals: Sequences, k: int, min_users: int 
 
 def embedding_map(model: keras.Model, popularity: np.ndarray) -> np.ndarray:
     """2-D PCA coordinates (n_items x 2) of the item embeddings (padding row dropped); of the network inside a
-    model that wraps one (a blend with SLIST, :func:`seqrec.core.prior.slist_blended`)."""
+    model that wraps one (a blend with SLIST, :func:`seqrec.core.ensemble.slist_blended`)."""
     networks = [model, *(layer for layer in model.layers if isinstance(layer, keras.Model))]
     table = next(network for network in networks if "item_embedding" in {layer.name for layer in network.layers})
     vectors = np.asarray(table.get_layer("item_embedding").embeddings)[1:]

@@ -16,7 +16,6 @@ embedded and added to the item embedding. Such a model takes ``{"items": ..., "r
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,20 +153,15 @@ class NextItemsCrossentropy(keras.losses.Loss):
     (:func:`seqrec.core.losses.step_targets`). ``label_smoothing`` moves that share of a step's target weight to
     the uniform distribution over the items its softmax ranks (those not set to -1e9 by ``exclude_seen``), so a
     catalogue of near-ties is not pushed to one certain answer.
-
-    With ``slist_weight=b`` (:mod:`seqrec.core.prior`) the targets carry a second column, SLIST's share ``q`` of the
-    target, and the loss is the blend's: ``-log((1 - b) p + b q)``, ``p`` the softmax's probability of the target.
     """
 
-    def __init__(self, decay: float = 0.5, label_smoothing: float = 0.0, slist_weight: float = 0.0,
-                 name: str = "next_items_crossentropy", **kwargs):
+    def __init__(self, decay: float = 0.5, label_smoothing: float = 0.0, name: str = "next_items_crossentropy",
+                 **kwargs):
         super().__init__(name=name, **kwargs)
-        self.decay, self.label_smoothing, self.slist_weight = decay, label_smoothing, slist_weight
+        self.decay, self.label_smoothing = decay, label_smoothing
 
     def call(self, targets, logits):
         ops = keras.ops
-        if self.slist_weight:
-            return self.blend_loss(step_targets(ops.cast(targets, "float32"), logits), logits)
         targets = step_targets(ops.cast(targets, "int32"), logits)
         log_probs = ops.log_softmax(logits, axis=-1)
         picked = ops.take_along_axis(log_probs, ops.maximum(targets, 0), axis=-1)
@@ -181,16 +175,5 @@ class NextItemsCrossentropy(keras.losses.Loss):
         has_target = ops.cast(ops.sum(weights, axis=-1) > 0, "float32")
         return (1.0 - self.label_smoothing) * loss + self.label_smoothing * has_target * uniform
 
-    def blend_loss(self, targets, logits):
-        """``-log((1 - b) p + b q)`` of each step's one target (column 0, -1 = none) and SLIST's share of it
-        (column 1), computed from log-probabilities: a target SLIST gives nothing costs ``-log((1 - b) p)``."""
-        ops = keras.ops
-        target = ops.cast(targets[..., :1], "int32")
-        picked = ops.take_along_axis(ops.log_softmax(logits, axis=-1), ops.maximum(target, 0), axis=-1)[..., 0]
-        linear = ops.log(ops.maximum(targets[..., 1], 1e-30)) + math.log(self.slist_weight)
-        blended = ops.logaddexp(picked + math.log(1.0 - self.slist_weight), linear)
-        return -blended * ops.cast(target[..., 0] >= 0, "float32")
-
     def get_config(self) -> dict:
-        return {**super().get_config(), "decay": self.decay, "label_smoothing": self.label_smoothing,
-                "slist_weight": self.slist_weight}
+        return {**super().get_config(), "decay": self.decay, "label_smoothing": self.label_smoothing}

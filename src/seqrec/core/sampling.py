@@ -21,7 +21,6 @@ from seqrec.core.config import IMPUTED_TARGETS, TrainConfig
 from seqrec.core.data import Sequences, flat_ranges, rating_tokens
 from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import keras
-from seqrec.core.prior import SlistPrior
 from seqrec.core.ties import TieOrder
 
 
@@ -182,14 +181,6 @@ def examples_at(sequences: Sequences, starts: np.ndarray, cuts: np.ndarray, max_
                     sequences.ratings[rated].astype(np.float32), sources)
 
 
-def with_target_shares(targets: np.ndarray, sources: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """One-target windows (windows x max_len x 1) as float32 (windows x max_len x 2): the target, then ``shares``
-    (per interaction) of the interaction it is, the one after the cell's source; 0 where there is no target."""
-    target = targets[..., 0]
-    share = np.where(target >= 0, shares[np.minimum(sources + 1, len(shares) - 1)], 0.0)
-    return np.stack([target.astype(np.float32), share.astype(np.float32)], axis=-1)
-
-
 class TrainingBatches(keras.utils.PyDataset):
     """Examples of one regime, re-sampled and shuffled at the end of every epoch.
 
@@ -198,20 +189,15 @@ class TrainingBatches(keras.utils.PyDataset):
     ``target_ok`` (per interaction of ``sequences``, see :func:`imputed_target_mask`) moves with them, and
     so do the rating input tokens with ``config.rating_input`` (unknown where ``rating_known`` is false, and each
     known one with probability ``config.rating_dropout``, drawn anew every epoch).
-    With ``slist_weight`` the targets carry SLIST's share of each target as a second column, from ``prior``
-    (:class:`seqrec.core.prior.SlistPrior`), recomputed every epoch in its tie order.
     """
 
     def __init__(self, sequences: Sequences, config: TrainConfig, seed: int, ties: TieOrder | None = None,
                  target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None,
-                 n_items: int | None = None, prior: SlistPrior | None = None):
+                 n_items: int | None = None):
         super().__init__()
         if config.exclude_seen and n_items is None:
             raise ValueError("exclude_seen needs the catalogue size n_items")
-        if bool(config.slist_weight) != (prior is not None):
-            raise ValueError("slist_weight needs a SLIST prior, and a prior needs slist_weight")
         self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
-        self.prior = prior
         self.n_items = n_items
         self.tokens = rating_tokens(sequences.ratings, rating_known) if config.rating_input else None
         self.seed, self.epoch = seed, None
@@ -259,9 +245,6 @@ class TrainingBatches(keras.utils.PyDataset):
                                     n_examples=self.n_examples, target_ok=target_ok)
         order = self.rng.permutation(len(examples.inputs))
         self.inputs, self.targets = examples.inputs[order], examples.targets[order]
-        if self.prior is not None:
-            self.targets = with_target_shares(self.targets, examples.sources[order],
-                                              self.prior.target_shares(sequences))
         self.weights = (rating_weights(examples.target_ratings[order], self.config.rating_weight)
                         if self.config.rating_weight else None)  # all 1 otherwise: never fed (see __getitem__)
         self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])

@@ -20,12 +20,13 @@ import tensorflow as tf
 
 from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.config import TrainConfig
+from seqrec.core.baselines import SLIST
 from seqrec.core.data import Sequences, Split, split_half
+from seqrec.core.ensemble import slist_blended
 from seqrec.core.errors import TrainingDiverged
 from seqrec.core.losses import SampledRankingLoss
 from seqrec.core.metrics import held_out_pick, metric_name, mlflow_name, ranking_metrics, validation_halves
 from seqrec.core.model import NextItemsCrossentropy, build_model, dtype_policy, keras, n_items_of, scoring_model
-from seqrec.core.prior import SlistPrior, slist_blended
 from seqrec.core.sampling import TrainingBatches
 from seqrec.core.scoring import recommend_top_k
 from seqrec.core.ties import TieOrder, fitted_in_tie_order
@@ -38,7 +39,7 @@ class RankingValidation(keras.callbacks.Callback):
 
     Must come before the callbacks that read them (MLflow logging, early stopping, pruning).
 
-    ``blend`` turns the network's scoring model into what is evaluated (:func:`seqrec.core.prior.slist_blended`).
+    ``blend`` turns the network's scoring model into what is evaluated (:func:`seqrec.core.ensemble.slist_blended`).
     """
 
     def __init__(self, users: Sequences, k: int, popularity: np.ndarray | None = None,
@@ -138,7 +139,7 @@ class EpochSeconds(keras.callbacks.Callback):
 def training_loss(config: TrainConfig) -> keras.losses.Loss:
     """The full-softmax CCE against the next ``lookahead`` items, or a sampled ranking loss (same weighting)."""
     if config.loss == "cce":
-        return NextItemsCrossentropy(config.lookahead_decay, config.label_smoothing, config.slist_weight)
+        return NextItemsCrossentropy(config.lookahead_decay, config.label_smoothing)
     return SampledRankingLoss(config.loss, config.negatives, config.lookahead_decay, seed=config.seed)
 
 
@@ -195,10 +196,9 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     replicas = strategy.num_replicas_in_sync
     # batch_size is per device: the global batch grows with the devices, and the peak learning rate with it (the
     # linear scaling rule), so one epoch takes 1/replicas of the steps at the same per-example step size
-    prior = slist_prior(split, config, ties)
     batches = TrainingBatches(split.train, replace(config, batch_size=config.batch_size * replicas),
                               seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known,
-                              n_items=split.n_items, prior=prior)
+                              n_items=split.n_items)
     with dtype_policy(config.precision), strategy.scope():
         model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
@@ -209,16 +209,19 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))
-    blend = None if prior is None else partial(slist_blended, prior=prior, share=config.slist_weight)
-    return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas, blend)
+    return _fit_compiled(model, batches, split, config, callbacks, verbose, backup_dir, replicas,
+                         slist_blend(split, config, ties))
 
 
-def slist_prior(split: Split, config: TrainConfig, ties: TieOrder | None) -> SlistPrior | None:
-    """With ``slist_weight``, SLIST fitted on the training users (in ``ties``' order, drawn with the run's seed) and
-    cross-fitted over groups of them (:class:`seqrec.core.prior.SlistPrior`); None otherwise."""
+def slist_blend(split: Split, config: TrainConfig,
+                ties: TieOrder | None) -> Callable[[keras.Model], keras.Model] | None:
+    """With ``slist_weight``, what turns the network into its blend with SLIST (:func:`seqrec.core.ensemble.
+    slist_blended`), SLIST fitted on the training users in ``ties``' order (drawn with the run's seed, as the
+    baselines are fitted); None otherwise."""
     if not config.slist_weight:
         return None
-    return SlistPrior.fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items, seed=config.seed)
+    linear = SLIST().fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items)
+    return partial(slist_blended, linear=linear, share=config.slist_weight)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,

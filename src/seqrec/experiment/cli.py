@@ -77,9 +77,8 @@ TRAIN_HELP = {
                       "drawn anew every epoch (0: none)",
     "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "
                     "as evaluation never recommends them (true) or ranks them with the others (false: the paper)",
-    "slist_weight": "SLIST's share b of the blend the network is trained in and scores as: (1 - b) x its softmax + b "
-                    "x SLIST's distribution, both over the unread items (0: the network alone; regime=all_steps, "
-                    "loss=cce, lookahead=1)",
+    "slist_weight": "SLIST's share b of the blend the network is validated, kept and served as: (1 - b) x its "
+                    "softmax + b x SLIST's distribution, both over the unread items (0: the network alone; loss=cce)",
     "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
                      "N > 0 is the authors' sampler: every user each epoch, N distinct cuts each",
     "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "

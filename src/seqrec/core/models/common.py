@@ -1,6 +1,6 @@
 """What the sequence models share: the history's embedding, a learned position table and the last step; and the
 layers that average several models as one (:mod:`seqrec.core.ensemble`) and blend a network with SLIST
-(:mod:`seqrec.core.prior`), here so that loading any saved model registers them."""
+(:func:`seqrec.core.ensemble.slist_blended`), here so that loading any saved model registers them."""
 
 from __future__ import annotations
 
@@ -356,7 +356,7 @@ class SlistBlend(keras.layers.Layer):
     logits: ``p`` the softmax of the logits, ``q`` SLIST's positive outputs (the history's last ``window`` items, the
     one ``lag`` steps back weighing ``decay ** (lag - 1)``, times the fixed items x items ``weights``), each normalised
     over the items the history has not read. A read item scores about -1e9 (:data:`EXCLUDED_LOGIT`): it is never
-    recommended anyway. See :mod:`seqrec.core.prior`."""
+    recommended anyway. See :func:`seqrec.core.ensemble.slist_blended`."""
 
     def __init__(self, n_items: int, window: int, decay: float, share: float, **kwargs):
         super().__init__(**kwargs)
@@ -381,7 +381,7 @@ class SlistBlend(keras.layers.Layer):
         log_p = ops.log_softmax(ops.where(read, EXCLUDED_LOGIT, ops.cast(logits, "float32")), axis=-1)
         # a history SLIST gives nothing (no item read yet, or all outputs at 0) is scored by the network alone
         log_q = ops.where(total > 0, log_q + math.log(self.share), -math.inf)
-        return ops.logaddexp(log_p + math.log(1.0 - self.share), log_q)
+        return ops.logaddexp(log_p + ops.where(total > 0, math.log(1.0 - self.share), 0.0), log_q)
 
     def read_items(self, items):
         """Batch x items booleans: the items of each history (``item + 1`` ids, 0 = padding)."""
