@@ -35,8 +35,8 @@ from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_prob
                  scored_inputs)  # the zoo's ensembles
 
 from seqrec.core.baselines import SLIST, user_item_matrix  # noqa: E402
-from seqrec.core.ensemble import blended_distribution  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
+from seqrec.core.ensemble import blended_distribution  # noqa: E402
 from seqrec.core.ties import fitted_in_tie_order, train_tie_order  # noqa: E402
 from seqrec.experiment.cli import Parser, run_groups, script_status  # noqa: E402
 from seqrec.experiment.ensemble_run import group_name, member_runs, members_split, shared_param  # noqa: E402

@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from seqrec.core.backup import EpochSampling, ResumableTraining
-from seqrec.core.config import TrainConfig
 from seqrec.core.baselines import SLIST
+from seqrec.core.config import TrainConfig
 from seqrec.core.data import Sequences, Split, split_half
 from seqrec.core.ensemble import slist_blended
 from seqrec.core.errors import TrainingDiverged
