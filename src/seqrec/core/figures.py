@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqrec.core.data import Sequences
+from seqrec.core.ensemble import network_of
 from seqrec.core.metrics import metric_name, ranking_metrics
 from seqrec.core.model import keras
 
@@ -68,9 +69,7 @@ def horizon_profile(ranks: np.ndarray, goals: Sequences, k: int, min_users: int 
 def embedding_map(model: keras.Model, popularity: np.ndarray) -> np.ndarray:
     """2-D PCA coordinates (n_items x 2) of the item embeddings (padding row dropped); of the network inside a
     model that wraps one (a blend with SLIST, :func:`seqrec.core.ensemble.slist_blended`)."""
-    networks = [model, *(layer for layer in model.layers if isinstance(layer, keras.Model))]
-    table = next(network for network in networks if "item_embedding" in {layer.name for layer in network.layers})
-    vectors = np.asarray(table.get_layer("item_embedding").embeddings)[1:]
+    vectors = np.asarray(network_of(model).get_layer("item_embedding").embeddings)[1:]
     rated = popularity > 0
     centred = vectors - vectors[rated].mean(axis=0)
     _, _, components = np.linalg.svd(centred[rated], full_matrices=False)

@@ -216,8 +216,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
 def slist_blend(split: Split, config: TrainConfig,
                 ties: TieOrder | None) -> Callable[[keras.Model], keras.Model] | None:
     """With ``slist_weight``, what turns the network into its blend with SLIST (:func:`seqrec.core.ensemble.
-    slist_blended`), SLIST fitted on the training users in ``ties``' order (drawn with the run's seed, as the
-    baselines are fitted); None otherwise."""
+    slist_blended`), SLIST fitted on the training users in ``ties``' order, drawn with the run's seed (``seqrec
+    baselines`` draws it with 0); None otherwise."""
     if not config.slist_weight:
         return None
     linear = SLIST().fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items)

@@ -377,11 +377,11 @@ class SlistBlend(keras.layers.Layer):
         rows = ops.take(self.weights_matrix, ops.maximum(recent - 1, 0), axis=0)  # batch x window x items
         outputs = ops.where(read, 0.0, ops.relu(ops.sum(ops.expand_dims(weights, -1) * rows, axis=1)))
         total = ops.sum(outputs, axis=-1, keepdims=True)
-        log_q = ops.log(ops.where(total > 0, outputs / ops.maximum(total, 1e-30), 0.0))  # -inf where 0
         log_p = ops.log_softmax(ops.where(read, EXCLUDED_LOGIT, ops.cast(logits, "float32")), axis=-1)
         # a history SLIST gives nothing (no item read yet, or all outputs at 0) is scored by the network alone
-        log_q = ops.where(total > 0, log_q + math.log(self.share), -math.inf)
-        return ops.logaddexp(log_p + ops.where(total > 0, math.log(1.0 - self.share), 0.0), log_q)
+        has_linear = total > 0
+        log_q = ops.where(has_linear, ops.log(outputs / ops.maximum(total, 1e-30)) + math.log(self.share), -math.inf)
+        return ops.logaddexp(log_p + ops.where(has_linear, math.log(1.0 - self.share), 0.0), log_q)
 
     def read_items(self, items):
         """Batch x items booleans: the items of each history (``item + 1`` ids, 0 = padding)."""
