@@ -184,7 +184,7 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     with mlflow.start_run(run_name="rnn-cce-unseen") as unseen:  # the newest RNN-CCE run, another objective
         mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "true"})
         mlflow.log_metrics({"test_sps_at_5": 0.75})
-    with mlflow.start_run(run_name="rnn-cce-unseen-slist") as blended:  # trained in a blend with SLIST: its own row
+    with mlflow.start_run(run_name="rnn-cce-unseen-slist") as blended:  # served as a blend with SLIST: its own row
         mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "true",
                            "slist_weight": "0.6"})
         mlflow.log_metrics({"test_sps_at_5": 0.8})

@@ -161,8 +161,8 @@ def test_commands_started_together_on_a_new_sqlite_store_all_run(tmp_path):
     assert len(mlflow.MlflowClient(uri).search_runs(["0"])) == 3  # each report logged its run
 
 
-def test_a_gru_trained_in_a_slist_blend_is_logged_served_and_evaluated_as_the_blend(synthetic_split_dir,
-                                                                                     mlflow_tracking):
+def test_a_gru_run_with_slist_weight_is_logged_served_and_evaluated_as_the_blend(synthetic_split_dir,
+                                                                                  mlflow_tracking):
     assert main(["train", "--data", str(synthetic_split_dir), *TINY, "--exclude-seen", "true",
                  "--slist-weight", "0.5"]) == 0
     run = mlflow.search_runs(output_format="list")[0]

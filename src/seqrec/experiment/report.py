@@ -73,7 +73,7 @@ def trained_method(params: dict[str, str]) -> str:
     """The table row of a training run: its model and loss (runs from before the model zoo are RNN-CCE); the
     RNN with ``cell=lstm`` (Spotlight's LSTM representation) is a row of its own, LSTM-<loss>, and so is a
     softmax that leaves the items already read out (``exclude_seen``), another objective: without its own row
-    its latest runs would hide the default's. So is a network trained in a blend with SLIST (``slist_weight``)."""
+    its latest runs would hide the default's. So is a network served as its blend with SLIST (``slist_weight``)."""
     model, loss = params.get("model", "rnn"), params.get("loss", "cce")
     name = "LSTM" if model == "rnn" and params.get("cell") == "lstm" else MODEL_NAMES.get(model, model)
     objective = " exclude_seen" if params.get("exclude_seen") == "true" else ""
