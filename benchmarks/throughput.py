@@ -121,7 +121,7 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
                         config.projection, return_sequences=True, model=config.model, max_len=config.max_len,
                         blocks=config.blocks, heads=config.heads, skip_padding=skip_padding,
-                        exclude_seen=config.exclude_seen)
+                        exclude_seen=config.resolved_exclude_seen)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=training.training_loss(config))
     model.train_on_batch(*steps[0])
     # fit's input: training's epoch feed (batch 0 left out, as the warm-up took it) or Keras' PyDataset adapter

@@ -189,15 +189,21 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
                            "slist_weight": "0.6"})
         mlflow.log_metrics({"test_sps_at_5": 0.8})
 
+    with mlflow.start_run(run_name="rnn-cce-default") as default:  # auto as `mlflow run` logs it, and what it used
+        mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "auto",
+                           "slist_weight": "auto", "exclude_seen_used": "true", "slist_weight_used": "0.7"})
+        mlflow.log_metrics({"test_sps_at_5": 0.85})
+
     runs = report.collect_runs(k=5)
     assert [run.info.run_id for run in runs["RNN-CCE"]] == [rnn.info.run_id] != [failed.info.run_id]
+    assert [run.info.run_id for run in runs["RNN-CCE exclude_seen + SLIST 0.7"]] == [default.info.run_id]
     assert [run.info.run_id for run in runs["SASRec-CCE"]] == [zoo["sasrec", "cce", "gru"].info.run_id]
     assert [run.info.run_id for run in runs["RNN-Hinge"]] == [zoo["rnn", "hinge", "gru"].info.run_id]
     assert [run.info.run_id for run in runs["LSTM-CCE"]] == [zoo["rnn", "cce", "lstm"].info.run_id]  # not RNN-CCE's
     assert [run.info.run_id for run in runs["RNN-CCE exclude_seen"]] == [unseen.info.run_id]  # nor this one
     assert [run.info.run_id for run in runs["RNN-CCE exclude_seen + SLIST 0.6"]] == [blended.info.run_id]
-    assert list(runs)[-5:] == ["RNN-Hinge", "LSTM-CCE", "RNN-CCE exclude_seen", "RNN-CCE exclude_seen + SLIST 0.6",
-                               "SASRec-CCE"]  # the paper's first
+    assert list(runs)[-6:] == ["RNN-Hinge", "LSTM-CCE", "RNN-CCE exclude_seen", "RNN-CCE exclude_seen + SLIST 0.6",
+                               "RNN-CCE exclude_seen + SLIST 0.7", "SASRec-CCE"]  # the paper's first
     assert [run.info.run_id for run in runs["POP"]] == [results["pop"].run_id]
 
     out = tmp_path / "report"
@@ -211,8 +217,11 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     assert "| 50.00 |" in rnn_row and "| 12 |" in rnn_row and "0.25" in rnn_row and "–" in rnn_row
     sasrec_row = next(line for line in markdown.splitlines() if line.startswith("| SASRec-CCE | ours"))
     assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 | `seqrec train --model sasrec` |")  # time, command
-    assert rnn_row.endswith("| `seqrec train --hidden 8` |")  # the params that differ from the defaults
+    # the params that differ from the defaults; a run from before the auto options had them off, which auto is not
+    assert rnn_row.endswith("| `seqrec train --hidden 8 --exclude-seen false --slist-weight 0.0` |")
     assert pop_row.endswith("| `seqrec baselines --methods pop` |")
+    default_row = next(line for line in markdown.splitlines() if line.startswith("| RNN-CCE exclude_seen + SLIST 0.7"))
+    assert default_row.endswith("| `seqrec train` |")  # auto reproduces it
     assert float(pop_row.split(" | ")[-2]) >= 0  # the baseline's fit time in the train time column
     assert "| RNN-Hinge | paper (RNN-Hinge) | 30.91 |" in report.to_markdown(report.build_rows(runs, k=10))
     assert "<table>" in (out / "table3.html").read_text(encoding="utf-8")

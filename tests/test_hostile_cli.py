@@ -76,6 +76,8 @@ REFUSED = [
     (["train", *TINY, "--regime", "paper", "--exclude-seen", "true"], "exclude_seen is for regime=all_steps only"),
     (["train", *TINY, "--slist-weight", "1"], "slist_weight must be in [0, 1) (0: the network alone), got 1.0"),
     (["train", *TINY, "--slist-weight", "0.5", "--loss", "bpr"], "slist_weight needs loss=cce, got loss='bpr'"),
+    (["train", *TINY, "--exclude-seen", "yes"], "argument --exclude-seen: expected auto or true or false, got 'yes'"),
+    (["train", *TINY, "--slist-weight", "most"], "argument --slist-weight: expected auto or a number, got 'most'"),
     (["train", *TINY, "--projection", "-2"], "projection must be 0 (none) or a positive size, got -2"),
     (["train", *TINY, "--weight-decay", "-0.01"], "weight_decay must be 0 (Adam) or more (AdamW), got -0.01"),
     (["train", *TINY, "--ema-momentum", "1"], "ema_momentum must be in [0, 1) (0: no weight average), got 1.0"),

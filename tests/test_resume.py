@@ -41,15 +41,15 @@ def steps(run_id: str, metric: str) -> list[int]:
 
 def test_batches_depend_only_on_seed_and_epoch(synthetic_split_dir):
     split = load_split(synthetic_split_dir)
-    stepped = TrainingBatches(split.train, CONFIG, seed=3)
+    stepped = TrainingBatches(split.train, CONFIG, seed=3, n_items=split.n_items)
     for _ in range(3):
         stepped.on_epoch_end()
-    jumped = TrainingBatches(split.train, CONFIG, seed=3)
+    jumped = TrainingBatches(split.train, CONFIG, seed=3, n_items=split.n_items)
     jumped.set_epoch(3)
     assert stepped.epoch == jumped.epoch == 3
     np.testing.assert_array_equal(stepped.inputs, jumped.inputs)
     np.testing.assert_array_equal(stepped.targets, jumped.targets)
-    other = TrainingBatches(split.train, CONFIG, seed=3)
+    other = TrainingBatches(split.train, CONFIG, seed=3, n_items=split.n_items)
     other.set_epoch(2)
     assert not np.array_equal(other.inputs, jumped.inputs)
 

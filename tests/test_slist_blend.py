@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from seqrec.core.ensemble import blended_distribution, network_of, slist_blended
 from seqrec.core.model import build_model, keras
 from seqrec.core.scoring import evaluate_scores, score_users, softmax
 from seqrec.core.training import fit
+from seqrec.experiment.records import logged_params, resolved_params, used_params
 
 
 def test_the_blend_is_the_softmax_and_slist_each_over_the_unread_items(tmp_path: Path) -> None:
@@ -72,6 +74,46 @@ def test_a_blend_needs_a_fitted_order_aware_slist_and_a_network_of_the_items_alo
 def test_settings_the_blend_cannot_score_are_refused(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**change)
+
+
+@pytest.mark.parametrize(("settings", "exclude_seen", "slist_weight"), [
+    ({}, True, 0.7),  # the default recipe: the GRU, the full softmax at every step, items only
+    ({"cell": "lstm", "hidden": 50}, True, 0.7),
+    ({"regime": "paper"}, False, 0.0),  # the paper's own RNN-CCE
+    ({"loss": "bpr"}, False, 0.0),
+    ({"rating_input": True}, False, 0.0),
+    ({"model": "sasrec"}, False, 0.0),
+    ({"exclude_seen": False}, False, 0.7),  # a value given is a value used
+    ({"slist_weight": 0.0}, True, 0.0),
+    ({"model": "sasrec", "exclude_seen": True, "slist_weight": 0.5}, True, 0.5),
+])
+def test_auto_turns_exclude_seen_and_the_blend_on_for_the_default_recipe_only(settings: dict, exclude_seen: bool,
+                                                                              slist_weight: float) -> None:
+    config = TrainConfig(**settings)
+    assert (config.resolved_exclude_seen, config.resolved_slist_weight) == (exclude_seen, slist_weight)
+    assert {name: getattr(config, name) for name in ("exclude_seen", "slist_weight")} == {
+        "exclude_seen": settings.get("exclude_seen", "auto"), "slist_weight": settings.get("slist_weight", "auto")}
+
+
+def test_auto_resolves_again_when_a_setting_changes() -> None:
+    paper = replace(TrainConfig(), regime="paper")  # not refused: auto is not "true" carried over
+    assert (paper.resolved_exclude_seen, paper.resolved_slist_weight) == (False, 0.0)
+    with pytest.raises(ValueError, match="exclude_seen must be auto or true or false, got 'yes'"):
+        TrainConfig(exclude_seen="yes")
+    with pytest.raises(ValueError, match="exclude_seen is for regime=all_steps only"):
+        TrainConfig(regime="paper", exclude_seen=True)
+
+
+def test_a_run_logged_with_auto_or_before_the_options_reads_as_what_it_trained() -> None:
+    auto = {"model": "rnn", "regime": "all_steps", "loss": "cce", "exclude_seen": "auto", "slist_weight": "auto"}
+    assert resolved_params(auto) == {**auto, "exclude_seen": "true", "slist_weight": "0.7"}
+    logged = {**auto, "exclude_seen_used": "true", "slist_weight_used": "0.7"}  # what a run logs beside them
+    assert resolved_params(logged) == resolved_params(auto)
+    assert resolved_params({**auto, "regime": "paper"})["slist_weight"] == "0.0"
+    before = {"model": "rnn", "regime": "all_steps", "loss": "cce"}  # logged before the options existed: off
+    assert resolved_params(before) == {**before, "exclude_seen": "false", "slist_weight": "0.0"}
+    trained = resolved_params({**logged_params(TrainConfig()), **used_params(TrainConfig())})  # as train_run logs
+    assert (trained["exclude_seen"], trained["slist_weight"]) == ("true", "0.7") and "exclude_seen_used" not in trained
 
 
 def test_a_gru_is_validated_kept_and_returned_as_its_blend(synthetic_split_dir: Path) -> None:

@@ -19,6 +19,7 @@ from seqrec.core.ties import TieOrder
 from seqrec.core.scoring import evaluate_scores, evaluate_users
 from seqrec.core.model import build_model, keras, scoring_model
 from seqrec.core.config import TrainConfig
+from seqrec.core.ensemble import network_of
 from seqrec.core.losses import PADDED_TARGET
 from seqrec.core.model import NextItemsCrossentropy
 from seqrec.core.sampling import (cut_examples, imputed_target_mask, rating_weights, TrainingBatches,
@@ -27,6 +28,9 @@ from seqrec.core.models.common import EXCLUDED_LOGIT
 from seqrec.core.training import EpochFeed, fit, learning_rate_schedule
 
 USERS = Sequences.from_lists([list(range(10, 17)), [3, 4], [8]])  # 6, 1 and 0 transitions
+
+# batches of the sampler alone: exclude_seen (on by default for the GRU) adds seen-sets that need the catalogue size
+SAMPLER_ALONE = dict(exclude_seen=False)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -102,8 +106,9 @@ def test_targets_carry_the_rating_of_the_next_item_and_its_weight():
     assert rating_weights(np.array([1, 2, 3, 4, 5]), 0.0).tolist() == [1, 1, 1, 1, 1]
     assert rating_weights(np.array([1, 2, 3, 4, 5]), 1.0).tolist() == [0, 0.5, 1, 1.5, 2]
     assert rating_weights(np.array([1, 5]), 3.0).tolist() == [0, 4]  # clipped at 0
-    plain = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2), seed=0)
-    weighted = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2, rating_weight=1.0), seed=0)
+    plain = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2, **SAMPLER_ALONE), seed=0)
+    weighted = TrainingBatches(rated, TrainConfig(max_len=4, batch_size=2, rating_weight=1.0, **SAMPLER_ALONE),
+                               seed=0)
     assert len(plain[0]) == 2 and len(weighted[0]) == 3
     batch_inputs, batch_targets, batch_weights = weighted[0]
     used = batch_inputs > 0
@@ -164,7 +169,7 @@ def test_authors_sampler_batches_cover_every_user(synthetic_split_dir):
 
 def test_batches_have_a_fixed_epoch_length(synthetic_split_dir):
     split = load_split(synthetic_split_dir)
-    batches = TrainingBatches(split.train, TrainConfig(max_len=8, batch_size=16), seed=0)
+    batches = TrainingBatches(split.train, TrainConfig(max_len=8, batch_size=16, **SAMPLER_ALONE), seed=0)
     lengths = set()
     for _ in range(5):
         assert all(len(batches[i][0]) > 0 for i in range(len(batches)))
@@ -173,7 +178,7 @@ def test_batches_have_a_fixed_epoch_length(synthetic_split_dir):
     assert lengths == {len(batches)} and batches.tokens_per_epoch > 0
 
 
-@pytest.mark.parametrize("config", [TrainConfig(max_len=8, batch_size=16),
+@pytest.mark.parametrize("config", [TrainConfig(max_len=8, batch_size=16, **SAMPLER_ALONE),
                                     TrainConfig(max_len=8, batch_size=16, regime="paper", rating_weight=1.0,
                                                 rating_input=True)],
                          ids=["windows", "cuts-with-ratings-and-weights"])
@@ -222,7 +227,7 @@ def test_fit_learns_synthetic_order_and_keeps_best_epoch(synthetic_split_dir, tm
     result = fit(split, config, verbose=0)
     curve = result.history["val_sps_at_10"]
     assert result.best_epoch == int(np.argmax(curve)) + 1
-    assert not result.model.get_layer("rnn").return_sequences
+    assert not network_of(result.model).get_layer("rnn").return_sequences  # all_steps: the default blend
     val = evaluate_users(result.model, split.val, 10)
     assert val["sps@10"] == pytest.approx(max(curve))  # the restored weights are the best epoch's
     assert val["sps@10"] > 0.5  # chance is 10/40 at best; the synthetic walks are learnable
@@ -258,7 +263,7 @@ def test_seeded_fit_is_reproducible(synthetic_split_dir, tmp_path):
 def test_batches_redraw_same_second_order_every_epoch():
     users = Sequences.from_lists([[1, 2, 3, 4, 5, 6]])
     ties = TieOrder(np.array([0, 1, 1, 1, 1, 2]))  # items 2..5 were rated in the same second
-    batches = TrainingBatches(users, TrainConfig(max_len=4, batch_size=4), seed=0, ties=ties)
+    batches = TrainingBatches(users, TrainConfig(max_len=4, batch_size=4, **SAMPLER_ALONE), seed=0, ties=ties)
     orders = set()
     for _ in range(10):
         used = batches.inputs > 0
@@ -292,7 +297,7 @@ def test_target_mask_moves_with_the_same_second_order():
     users = Sequences.from_lists([[1, 2, 3, 4, 5]])
     ties = TieOrder(np.array([0, 1, 1, 1, 2]))  # items 2, 3 and 4 share a second
     target_ok = np.array([True, True, False, True, True])  # item 3 may not be a target
-    batches = TrainingBatches(users, TrainConfig(max_len=5, batch_size=4, lookahead=1), seed=0, ties=ties,
+    batches = TrainingBatches(users, TrainConfig(max_len=5, batch_size=4, lookahead=1, **SAMPLER_ALONE), seed=0, ties=ties,
                               target_ok=target_ok)
     orders = set()
     for _ in range(12):
@@ -323,7 +328,7 @@ def test_rating_inputs_follow_their_items_through_windows_cuts_and_ties():
             expected[items_in == 4 + 1] = 0  # unknown rating: token 0
             np.testing.assert_array_equal(ratings_in, expected)
             batches.on_epoch_end()
-    plain, _ = TrainingBatches(rated, TrainConfig(max_len=4), seed=0)[0]
+    plain, _ = TrainingBatches(rated, TrainConfig(max_len=4, **SAMPLER_ALONE), seed=0)[0]
     assert isinstance(plain, np.ndarray)  # a model without the rating input gets the item matrix alone
 
 
@@ -389,6 +394,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
 from seqrec.core.config import TrainConfig
+from seqrec.core.ensemble import network_of
 from seqrec.core.data import load_split
 from seqrec.core.scoring import evaluate_users
 from seqrec.core.training import fit
@@ -507,7 +513,7 @@ class TrainedAndAveraged(keras.callbacks.Callback):
 @pytest.mark.slow
 def test_the_weight_average_is_validated_and_kept_and_leaves_the_descent_alone(synthetic_split_dir):
     split = load_split(synthetic_split_dir)
-    config = TrainConfig(**{**SMALL, "epochs": 3, "patience": 3})
+    config = TrainConfig(**{**SMALL, "epochs": 3, "patience": 3}, slist_weight=0.0)  # the network is what is kept
     plain_seen, averaged_seen = TrainedAndAveraged(), TrainedAndAveraged()
     fit(split, config, callbacks=[plain_seen], verbose=0)
     averaged = fit(split, replace(config, ema_momentum=0.9), callbacks=[averaged_seen], verbose=0)

@@ -16,6 +16,8 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype polic
 DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 # rating predictors of seqrec.core.explicit, named here so that the command line knows them without loading Keras
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
+AUTO = "auto"  # exclude_seen and slist_weight: on for the default recipe, off where they do not apply
+DEFAULT_SLIST_WEIGHT = 0.7  # SLIST's share of the default's blend, chosen on validation (docs/models.md)
 AUTOREC_LR = 3e-4  # the autoencoders' Adam step: at 1e-3 they overfitted within 10 epochs (docs/models.md)
 RATING_PATIENCE = 10  # epochs the learned rating predictors wait for a better held-out RMSE (docs/models.md)
 
@@ -30,6 +32,19 @@ def check_tied_output(model: str, hidden: int, embedding: int, projection: int) 
                          f"(model={model}): set projection={embedding}")
 
 
+def is_default_recipe(model: str, regime: str, loss: str, rating_input: bool) -> bool:
+    """Where ``auto`` turns ``exclude_seen`` and the SLIST blend on: the GRU (or LSTM) with the full softmax over
+    every step, reading items alone, the kind of network they were chosen on (docs/results.md). The paper's
+    regime, the sampled losses, the star inputs and the other models keep the behaviour they had before the two
+    options existed."""
+    return model == "rnn" and regime == "all_steps" and loss == "cce" and not rating_input
+
+
+def default_slist_weight(default_recipe: bool) -> float:
+    """What ``slist_weight=auto`` resolves to."""
+    return DEFAULT_SLIST_WEIGHT if default_recipe else 0.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run; logged as MLflow params as is."""
@@ -41,12 +56,12 @@ class TrainConfig:
     item_dropout: float = 0.0
     max_len: int = 50
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 8e-3
     weight_decay: float = 0.0
     ema_momentum: float = 0.0
     lr_warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    epochs: int = 10
+    epochs: int = 3
     cell: str = "gru"
     projection: int = 0
     tied_output: bool = False
@@ -63,8 +78,8 @@ class TrainConfig:
     rating_input: bool = False
     rating_min_history: int = 0
     rating_dropout: float = 0.0
-    exclude_seen: bool = False
-    slist_weight: float = 0.0
+    exclude_seen: bool | str = AUTO
+    slist_weight: float | str = AUTO
     cuts_per_user: int = 0
     imputed_targets: str = "keep"
     seed: int = 0
@@ -98,7 +113,10 @@ class TrainConfig:
         if self.cuts_per_user and self.regime != "paper":
             # all_steps trains on every transition: a cut count would be silently ignored
             raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
-        if self.exclude_seen and self.regime != "all_steps":
+        for name, kind in (("exclude_seen", "true or false"), ("slist_weight", "a number")):
+            if isinstance(getattr(self, name), str) and getattr(self, name) != AUTO:
+                raise ValueError(f"{name} must be {AUTO} or {kind}, got {getattr(self, name)!r}")
+        if self.resolved_exclude_seen and self.regime != "all_steps":
             raise ValueError(f"exclude_seen is for regime=all_steps only, got regime={self.regime!r}")
         if self.projection < 0:
             raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
@@ -149,13 +167,30 @@ class TrainConfig:
             raise ValueError(f"label_smoothing is for loss=cce only, got loss={self.loss!r}")
         self.check_slist_weight()
 
+    def is_default_recipe(self) -> bool:
+        """Whether ``auto`` turns ``exclude_seen`` and the SLIST blend on (:func:`is_default_recipe`)."""
+        return is_default_recipe(self.model, self.regime, self.loss, self.rating_input)
+
+    @property
+    def resolved_exclude_seen(self) -> bool:
+        """``exclude_seen`` as the run uses it (``auto``: :meth:`is_default_recipe`)."""
+        return self.is_default_recipe() if self.exclude_seen == AUTO else bool(self.exclude_seen)
+
+    @property
+    def resolved_slist_weight(self) -> float:
+        """``slist_weight`` as the run uses it (``auto``: :data:`DEFAULT_SLIST_WEIGHT` for the default recipe,
+        else 0)."""
+        if self.slist_weight == AUTO:
+            return default_slist_weight(self.is_default_recipe())
+        return float(self.slist_weight)
+
     def check_slist_weight(self) -> None:
         """``slist_weight`` (SLIST's share of the blend the network is validated, kept and served in,
         :func:`seqrec.core.ensemble.slist_blended`) blends a softmax, so the full-softmax loss, of a network that reads
         the items only."""
-        if not 0.0 <= self.slist_weight < 1.0:
+        if not 0.0 <= self.resolved_slist_weight < 1.0:
             raise ValueError(f"slist_weight must be in [0, 1) (0: the network alone), got {self.slist_weight}")
-        if not self.slist_weight:
+        if not self.resolved_slist_weight:
             return
         needs = {"loss": "cce", "rating_input": False}
         for name, value in needs.items():

@@ -195,7 +195,7 @@ class TrainingBatches(keras.utils.PyDataset):
                  target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None,
                  n_items: int | None = None):
         super().__init__()
-        if config.exclude_seen and n_items is None:
+        if config.resolved_exclude_seen and n_items is None:
             raise ValueError("exclude_seen needs the catalogue size n_items")
         self.sequences, self.config, self.ties, self.target_ok = sequences, config, ties, target_ok
         self.n_items = n_items
@@ -232,7 +232,7 @@ class TrainingBatches(keras.utils.PyDataset):
             sequences = sequences.reordered(tie_order)
             target_ok = None if target_ok is None else target_ok[tie_order]
             tokens = None if tokens is None else tokens[tie_order]
-        if self.config.exclude_seen:
+        if self.config.resolved_exclude_seen:
             first = first_occurrences(sequences)
             target_ok = first if target_ok is None else target_ok & first
         if self.config.regime == "all_steps":
@@ -250,7 +250,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.ratings = None if tokens is None else cell_values(tokens, examples.sources[order])
         if self.config.rating_dropout:  # no draw at 0, so the other arrays stay those of a run without it
             self.ratings[self.rng.random(self.ratings.shape) < self.config.rating_dropout] = 0
-        if self.config.exclude_seen:
+        if self.config.resolved_exclude_seen:
             self.seen = items_before(sequences, examples.sources[order], self.n_items)
 
     def __len__(self) -> int:

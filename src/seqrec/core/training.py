@@ -205,7 +205,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                             rating_input=config.rating_input, rating_min_history=config.rating_min_history,
                             model=config.model, max_len=config.max_len, blocks=config.blocks, heads=config.heads,
                             skip_padding=skips_padding(config), tied_output=config.tied_output,
-                            exclude_seen=config.exclude_seen, item_dropout=config.item_dropout)
+                            exclude_seen=config.resolved_exclude_seen, item_dropout=config.item_dropout)
         schedule = learning_rate_schedule(config, len(batches), replicas)
         model.compile(optimizer=optimizer(schedule, config.weight_decay, config.ema_momentum),
                       loss=training_loss(config))
@@ -218,10 +218,10 @@ def slist_blend(split: Split, config: TrainConfig,
     """With ``slist_weight``, what turns the network into its blend with SLIST (:func:`seqrec.core.ensemble.
     slist_blended`), SLIST fitted on the training users in ``ties``' order, drawn with the run's seed (``seqrec
     baselines`` draws it with 0); None otherwise."""
-    if not config.slist_weight:
+    if not config.resolved_slist_weight:
         return None
     linear = SLIST().fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items)
-    return partial(slist_blended, linear=linear, share=config.slist_weight)
+    return partial(slist_blended, linear=linear, share=config.resolved_slist_weight)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,

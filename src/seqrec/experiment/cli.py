@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
-from seqrec.core.config import (AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS, PRECISIONS,
-                                 PREDICTORS, RATING_PATIENCE, REGIMES, TrainConfig)
+from seqrec.core.config import (AUTO, AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS,
+                                 PRECISIONS, PREDICTORS, RATING_PATIENCE, REGIMES, TrainConfig)
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
@@ -76,9 +76,11 @@ TRAIN_HELP = {
     "rating_dropout": "rating_input=true only: share of the known stars of every training window fed as unknown, "
                       "drawn anew every epoch (0: none)",
     "exclude_seen": "regime=all_steps only: the training softmax leaves out the items the user has already read, "
-                    "as evaluation never recommends them (true) or ranks them with the others (false: the paper)",
+                    "as evaluation never recommends them (true) or ranks them with the others (false: the paper); "
+                    "auto: true for model=rnn, regime=all_steps, loss=cce without rating_input, else false",
     "slist_weight": "SLIST's share b of the blend the network is validated, kept and served as: (1 - b) x its "
-                    "softmax + b x SLIST's distribution, both over the unread items (0: the network alone; loss=cce)",
+                    "softmax + b x SLIST's distribution, both over the unread items (0: the network alone; loss=cce); "
+                    "auto: 0.7 where exclude_seen's auto is true, else 0",
     "cuts_per_user": "regime=paper only: 0 draws users with replacement (as many examples as all_steps windows); "
                      "N > 0 is the authors' sampler: every user each epoch, N distinct cuts each",
     "imputed_targets": "mask: training ratings of unknown time (imputed position) stay in the input but are never "
@@ -138,10 +140,27 @@ def seed(text: str) -> int:
     return value
 
 
+def auto_or(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """``auto`` (the field resolves it from the others: :meth:`TrainConfig.is_default_recipe`) or a ``parse``d value."""
+    def parse_auto(text: str) -> object:
+        if text.strip().lower() == AUTO:
+            return AUTO
+        try:
+            return parse(text)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(str(error).replace("expected ", f"expected {AUTO} or ", 1)) from None
+    return parse_auto
+
+
+AUTO_FIELDS = {"exclude_seen": boolean, "slist_weight": finite}  # TrainConfig fields that default to auto
+
+
 def argument_type(name: str, default: object) -> Callable[[str], object]:
     """Parser of a TrainConfig field, from its name and its default's type."""
     if name == "seed":
         return seed
+    if name in AUTO_FIELDS:
+        return auto_or(AUTO_FIELDS[name])
     if isinstance(default, bool):
         return boolean
     if isinstance(default, int):

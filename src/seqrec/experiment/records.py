@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import mlflow
 
-from seqrec.core.config import TrainConfig
+from seqrec.core.config import AUTO, TrainConfig, default_slist_weight, is_default_recipe
 from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.experiment.owners import close_orphaned_runs, owner
@@ -29,9 +29,40 @@ def logged_params(config: TrainConfig) -> dict[str, str]:
     return {name: str(param_value(value)) for name, value in asdict(config).items()}
 
 
+# The options that default to auto, as a run logged before they existed trained: off
+AUTO_OPTIONS_BEFORE = {"exclude_seen": "false", "slist_weight": "0.0"}
+
+
+def used_params(config: TrainConfig) -> dict[str, str]:
+    """What each ``auto`` option of ``config`` resolved to, logged beside it as ``<name>_used`` (like
+    ``tie_order_used``): `mlflow run` logs the param as given, ``auto``."""
+    used = {"exclude_seen": config.resolved_exclude_seen, "slist_weight": config.resolved_slist_weight}
+    return {f"{name}_used": str(param_value(value)) for name, value in used.items()}
+
+
+def auto_values(params: dict[str, str]) -> dict[str, str]:
+    """What the ``auto`` options resolve to for a training run of these params, as it would log them."""
+    recipe = is_default_recipe(params.get("model", "rnn"), params.get("regime", "all_steps"),
+                               params.get("loss", "cce"), params.get("rating_input") == "true")
+    return {"exclude_seen": str(param_value(recipe)), "slist_weight": str(default_slist_weight(recipe))}
+
+
+def resolved_params(params: dict[str, str]) -> dict[str, str]:
+    """A training run's params as it trained: an ``auto`` option replaced by what it resolved to (its
+    ``<name>_used`` param, else the rule itself), one the run did not log by its value from before it existed
+    (:data:`AUTO_OPTIONS_BEFORE`); no ``_used`` params."""
+    resolved, rule = {**AUTO_OPTIONS_BEFORE, **params}, auto_values(params)
+    for name in AUTO_OPTIONS_BEFORE:
+        used = resolved.pop(f"{name}_used", rule[name])
+        if resolved[name] == AUTO:
+            resolved[name] = used
+    return resolved
+
+
 def train_defaults() -> dict[str, str]:
     """Every training param at its default, as a run logs it. A run logged before a param existed had that
-    param's default: options are added with the default that keeps the earlier behaviour."""
+    param's default: options are added with the default that keeps the earlier behaviour, but for the ``auto``
+    options, whose earlier behaviour is :data:`AUTO_OPTIONS_BEFORE`."""
     return logged_params(TrainConfig())
 
 

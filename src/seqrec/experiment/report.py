@@ -24,7 +24,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from seqrec.experiment.rating_runs import ANCHORS
-from seqrec.experiment.records import log_params_once, train_defaults
+from seqrec.experiment.records import auto_values, log_params_once, resolved_params, train_defaults
 
 MISSING = "–"
 
@@ -73,7 +73,9 @@ def trained_method(params: dict[str, str]) -> str:
     """The table row of a training run: its model and loss (runs from before the model zoo are RNN-CCE); the
     RNN with ``cell=lstm`` (Spotlight's LSTM representation) is a row of its own, LSTM-<loss>, and so is a
     softmax that leaves the items already read out (``exclude_seen``), another objective: without its own row
-    its latest runs would hide the default's. So is a network served as its blend with SLIST (``slist_weight``)."""
+    its latest runs would hide the default's. So is a network served as its blend with SLIST (``slist_weight``).
+    An ``auto`` option counts as what it resolved to."""
+    params = resolved_params(params)
     model, loss = params.get("model", "rnn"), params.get("loss", "cce")
     name = "LSTM" if model == "rnn" and params.get("cell") == "lstm" else MODEL_NAMES.get(model, model)
     objective = " exclude_seen" if params.get("exclude_seen") == "true" else ""
@@ -112,8 +114,9 @@ def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
     if "regime" not in params:
         seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
         return f"seqrec baselines --methods {tags.get('method', '?').lower()}{seed}"
-    defaults = train_defaults()
-    changed = [f"--{name.replace('_', '-')} {params[name]}" for name in defaults
+    # an auto option is written where the run used another value than auto gives its model, loss and regime
+    params, defaults = resolved_params(params), {**train_defaults(), **auto_values(params)}
+    changed = [f"--{name.replace('_', '-')} {params[name]}" for name in train_defaults()
                if name in params and params[name] != defaults[name]]
     return " ".join(["seqrec train", *changed])
 
@@ -172,8 +175,10 @@ NOT_CONFIGURATION = ("seed", "data_path")  # the seeds of a row differ; one spli
 def configuration(run) -> dict[str, str]:
     """What the runs of one row share: every param but the seed and the split's path (its checksum is a param).
     A training param that a run did not log counts at its default (:func:`train_defaults`), so the seeds run
-    before it existed stay in the row of the runs that log it."""
-    params = {**train_defaults(), **run.data.params} if "regime" in run.data.params else run.data.params
+    before it existed stay in the row of the runs that log it, and an ``auto`` option counts as what it resolved
+    to (:func:`seqrec.experiment.records.resolved_params`)."""
+    params = ({**train_defaults(), **resolved_params(run.data.params)} if "regime" in run.data.params
+              else run.data.params)
     return {name: value for name, value in params.items() if name not in NOT_CONFIGURATION}
 
 

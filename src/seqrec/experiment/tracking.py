@@ -26,7 +26,8 @@ from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
-from seqrec.experiment.records import log_data, log_params_once, logged_params, train_defaults
+from seqrec.experiment.records import (log_data, log_params_once, logged_params, resolved_params, train_defaults,
+                                       used_params)
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
 from seqrec.experiment.serve import log_recommender
 
@@ -50,12 +51,14 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
     A benchmark run again after an interruption keeps the cells it has instead of training them again. A run
     logged before a param existed matches where ``config`` has that param's default: an option is added with the
     default that keeps the earlier behaviour (``tied_output=false`` is what every earlier model did)."""
-    wanted, defaults = logged_params(config), train_defaults()
+    wanted = resolved_params({**logged_params(config), **used_params(config)})
+    defaults = train_defaults()
     candidates = mlflow.search_runs(
         filter_string=f"attributes.status = 'FINISHED' and params.data_sha256 = '{split.checksum}'",
         order_by=["attributes.start_time DESC"], output_format="list")
     runs = [run for run in candidates
-            if all(run.data.params.get(name, defaults[name]) == value for name, value in wanted.items())][:1]
+            if all(resolved_params(run.data.params).get(name, defaults[name]) == value
+                   for name, value in wanted.items())][:1]
     metrics = runs[0].data.metrics if runs else {}
     if "best_epoch" not in metrics or not any(name.startswith("test_") for name in metrics):
         return None
@@ -114,7 +117,7 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
             record_run(backup_dir, run.info.run_id)
             if interrupted is not None and interrupted != run.info.run_id:
                 mlflow.set_tag("seqrec.resumed_from_run", interrupted)
-        log_params_once(asdict(config))
+        log_params_once({**asdict(config), **used_params(config)})
         log_data(split)
         result = fit(split, config, callbacks=[mlflow.keras.MlflowCallback(), *(callbacks or [])],
                      verbose=verbose, backup_dir=backup_dir, **training_inputs(config, split))
