@@ -13,7 +13,8 @@ validation and test figures as in the zoo's table; choose a mix on the validatio
 (``--validation-only`` prints no test figure at all).
 
 ``--slist-weights 0.2,0.5`` also prints each group, and the mix, blended with SLIST (``seqrec.core.baselines``,
-fitted here in seconds on the members' training users, in their order inside a second): ``(1 - b) × the
+fitted here in seconds on the members' training users, in their order inside a second, drawn as a run fits it:
+their ``tie_noise``, their seed where they share one): ``(1 - b) × the
 group's probabilities + b × SLIST's outputs as a distribution``, each over the items a user has not read, one row
 per weight ``b``: the blend ``seqrec train --slist-weight b`` serves (``seqrec.core.ensemble.blended_distribution``).
 A run trained with ``slist_weight`` then enters with its network alone. A network and a linear model of the
@@ -34,6 +35,7 @@ from reproduce import add_validation_only, table_head  # noqa: E402
 from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_probabilities,  # noqa: E402
                  scored_inputs)  # the zoo's ensembles
 
+from mlflow.entities import Run  # noqa: E402
 from seqrec.core.baselines import SLIST, user_item_matrix  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
 from seqrec.core.ensemble import blended_distribution  # noqa: E402
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
-    linear = slist_outputs(split, shared_param(runs, "tie_order"), inputs) if args.slist_weights else None
+    linear = slist_outputs(split, runs, inputs) if args.slist_weights else None
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in groups_of_ids:
@@ -83,11 +85,15 @@ def blend_weights(text: str) -> list[float]:
     return weights
 
 
-def slist_outputs(split: Split, tie_order: str,
+def slist_outputs(split: Split, runs: dict[str, Run],
                   inputs: dict[str, Sequences]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """SLIST, fitted on the training users in the members' order inside a second (as ``seqrec baselines`` fits
-    it): its outputs for each group of users, and which items each user has read."""
-    model = SLIST().fit(fitted_in_tie_order(split, train_tie_order(split, tie_order)).train, split.n_items)
+    """SLIST fitted on the training users as a run trained with ``slist_weight`` fits it: in the members' order
+    inside a second (their ``tie_order`` and ``tie_noise``), drawn with their seed where they share one (else 0).
+    Its outputs for each group of users, and which items each user has read."""
+    seeds = {run.data.params.get("seed", "0") for run in runs.values()}
+    ties = train_tie_order(split, shared_param(runs, "tie_order"), float(shared_param(runs, "tie_noise")))
+    model = SLIST().fit(fitted_in_tie_order(split, ties, int(seeds.pop()) if len(seeds) == 1 else 0).train,
+                        split.n_items)
     return {users: (model.predicted(given), user_item_matrix(given, split.n_items).toarray() > 0)
             for users, given in inputs.items()}
 

@@ -101,6 +101,25 @@ def test_the_zoo_benchmark_prints_a_row_per_model_and_loss(tmp_path, mlflow_trac
     assert "lstm:cce" in zoo.ALL_VARIANTS  # the whole zoo has Spotlight's LSTM
 
 
+def test_a_runs_blend_with_slist_scores_as_the_run_validated_it(tmp_path, mlflow_tracking, capsys):
+    """benchmarks/ensemble.py blends a run's network with SLIST fitted as the run fitted it (its order inside a
+    second: tie order, noise and seed), so at the run's own weight it reproduces the run's validation figures."""
+    import mlflow
+
+    from seqrec.experiment.cli import main
+
+    split = clean_split(tmp_path)  # bursts of four same-second ratings: the tie draw matters
+    assert main(["train", "--data", str(split), *TINY, "--slist-weight", "0.5", "--tie-order", "movie",
+                 "--seed", "3", "--k", "5"]) == 0
+    run = mlflow.search_runs(output_format="list")[0]
+    assert load_benchmark("ensemble.py").main(["--runs", run.info.run_id, "--validation-only",
+                                               "--slist-weights", "0.5"]) == 0
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:3] for line in capsys.readouterr().out.splitlines()[2:]}
+    metrics = run.data.metrics
+    assert rows["rnn × 1 + SLIST × 0.5"] == [f"{100 * metrics['best_val_sps_at_5']:.2f}",
+                                             f"{100 * metrics['best_val_sps_tie_at_5']:.2f}"]
+
+
 def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_path, mlflow_tracking, capsys):
     """An ensemble of one run ranks as the run does alone, so its figures are the run's; more seeds grow it a row
     each; all variants make one more."""
