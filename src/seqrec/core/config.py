@@ -18,6 +18,9 @@ DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
 AUTO = "auto"  # exclude_seen and slist_weight: on for the default recipe, off where they do not apply
 DEFAULT_SLIST_WEIGHT = 0.7  # SLIST's share of the default's blend, chosen on validation (docs/models.md)
+# the options that default to auto: (off, as before the option existed; on, for the default recipe)
+AUTO_OPTIONS: dict[str, tuple[bool | float, bool | float]] = {"exclude_seen": (False, True),
+                                                               "slist_weight": (0.0, DEFAULT_SLIST_WEIGHT)}
 AUTOREC_LR = 3e-4  # the autoencoders' Adam step: at 1e-3 they overfitted within 10 epochs (docs/models.md)
 RATING_PATIENCE = 10  # epochs the learned rating predictors wait for a better held-out RMSE (docs/models.md)
 
@@ -40,9 +43,11 @@ def is_default_recipe(model: str, regime: str, loss: str, rating_input: bool) ->
     return model == "rnn" and regime == "all_steps" and loss == "cce" and not rating_input
 
 
-def default_slist_weight(default_recipe: bool) -> float:
-    """What ``slist_weight=auto`` resolves to."""
-    return DEFAULT_SLIST_WEIGHT if default_recipe else 0.0
+def auto_value(name: str, default_recipe: bool) -> bool | float:
+    """What the ``auto`` option ``name`` resolves to: on for the default recipe (:func:`is_default_recipe`), else
+    off."""
+    off, on = AUTO_OPTIONS[name]
+    return on if default_recipe else off
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,9 @@ class TrainConfig:
         if self.cuts_per_user and self.regime != "paper":
             # all_steps trains on every transition: a cut count would be silently ignored
             raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
-        for name, kind in (("exclude_seen", "true or false"), ("slist_weight", "a number")):
+        for name, (off, _) in AUTO_OPTIONS.items():
             if isinstance(getattr(self, name), str) and getattr(self, name) != AUTO:
+                kind = "true or false" if isinstance(off, bool) else "a number"
                 raise ValueError(f"{name} must be {AUTO} or {kind}, got {getattr(self, name)!r}")
         if self.resolved_exclude_seen and self.regime != "all_steps":
             raise ValueError(f"exclude_seen is for regime=all_steps only, got regime={self.regime!r}")
@@ -171,18 +177,18 @@ class TrainConfig:
         """Whether ``auto`` turns ``exclude_seen`` and the SLIST blend on (:func:`is_default_recipe`)."""
         return is_default_recipe(self.model, self.regime, self.loss, self.rating_input)
 
+    def resolved(self, name: str) -> bool | float:
+        """The ``auto`` option ``name`` (:data:`AUTO_OPTIONS`) as the run uses it."""
+        value = getattr(self, name)
+        return auto_value(name, self.is_default_recipe()) if value == AUTO else value
+
     @property
     def resolved_exclude_seen(self) -> bool:
-        """``exclude_seen`` as the run uses it (``auto``: :meth:`is_default_recipe`)."""
-        return self.is_default_recipe() if self.exclude_seen == AUTO else bool(self.exclude_seen)
+        return bool(self.resolved("exclude_seen"))
 
     @property
     def resolved_slist_weight(self) -> float:
-        """``slist_weight`` as the run uses it (``auto``: :data:`DEFAULT_SLIST_WEIGHT` for the default recipe,
-        else 0)."""
-        if self.slist_weight == AUTO:
-            return default_slist_weight(self.is_default_recipe())
-        return float(self.slist_weight)
+        return float(self.resolved("slist_weight"))
 
     def check_slist_weight(self) -> None:
         """``slist_weight`` (SLIST's share of the blend the network is validated, kept and served in,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from seqrec.core.baselines import BASELINES, TABLE3_BASELINES
-from seqrec.core.config import (AUTO, AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS,
+from seqrec.core.config import (AUTO, AUTO_OPTIONS, AUTOREC_LR, DISTRIBUTE, IMPUTED_TARGETS, LOSSES, MAX_SEED, MODELS,
                                  PRECISIONS, PREDICTORS, RATING_PATIENCE, REGIMES, TrainConfig)
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
@@ -152,15 +152,12 @@ def auto_or(parse: Callable[[str], object]) -> Callable[[str], object]:
     return parse_auto
 
 
-AUTO_FIELDS = {"exclude_seen": boolean, "slist_weight": finite}  # TrainConfig fields that default to auto
-
-
 def argument_type(name: str, default: object) -> Callable[[str], object]:
     """Parser of a TrainConfig field, from its name and its default's type."""
     if name == "seed":
         return seed
-    if name in AUTO_FIELDS:
-        return auto_or(AUTO_FIELDS[name])
+    if name in AUTO_OPTIONS:  # typed by their value when off
+        return auto_or(boolean if isinstance(AUTO_OPTIONS[name][0], bool) else finite)
     if isinstance(default, bool):
         return boolean
     if isinstance(default, int):

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import mlflow
 
-from seqrec.core.config import AUTO, TrainConfig, default_slist_weight, is_default_recipe
+from seqrec.core.config import AUTO, AUTO_OPTIONS, TrainConfig, auto_value, is_default_recipe
 from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.experiment.owners import close_orphaned_runs, owner
@@ -30,21 +30,20 @@ def logged_params(config: TrainConfig) -> dict[str, str]:
 
 
 # The options that default to auto, as a run logged before they existed trained: off
-AUTO_OPTIONS_BEFORE = {"exclude_seen": "false", "slist_weight": "0.0"}
+AUTO_OPTIONS_BEFORE = {name: str(param_value(off)) for name, (off, _) in AUTO_OPTIONS.items()}
 
 
 def used_params(config: TrainConfig) -> dict[str, str]:
     """What each ``auto`` option of ``config`` resolved to, logged beside it as ``<name>_used`` (like
     ``tie_order_used``): `mlflow run` logs the param as given, ``auto``."""
-    used = {"exclude_seen": config.resolved_exclude_seen, "slist_weight": config.resolved_slist_weight}
-    return {f"{name}_used": str(param_value(value)) for name, value in used.items()}
+    return {f"{name}_used": str(param_value(config.resolved(name))) for name in AUTO_OPTIONS}
 
 
 def auto_values(params: dict[str, str]) -> dict[str, str]:
     """What the ``auto`` options resolve to for a training run of these params, as it would log them."""
     recipe = is_default_recipe(params.get("model", "rnn"), params.get("regime", "all_steps"),
                                params.get("loss", "cce"), params.get("rating_input") == "true")
-    return {"exclude_seen": str(param_value(recipe)), "slist_weight": str(default_slist_weight(recipe))}
+    return {name: str(param_value(auto_value(name, recipe))) for name in AUTO_OPTIONS}
 
 
 def resolved_params(params: dict[str, str]) -> dict[str, str]:

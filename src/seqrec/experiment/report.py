@@ -114,10 +114,11 @@ def command_of(params: dict[str, str], tags: dict[str, str]) -> str:
     if "regime" not in params:
         seed = f" --seed {params['seed']}" if params.get("seed", "0") != "0" else ""
         return f"seqrec baselines --methods {tags.get('method', '?').lower()}{seed}"
+    defaults = train_defaults()
     # an auto option is written where the run used another value than auto gives its model, loss and regime
-    params, defaults = resolved_params(params), {**train_defaults(), **auto_values(params)}
-    changed = [f"--{name.replace('_', '-')} {params[name]}" for name in train_defaults()
-               if name in params and params[name] != defaults[name]]
+    expected, params = {**defaults, **auto_values(params)}, resolved_params(params)
+    changed = [f"--{name.replace('_', '-')} {params[name]}" for name in defaults
+               if name in params and params[name] != expected[name]]
     return " ".join(["seqrec train", *changed])
 
 

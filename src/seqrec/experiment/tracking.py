@@ -56,9 +56,12 @@ def finished_run(config: TrainConfig, split: Split) -> RunSummary | None:
     candidates = mlflow.search_runs(
         filter_string=f"attributes.status = 'FINISHED' and params.data_sha256 = '{split.checksum}'",
         order_by=["attributes.start_time DESC"], output_format="list")
-    runs = [run for run in candidates
-            if all(resolved_params(run.data.params).get(name, defaults[name]) == value
-                   for name, value in wanted.items())][:1]
+
+    def trained_config(run) -> bool:
+        logged = resolved_params(run.data.params)
+        return all(logged.get(name, defaults[name]) == value for name, value in wanted.items())
+
+    runs = [run for run in candidates if trained_config(run)][:1]
     metrics = runs[0].data.metrics if runs else {}
     if "best_epoch" not in metrics or not any(name.startswith("test_") for name in metrics):
         return None
