@@ -70,7 +70,8 @@ def train_step(split_dir: str, epochs: int, n_batches: int) -> dict:
     started = time.perf_counter()
     split = load_split(Path(split_dir))
     load_seconds = time.perf_counter() - started
-    config = TrainConfig()
+    # the network alone, as docs/operations.md measured it: exclude_seen's seen-sets and SLIST are not part of it
+    config = TrainConfig(exclude_seen=False, slist_weight=0.0)
     keep_freed_memory()
     batches = TrainingBatches(split.train, config, seed=0)
     model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, return_sequences=True)
