@@ -36,10 +36,11 @@ from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_prob
                  scored_inputs)  # the zoo's ensembles
 
 from mlflow.entities import Run  # noqa: E402
-from seqrec.core.baselines import SLIST, user_item_matrix  # noqa: E402
+from seqrec.core.baselines import user_item_matrix  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
 from seqrec.core.ensemble import blended_distribution  # noqa: E402
-from seqrec.core.ties import fitted_in_tie_order, train_tie_order  # noqa: E402
+from seqrec.core.ties import train_tie_order  # noqa: E402
+from seqrec.core.training import run_slist  # noqa: E402
 from seqrec.experiment.cli import Parser, run_groups, script_status  # noqa: E402
 from seqrec.experiment.ensemble_run import group_name, member_runs, members_split, shared_param  # noqa: E402
 
@@ -92,8 +93,7 @@ def slist_outputs(split: Split, runs: dict[str, Run],
     Its outputs for each group of users, and which items each user has read."""
     seeds = {run.data.params.get("seed", "0") for run in runs.values()}
     ties = train_tie_order(split, shared_param(runs, "tie_order"), float(shared_param(runs, "tie_noise")))
-    model = SLIST().fit(fitted_in_tie_order(split, ties, int(seeds.pop()) if len(seeds) == 1 else 0).train,
-                        split.n_items)
+    model = run_slist(split, ties, int(seeds.pop()) if len(seeds) == 1 else 0)
     return {users: (model.predicted(given), user_item_matrix(given, split.n_items).toarray() > 0)
             for users, given in inputs.items()}
 

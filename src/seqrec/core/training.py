@@ -220,8 +220,12 @@ def slist_blend(split: Split, config: TrainConfig,
     baselines`` draws it with 0); None otherwise."""
     if not config.resolved_slist_weight:
         return None
-    linear = SLIST().fit(fitted_in_tie_order(split, ties, config.seed).train, split.n_items)
-    return partial(slist_blended, linear=linear, share=config.resolved_slist_weight)
+    return partial(slist_blended, linear=run_slist(split, ties, config.seed), share=config.resolved_slist_weight)
+
+
+def run_slist(split: Split, ties: TieOrder | None, seed: int) -> SLIST:
+    """SLIST as a run with ``slist_weight`` fits it: on the training users, in ``ties``' order drawn with ``seed``."""
+    return SLIST().fit(fitted_in_tie_order(split, ties, seed).train, split.n_items)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,
