@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from seqrec.core.ties import TIE_ORDERS
@@ -48,6 +49,36 @@ def auto_value(name: str, default_recipe: bool) -> bool | float:
     off."""
     off, on = AUTO_OPTIONS[name]
     return on if default_recipe else off
+
+
+def _is_fraction(value: float) -> bool:
+    return 0.0 <= value < 1.0
+
+
+# TrainConfig's one-field checks, in the order a run reports them: each field, its test, what it expects
+_CHOICES: dict[str, tuple[str, ...]] = {"regime": REGIMES, "model": MODELS, "loss": LOSSES, "tie_order": TIE_ORDERS,
+                                        "imputed_targets": IMPUTED_TARGETS, "precision": PRECISIONS,
+                                        "distribute": DISTRIBUTE}
+_POSITIVE_INTEGERS = ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead", "negatives", "blocks",
+                      "heads")
+_BOUNDS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("seed", lambda value: 0 <= value <= MAX_SEED, f"between 0 and {MAX_SEED}"),
+    ("patience", lambda value: value >= 0, "0 or more epochs"),
+    *((name, lambda value: value >= 1, "a positive integer") for name in _POSITIVE_INTEGERS),
+    ("cuts_per_user", lambda value: value >= 0, "0 (users drawn with replacement) or positive"),
+    ("projection", lambda value: value >= 0, "0 (none) or a positive size"),
+    ("dropout", _is_fraction, "in [0, 1)"),
+    ("lookahead_decay", lambda value: 0.0 < value <= 1.0, "in (0, 1]"),
+    ("rating_min_history", lambda value: value >= 0, "0 (always read the stars) or more items"),
+    ("item_dropout", _is_fraction, "in [0, 1) (0: every item of a training window is read)"),
+    ("rating_dropout", _is_fraction, "in [0, 1) (0: every known star is read)"),
+    ("rating_weight", lambda value: value >= 0, ">= 0"),
+    ("tie_noise", lambda value: value >= 0, ">= 0"),
+    ("lr", lambda value: value > 0, "positive"),
+    ("weight_decay", lambda value: value >= 0, "0 (Adam) or more (AdamW)"),
+    ("ema_momentum", _is_fraction, "in [0, 1) (0: no weight average)"),
+    ("label_smoothing", _is_fraction, "in [0, 1) (0: the plain CCE)"),
+)
 
 
 @dataclass(frozen=True)
@@ -98,80 +129,37 @@ class TrainConfig:
             value = getattr(self, spec.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{spec.name} must be a finite number, got {value}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be 0 or more epochs, got {self.patience}")
-        if self.regime not in REGIMES:
-            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("hidden", "embedding", "max_len", "batch_size", "epochs", "k", "lookahead", "negatives",
-                     "blocks", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.cuts_per_user < 0:
-            raise ValueError(f"cuts_per_user must be 0 (users drawn with replacement) or positive, "
-                             f"got {self.cuts_per_user}")
-        if self.cuts_per_user and self.regime != "paper":
-            # all_steps trains on every transition: a cut count would be silently ignored
-            raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name, holds, expected in _BOUNDS:
+            if not holds(getattr(self, name)):
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)}")
         for name, (off, _) in AUTO_OPTIONS.items():
             if isinstance(getattr(self, name), str) and getattr(self, name) != AUTO:
                 kind = "true or false" if isinstance(off, bool) else "a number"
                 raise ValueError(f"{name} must be {AUTO} or {kind}, got {getattr(self, name)!r}")
-        if self.resolved_exclude_seen and self.regime != "all_steps":
-            raise ValueError(f"exclude_seen is for regime=all_steps only, got regime={self.regime!r}")
-        if self.projection < 0:
-            raise ValueError(f"projection must be 0 (none) or a positive size, got {self.projection}")
-        if self.tied_output:
-            check_tied_output(self.model, self.hidden, self.embedding, self.projection)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.lookahead_decay <= 1.0:
-            raise ValueError(f"lookahead_decay must be in (0, 1], got {self.lookahead_decay}")
-        if self.tie_order not in TIE_ORDERS:
-            raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {self.tie_order!r}")
-        if self.imputed_targets not in IMPUTED_TARGETS:
-            raise ValueError(f"imputed_targets must be one of {IMPUTED_TARGETS}, got {self.imputed_targets!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.distribute not in DISTRIBUTE:
-            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
-        if self.rating_min_history < 0:
-            raise ValueError(f"rating_min_history must be 0 (always read the stars) or more items, "
-                             f"got {self.rating_min_history}")
-        if self.rating_min_history and not self.rating_input:
-            raise ValueError(f"rating_min_history is for rating_input=true only (a model without the stars has none "
-                             f"to leave out), got rating_min_history={self.rating_min_history}")
-        if not 0.0 <= self.item_dropout < 1.0:
-            raise ValueError(f"item_dropout must be in [0, 1) (0: every item of a training window is read), "
-                             f"got {self.item_dropout}")
-        if not 0.0 <= self.rating_dropout < 1.0:
-            raise ValueError(f"rating_dropout must be in [0, 1) (0: every known star is read), "
-                             f"got {self.rating_dropout}")
-        if self.rating_dropout and not self.rating_input:
-            raise ValueError(f"rating_dropout is for rating_input=true only, got rating_dropout={self.rating_dropout}")
-        if self.rating_weight < 0:
-            raise ValueError(f"rating_weight must be >= 0, got {self.rating_weight}")
-        if self.tie_noise < 0:
-            raise ValueError(f"tie_noise must be >= 0, got {self.tie_noise}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be 0 (Adam) or more (AdamW), got {self.weight_decay}")
-        if not 0.0 <= self.ema_momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in [0, 1) (0: no weight average), got {self.ema_momentum}")
         if not 0.0 <= self.lr_warmup_epochs < self.epochs:
             raise ValueError(f"lr_warmup_epochs must be in [0, epochs={self.epochs}) (0: no warm-up), "
                              f"got {self.lr_warmup_epochs}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1) (0: the plain CCE), got {self.label_smoothing}")
+        self.check_combinations()
+        self.check_slist_weight()
+
+    def check_combinations(self) -> None:
+        """Options that only mean something beside another setting: refused elsewhere rather than silently ignored."""
+        if self.cuts_per_user and self.regime != "paper":  # all_steps trains on every transition
+            raise ValueError(f"cuts_per_user is for regime=paper only, got regime={self.regime!r}")
+        if self.resolved_exclude_seen and self.regime != "all_steps":
+            raise ValueError(f"exclude_seen is for regime=all_steps only, got regime={self.regime!r}")
+        if self.tied_output:
+            check_tied_output(self.model, self.hidden, self.embedding, self.projection)
+        if self.rating_min_history and not self.rating_input:
+            raise ValueError(f"rating_min_history is for rating_input=true only (a model without the stars has none "
+                             f"to leave out), got rating_min_history={self.rating_min_history}")
+        if self.rating_dropout and not self.rating_input:
+            raise ValueError(f"rating_dropout is for rating_input=true only, got rating_dropout={self.rating_dropout}")
         if self.label_smoothing and self.loss != "cce":
             raise ValueError(f"label_smoothing is for loss=cce only, got loss={self.loss!r}")
-        self.check_slist_weight()
 
     def is_default_recipe(self) -> bool:
         """Whether ``auto`` turns ``exclude_seen`` and the SLIST blend on (:func:`is_default_recipe`)."""
