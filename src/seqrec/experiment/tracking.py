@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -23,13 +24,16 @@ from seqrec.core.recommend import ServingCatalogue
 from seqrec.core.sampling import imputed_target_mask
 from seqrec.core.scoring import evaluate_scores, format_table, new_user_curve, new_user_metrics, score_users
 from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
-from seqrec.core.training import fit
+from seqrec.core.training import TrainResult, fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
 from seqrec.experiment.records import (log_data, log_params_once, logged_params, resolved_params, train_defaults,
                                        used_params)
 from seqrec.experiment.resume import log_missing_epochs, record_run, run_to_continue
 from seqrec.experiment.serve import log_recommender
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass
@@ -130,29 +134,41 @@ def train_run(config: TrainConfig, split: Split, output: Path | None = None, *, 
         val = {metric_name(name, "val_"): values[result.best_epoch - 1]
                for name, values in result.history.items() if name.startswith("val_")}
         val.update({f"held_out_{name}": value for name, value in result.held_out.items()})
-        # trials never see the test users: their figures are drawn on the validation users
-        plotted = "test" if evaluate_test else "val"
-        scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
-        test = (evaluate_scores(scores, split.test, config.k, split.item_popularity, split.item_similarity)
-                if evaluate_test else None)
-        new_users, test_metrics = None, None
-        if test is not None:
-            new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, config.k)
-            test_metrics = {**test, **new_user_metrics(new_users, config.k)}
-            mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test_metrics.items()})
         log_params_once({"replicas": result.replicas})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
                             "train_tokens_per_second": result.tokens_per_second,
                             **{mlflow_name(name, "best_val_"): value for name, value in val.items()}})
-        log_run_plots(result.model, result.history, split, plotted, config.k, scores, new_users)
-        with tempfile.TemporaryDirectory() as tmp:
-            model_file = Path(tmp) / "scoring_model.keras"
-            result.model.save(model_file)
-            log_recommender(model_file, ServingCatalogue.build(split.catalogue, split.item_popularity))
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            result.model.save(output)
+        test, test_metrics = _evaluate_and_plot(result, split, config.k, evaluate_test)
+        _log_model(result.model, split, output)
     if test is not None and show_test:
         print(format_table(test, title=f"test users ({len(split.test)}), best epoch {result.best_epoch}:"))
     return RunSummary(run.info.run_id, result.best_epoch, val, test_metrics, result.train_seconds,
                       result.tokens_per_second)
+
+
+def _evaluate_and_plot(result: TrainResult, split: Split, k: int, evaluate_test: bool
+                       ) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """The kept model on the test users (their metrics, then with the new-user curve's) and the run's plots.
+    Trials never see the test users: their plots are drawn on the validation users and they get (None, None)."""
+    plotted = "test" if evaluate_test else "val"
+    scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
+    if not evaluate_test:
+        log_run_plots(result.model, result.history, split, plotted, k, scores, None)
+        return None, None
+    test = evaluate_scores(scores, split.test, k, split.item_popularity, split.item_similarity)
+    new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, k)
+    test_metrics = {**test, **new_user_metrics(new_users, k)}
+    mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test_metrics.items()})
+    log_run_plots(result.model, result.history, split, plotted, k, scores, new_users)
+    return test, test_metrics
+
+
+def _log_model(model: keras.Model, split: Split, output: Path | None) -> None:
+    """The kept model as the run's servable recommender, and as ``output`` where one is asked for."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "scoring_model.keras"
+        model.save(model_file)
+        log_recommender(model_file, ServingCatalogue.build(split.catalogue, split.item_popularity))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        model.save(output)
