@@ -70,11 +70,11 @@ def train_step(split_dir: str, epochs: int, n_batches: int) -> dict:
     started = time.perf_counter()
     split = load_split(Path(split_dir))
     load_seconds = time.perf_counter() - started
-    # the network alone, as docs/operations.md measured it: exclude_seen's seen-sets and SLIST are not part of it
-    config = TrainConfig(exclude_seen=False, slist_weight=0.0)
+    # the network alone, as docs/operations.md measured it (dropout 0.2, no exclude_seen seen-sets, no SLIST)
+    config = TrainConfig(exclude_seen=False, slist_weight=0.0, dropout=0.2)
     keep_freed_memory()
     batches = TrainingBatches(split.train, config, seed=0)
-    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, return_sequences=True)
+    model = build_model(split.n_items, config.hidden, config.embedding, config.resolved_dropout, return_sequences=True)
     model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=NextItemsCrossentropy(config.lookahead_decay))
     warm = 3
     draws, rss, tokens, seconds = [], [], 0, 0.0

@@ -118,7 +118,7 @@ def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, flo
     keras.utils.set_random_seed(config.seed)
     steps = TrainingBatches(split.train, config, seed=config.seed, n_items=split.n_items)
     skip_padding = padding == "skip" and training.skips_padding(config)
-    model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+    model = build_model(split.n_items, config.hidden, config.embedding, config.resolved_dropout, config.cell,
                         config.projection, return_sequences=True, model=config.model, max_len=config.max_len,
                         blocks=config.blocks, heads=config.heads, skip_padding=skip_padding,
                         exclude_seen=config.resolved_exclude_seen)

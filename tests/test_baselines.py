@@ -191,7 +191,8 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
 
     with mlflow.start_run(run_name="rnn-cce-default") as default:  # auto as `mlflow run` logs it, and what it used
         mlflow.log_params({"regime": "all_steps", "model": "rnn", "loss": "cce", "exclude_seen": "auto",
-                           "slist_weight": "auto", "exclude_seen_used": "true", "slist_weight_used": "0.7"})
+                           "slist_weight": "auto", "dropout": "auto", "exclude_seen_used": "true",
+                           "slist_weight_used": "0.7", "dropout_used": "0.0"})
         mlflow.log_metrics({"test_sps_at_5": 0.85})
 
     runs = report.collect_runs(k=5)
@@ -218,7 +219,7 @@ def test_run_baselines_logs_tagged_runs_and_report_builds_table(synthetic_split_
     sasrec_row = next(line for line in markdown.splitlines() if line.startswith("| SASRec-CCE | ours"))
     assert "| 25.00 |" in sasrec_row and sasrec_row.endswith("| 42 | `seqrec train --model sasrec` |")  # time, command
     # the params that differ from the defaults; a run from before the auto options had them off, which auto is not
-    assert rnn_row.endswith("| `seqrec train --hidden 8 --exclude-seen false --slist-weight 0.0` |")
+    assert rnn_row.endswith("| `seqrec train --hidden 8 --dropout 0.2 --exclude-seen false --slist-weight 0.0` |")
     assert pop_row.endswith("| `seqrec baselines --methods pop` |")
     default_row = next(line for line in markdown.splitlines() if line.startswith("| RNN-CCE exclude_seen + SLIST 0.7"))
     assert default_row.endswith("| `seqrec train` |")  # auto reproduces it

@@ -163,12 +163,13 @@ def test_commands_started_together_on_a_new_sqlite_store_all_run(tmp_path):
 
 def test_the_default_gru_run_is_logged_served_and_evaluated_as_its_blend_with_slist(synthetic_split_dir,
                                                                                     mlflow_tracking):
-    assert main(["train", "--data", str(synthetic_split_dir), *TINY]) == 0  # exclude_seen and slist_weight: auto
+    assert main(["train", "--data", str(synthetic_split_dir), *TINY]) == 0  # exclude_seen, slist_weight, dropout: auto
     run = mlflow.search_runs(output_format="list")[0]
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert (params["exclude_seen"], params["slist_weight"]) == ("auto", "auto")  # as given, as `mlflow run` logs
-    assert (params["exclude_seen_used"], params["slist_weight_used"]) == ("true", "0.7")
+    used = (params["exclude_seen_used"], params["slist_weight_used"], params["dropout_used"])
+    assert used == ("true", "0.7", "0.0")
     uri = f"runs:/{run.info.run_id}/recommender"
     assert load_scorer(uri)[0].name == "rnn_cce_slist"  # the blend is the model: SLIST's weights inside
     result = run_seqrec("evaluate", "--model", uri, "--data", str(synthetic_split_dir), "--json")

@@ -76,44 +76,52 @@ def test_settings_the_blend_cannot_score_are_refused(change: dict, message: str)
         TrainConfig(**change)
 
 
-@pytest.mark.parametrize(("settings", "exclude_seen", "slist_weight"), [
-    ({}, True, 0.7),  # the default recipe: the GRU, the full softmax at every step, items only
-    ({"cell": "lstm", "hidden": 50}, True, 0.7),
-    ({"regime": "paper"}, False, 0.0),  # the paper's own RNN-CCE
-    ({"loss": "bpr"}, False, 0.0),
-    ({"rating_input": True}, False, 0.0),
-    ({"model": "sasrec"}, False, 0.0),
-    ({"exclude_seen": False}, False, 0.7),  # a value given is a value used
-    ({"slist_weight": 0.0}, True, 0.0),
-    ({"model": "sasrec", "exclude_seen": True, "slist_weight": 0.5}, True, 0.5),
+@pytest.mark.parametrize(("settings", "exclude_seen", "slist_weight", "dropout"), [
+    ({}, True, 0.7, 0.0),  # the default recipe: the GRU, the full softmax at every step, items only
+    ({"cell": "lstm", "hidden": 50}, True, 0.7, 0.0),
+    ({"regime": "paper"}, False, 0.0, 0.2),  # the paper's own RNN-CCE
+    ({"loss": "bpr"}, False, 0.0, 0.2),
+    ({"rating_input": True}, False, 0.0, 0.2),
+    ({"model": "sasrec"}, False, 0.0, 0.2),
+    ({"exclude_seen": False}, False, 0.7, 0.0),  # a value given is a value used
+    ({"slist_weight": 0.0}, True, 0.0, 0.0),
+    ({"dropout": 0.3}, True, 0.7, 0.3),
+    ({"model": "sasrec", "exclude_seen": True, "slist_weight": 0.5, "dropout": 0.0}, True, 0.5, 0.0),
 ])
-def test_auto_turns_exclude_seen_and_the_blend_on_for_the_default_recipe_only(settings: dict, exclude_seen: bool,
-                                                                              slist_weight: float) -> None:
+def test_auto_gives_the_default_recipe_its_options_and_leaves_the_others_as_before(
+        settings: dict, exclude_seen: bool, slist_weight: float, dropout: float) -> None:
     config = TrainConfig(**settings)
-    assert (config.resolved_exclude_seen, config.resolved_slist_weight) == (exclude_seen, slist_weight)
-    assert {name: getattr(config, name) for name in ("exclude_seen", "slist_weight")} == {
-        "exclude_seen": settings.get("exclude_seen", "auto"), "slist_weight": settings.get("slist_weight", "auto")}
+    assert (config.resolved_exclude_seen, config.resolved_slist_weight, config.resolved_dropout) == (
+        exclude_seen, slist_weight, dropout)
+    assert {name: getattr(config, name) for name in ("exclude_seen", "slist_weight", "dropout")} == {
+        name: settings.get(name, "auto") for name in ("exclude_seen", "slist_weight", "dropout")}
 
 
 def test_auto_resolves_again_when_a_setting_changes() -> None:
     paper = replace(TrainConfig(), regime="paper")  # not refused: auto is not "true" carried over
-    assert (paper.resolved_exclude_seen, paper.resolved_slist_weight) == (False, 0.0)
+    assert (paper.resolved_exclude_seen, paper.resolved_slist_weight, paper.resolved_dropout) == (False, 0.0, 0.2)
     with pytest.raises(ValueError, match="exclude_seen must be auto or true or false, got 'yes'"):
         TrainConfig(exclude_seen="yes")
+    with pytest.raises(ValueError, match="dropout must be auto or a number, got 'high'"):
+        TrainConfig(dropout="high")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        TrainConfig(dropout=1.0)
     with pytest.raises(ValueError, match="exclude_seen is for regime=all_steps only"):
         TrainConfig(regime="paper", exclude_seen=True)
 
 
 def test_a_run_logged_with_auto_or_before_the_options_reads_as_what_it_trained() -> None:
-    auto = {"model": "rnn", "regime": "all_steps", "loss": "cce", "exclude_seen": "auto", "slist_weight": "auto"}
-    assert resolved_params(auto) == {**auto, "exclude_seen": "true", "slist_weight": "0.7"}
-    logged = {**auto, "exclude_seen_used": "true", "slist_weight_used": "0.7"}  # what a run logs beside them
+    auto = {"model": "rnn", "regime": "all_steps", "loss": "cce", "exclude_seen": "auto", "slist_weight": "auto",
+            "dropout": "auto"}
+    assert resolved_params(auto) == {**auto, "exclude_seen": "true", "slist_weight": "0.7", "dropout": "0.0"}
+    logged = {**auto, "exclude_seen_used": "true", "slist_weight_used": "0.7", "dropout_used": "0.0"}  # logged beside
     assert resolved_params(logged) == resolved_params(auto)
-    assert resolved_params({**auto, "regime": "paper"})["slist_weight"] == "0.0"
+    assert [resolved_params({**auto, "regime": "paper"})[name] for name in ("slist_weight", "dropout")] == ["0.0", "0.2"]
     before = {"model": "rnn", "regime": "all_steps", "loss": "cce"}  # logged before the options existed: off
-    assert resolved_params(before) == {**before, "exclude_seen": "false", "slist_weight": "0.0"}
+    assert resolved_params(before) == {**before, "exclude_seen": "false", "slist_weight": "0.0", "dropout": "0.2"}
     trained = resolved_params({**logged_params(TrainConfig()), **used_params(TrainConfig())})  # as train_run logs
-    assert (trained["exclude_seen"], trained["slist_weight"]) == ("true", "0.7") and "exclude_seen_used" not in trained
+    assert (trained["exclude_seen"], trained["slist_weight"], trained["dropout"]) == ("true", "0.7", "0.0")
+    assert "exclude_seen_used" not in trained and "dropout_used" not in trained
 
 
 def test_a_gru_is_validated_kept_and_returned_as_its_blend(synthetic_split_dir: Path) -> None:

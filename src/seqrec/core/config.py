@@ -17,11 +17,12 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype polic
 DISTRIBUTE = ("auto", "none", "mirrored")  # see TrainConfig.distribute
 # rating predictors of seqrec.core.explicit, named here so that the command line knows them without loading Keras
 PREDICTORS = ("global_mean", "user_mean", "item_mean", "biased_mf", "item_autorec", "user_autorec")
-AUTO = "auto"  # exclude_seen and slist_weight: on for the default recipe, off where they do not apply
+AUTO = "auto"  # exclude_seen, slist_weight, dropout: the default recipe's values for it, the earlier ones elsewhere
 DEFAULT_SLIST_WEIGHT = 0.7  # SLIST's share of the default's blend, chosen on validation (docs/models.md)
-# the options that default to auto: (off, as before the option existed; on, for the default recipe)
+# the options that default to auto: (elsewhere, as before auto existed; for the default recipe), chosen on validation
 AUTO_OPTIONS: dict[str, tuple[bool | float, bool | float]] = {"exclude_seen": (False, True),
-                                                               "slist_weight": (0.0, DEFAULT_SLIST_WEIGHT)}
+                                                               "slist_weight": (0.0, DEFAULT_SLIST_WEIGHT),
+                                                               "dropout": (0.2, 0.0)}
 AUTOREC_LR = 3e-4  # the autoencoders' Adam step: at 1e-3 they overfitted within 10 epochs (docs/models.md)
 RATING_PATIENCE = 10  # epochs the learned rating predictors wait for a better held-out RMSE (docs/models.md)
 
@@ -37,10 +38,10 @@ def check_tied_output(model: str, hidden: int, embedding: int, projection: int) 
 
 
 def is_default_recipe(model: str, regime: str, loss: str, rating_input: bool) -> bool:
-    """Where ``auto`` turns ``exclude_seen`` and the SLIST blend on: the GRU (or LSTM) with the full softmax over
-    every step, reading items alone, the kind of network they were chosen on (docs/results.md). The paper's
-    regime, the sampled losses, the star inputs and the other models keep the behaviour they had before the two
-    options existed."""
+    """Where ``auto`` turns ``exclude_seen`` and the SLIST blend on and dropout off: the GRU (or LSTM) with the full
+    softmax over every step, reading items alone, the kind of network they were chosen on (docs/results.md). The
+    paper's regime, the sampled losses, the star inputs and the other models keep the behaviour they had before the
+    options were ``auto``."""
     return model == "rnn" and regime == "all_steps" and loss == "cce" and not rating_input
 
 
@@ -88,7 +89,7 @@ class TrainConfig:
     model: str = "rnn"
     hidden: int = 256
     embedding: int = 128
-    dropout: float = 0.2
+    dropout: float | str = AUTO
     item_dropout: float = 0.0
     max_len: int = 50
     batch_size: int = 64
@@ -132,13 +133,13 @@ class TrainConfig:
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-        for name, holds, expected in _BOUNDS:
-            if not holds(getattr(self, name)):
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)}")
         for name, (off, _) in AUTO_OPTIONS.items():
             if isinstance(getattr(self, name), str) and getattr(self, name) != AUTO:
                 kind = "true or false" if isinstance(off, bool) else "a number"
                 raise ValueError(f"{name} must be {AUTO} or {kind}, got {getattr(self, name)!r}")
+        for name, holds, expected in _BOUNDS:
+            if not holds(self.resolved(name) if name in AUTO_OPTIONS else getattr(self, name)):
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name)}")
         if not 0.0 <= self.lr_warmup_epochs < self.epochs:
             raise ValueError(f"lr_warmup_epochs must be in [0, epochs={self.epochs}) (0: no warm-up), "
                              f"got {self.lr_warmup_epochs}")
@@ -162,7 +163,7 @@ class TrainConfig:
             raise ValueError(f"label_smoothing is for loss=cce only, got loss={self.loss!r}")
 
     def is_default_recipe(self) -> bool:
-        """Whether ``auto`` turns ``exclude_seen`` and the SLIST blend on (:func:`is_default_recipe`)."""
+        """Whether ``auto`` gives the default recipe's values (:func:`is_default_recipe`)."""
         return is_default_recipe(self.model, self.regime, self.loss, self.rating_input)
 
     def resolved(self, name: str) -> bool | float:
@@ -177,6 +178,10 @@ class TrainConfig:
     @property
     def resolved_slist_weight(self) -> float:
         return float(self.resolved("slist_weight"))
+
+    @property
+    def resolved_dropout(self) -> float:
+        return float(self.resolved("dropout"))
 
     def check_slist_weight(self) -> None:
         """``slist_weight`` (SLIST's share of the blend the network is validated, kept and served in,

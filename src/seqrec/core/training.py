@@ -200,7 +200,7 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
                               seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known,
                               n_items=split.n_items)
     with dtype_policy(config.precision), strategy.scope():
-        model = build_model(split.n_items, config.hidden, config.embedding, config.dropout, config.cell,
+        model = build_model(split.n_items, config.hidden, config.embedding, config.resolved_dropout, config.cell,
                             config.projection, return_sequences=config.regime == "all_steps",
                             rating_input=config.rating_input, rating_min_history=config.rating_min_history,
                             model=config.model, max_len=config.max_len, blocks=config.blocks, heads=config.heads,

@@ -37,7 +37,8 @@ TRAIN_HELP = {
              "(mean of the history's embeddings) or mingru (minGRU: gates from the input only)",
     "hidden": "recurrent units (rnn, mingru), feed-forward width (sasrec) or convolution channels (cnn)",
     "embedding": "item embedding size",
-    "dropout": "dropout rate after the sequence layers (and inside the attention and minGRU blocks)",
+    "dropout": "dropout rate after the sequence layers (and inside the attention and minGRU blocks); "
+               "auto: 0 where exclude_seen's auto is true (3 epochs barely fit), else 0.2",
     "max_len": "training window length (items); evaluation always reads the full history",
     "batch_size": "examples per batch",
     "lr": "peak Adam learning rate (cosine decay over the epochs)",

@@ -29,7 +29,7 @@ def logged_params(config: TrainConfig) -> dict[str, str]:
     return {name: str(param_value(value)) for name, value in asdict(config).items()}
 
 
-# The options that default to auto, as a run logged before they existed trained: off
+# The options that default to auto, as a run logged before they existed trained: their earlier values
 AUTO_OPTIONS_BEFORE = {name: str(param_value(off)) for name, (off, _) in AUTO_OPTIONS.items()}
 
 
