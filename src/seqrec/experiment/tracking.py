@@ -150,16 +150,16 @@ def _evaluate_and_plot(result: TrainResult, split: Split, k: int, evaluate_test:
                        ) -> tuple[dict[str, float] | None, dict[str, float] | None]:
     """The kept model on the test users (their metrics, then with the new-user curve's) and the run's plots.
     Trials never see the test users: their plots are drawn on the validation users and they get (None, None)."""
-    plotted = "test" if evaluate_test else "val"
-    scores = score_users(result.model, split_half(split.test if evaluate_test else split.val)[0])
     if not evaluate_test:
-        log_run_plots(result.model, result.history, split, plotted, k, scores, None)
+        scores = score_users(result.model, split_half(split.val)[0])
+        log_run_plots(result.model, result.history, split, "val", k, scores, None)
         return None, None
+    scores = score_users(result.model, split_half(split.test)[0])
     test = evaluate_scores(scores, split.test, k, split.item_popularity, split.item_similarity)
     new_users = new_user_curve(lambda given: score_users(result.model, given), split.test, k)
     test_metrics = {**test, **new_user_metrics(new_users, k)}
     mlflow.log_metrics({mlflow_name(name, "test_"): value for name, value in test_metrics.items()})
-    log_run_plots(result.model, result.history, split, plotted, k, scores, new_users)
+    log_run_plots(result.model, result.history, split, "test", k, scores, new_users)
     return test, test_metrics
 
 
