@@ -613,12 +613,7 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
     trial once it has run more than ``warmup_epochs`` epochs (set it below the epochs per trial). Give
     concurrent workers different seeds.
     """
-    if suggest is None:
-        suggest, space_file = load_search_space(search_space_path)
-        source = str(space_file)
-    else:
-        space_file, source = None, getattr(suggest, "__name__", "suggest")
-        check_search_space(suggest, source)
+    suggest, space_file, source = _search_space(suggest, search_space_path)
     export_path = Path(export_path)
     study = create_study(split, study_name, storage, seed, warmup_epochs, pruner,
                          heartbeat_interval=heartbeat_interval, grace_period=grace_period, max_retry=max_retry)
@@ -632,33 +627,58 @@ def run_study(split: Split, *, n_trials: int | None, timeout: float | None = Non
             mlflow.log_artifact(str(space_file), artifact_path="tuning")
         started = time.perf_counter()
         objective = _objective(split, suggest, epochs_per_trial, seed, study_name, source)
-        mark_worker(study, left=False)
-        try:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
-            _run_requeued(study, objective)
-        finally:
-            mark_worker(study, left=True)
+        _optimize(study, objective, n_trials, timeout)
         study_seconds = time.perf_counter() - started
         mlflow.log_metric("study_seconds", study_seconds)
         best, states = _log_outcome(study)
         publisher = last_finisher(study)
         mlflow.set_tags({"seqrec.publisher": str(publisher).lower()})
-        model_run_id, val, version, test = best.user_attrs[RUN_ID_ATTR], {}, None, None
+        model_run_id, val, version, test, origin = best.user_attrs[RUN_ID_ATTR], {}, None, None, None
         if publisher:
             model_run_id, val, origin = _refit(best, split, suggest, final_epochs, seed, source)
             version, test = _publish(study, best, split, model_run_id, val, origin, export_path, register_name)
 
-    n_trials_total = sum(states.values())
-    print(f"study {study_name!r} ({shown_url(storage)}): {n_trials_total} trials "
-          f"({', '.join(f'{count} {state.lower()}' for state, count in states.items())})")
-    print(f"best trial {best.number}: validation sps@{K} {100 * best.value:.2f} %, params {best.params}")
-    if publisher:
-        print(f"registered models:/{register_name}/{version} (alias @{CHAMPION}, run {model_run_id}), "
-              f"exported to {export_path}")
-        print(format_table(test, title=f"{origin.lower()} on the test users ({len(split.test)}):"))
-    else:
+    summary = TuneSummary(study_name, shown_url(storage), parent.info.run_id, sum(states.values()), states,
+                          best.number, best.value, dict(best.params), best.user_attrs[RUN_ID_ATTR], model_run_id,
+                          version, export_path, val, test, study_seconds)
+    _print_summary(summary, register_name, origin, len(split.test))
+    return summary
+
+
+def _search_space(suggest: Callable[[optuna.Trial], dict] | None,
+                  path: Path) -> tuple[Callable[[optuna.Trial], dict], Path | None, str]:
+    """The study's suggest function, the file it came from (None for one given in code) and its name for the logs:
+    a function given in code is checked as a file's would be, before any trial starts."""
+    if suggest is None:
+        suggest, space_file = load_search_space(path)
+        return suggest, space_file, str(space_file)
+    source = getattr(suggest, "__name__", "suggest")
+    check_search_space(suggest, source)
+    return suggest, None, source
+
+
+def _optimize(study: optuna.Study, objective: Callable, n_trials: int | None, timeout: float | None) -> None:
+    """This worker's trials, then any that a lost worker left to be requeued; the worker is marked as working
+    meanwhile, so that the last one to finish (:func:`last_finisher`) publishes the study."""
+    mark_worker(study, left=False)
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=True)
+        _run_requeued(study, objective)
+    finally:
+        mark_worker(study, left=True)
+
+
+def _print_summary(summary: TuneSummary, register_name: str, origin: str | None, n_test_users: int) -> None:
+    """The study's outcome on the terminal. ``origin`` names the published model (the best trial or its refit);
+    None where another worker publishes."""
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in summary.states.items())
+    print(f"study {summary.study_name!r} ({summary.storage}): {summary.n_trials} trials ({counts})")
+    print(f"best trial {summary.best_trial}: validation sps@{K} {100 * summary.best_value:.2f} %, "
+          f"params {summary.best_params}")
+    if origin is None:
         print("other workers' trials finished after this worker's: the last of them to finish publishes the study's "
               f"best trial as @{CHAMPION}")
-    return TuneSummary(study_name, shown_url(storage), parent.info.run_id, n_trials_total, states, best.number,
-                       best.value, dict(best.params), best.user_attrs[RUN_ID_ATTR], model_run_id, version,
-                       export_path, val, test, study_seconds)
+        return
+    print(f"registered models:/{register_name}/{summary.model_version} (alias @{CHAMPION}, run "
+          f"{summary.model_run_id}), exported to {summary.export_path}")
+    print(format_table(summary.test, title=f"{origin.lower()} on the test users ({n_test_users}):"))
