@@ -16,13 +16,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from seqrec.core.data import (ITEM_MAPPING_FILE, SEQUENCE_FILES, STATS_FILE, TIMESTAMP_FILES, DataError, Sequences,
                               os_error, write_item_mapping, write_sequences, write_timestamps)
-from seqrec.core.ratings import NETFLIX_FILES, read_movie_titles, read_ratings
+from seqrec.core.ratings import NETFLIX_FILES, RatingsTable, read_movie_titles, read_ratings
 
 PREPARE_FILE = "prepare.json"
 DEFAULT_N_VAL = 500
@@ -149,19 +150,12 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
     movies = Path(movies_path) if movies_path is not None else _default_movies_path(ratings_path)
     table = read_ratings(ratings_path)
     titles = read_movie_titles(movies) if movies is not None else {}
-
-    order = np.argsort(table.timestamp, kind="stable")  # ties keep file order
-    users, user_original = first_appearance_ids(table.user[order])
-    items, movie_original = first_appearance_ids(table.movie[order])
-    ratings = table.rating[order]
-    n_users, n_items = len(user_original), len(movie_original)
+    users, items, ratings, times, movie_original = _time_ordered(table, within_second, seed)
+    n_users = int(users.max()) + 1 if len(users) else 0
     if n_users < n_val + n_test + 1:
         raise DataError(ratings_path, None, f"at least n_val + n_test + 1 = {n_val + n_test + 1} users "
                         f"({n_val} validation, {n_test} test and one training user)", f"{n_users} users")
-
     group = _draw_groups(n_users, n_val, n_test, seed)
-    by_user = by_user_in_time(users, table.timestamp[order], within_second, seed)
-    users, items, ratings, times = users[by_user], items[by_user], ratings[by_user], table.timestamp[order][by_user]
     full = _set_sequences(users, items, ratings, n_users, np.ones(n_users, dtype=bool), times)
     sets = {name: _set_sequences(users, items, ratings, n_users, group == code, times)
             for code, name in enumerate(("train", "val", "test"))}
@@ -171,22 +165,37 @@ def prepare_split(ratings_path: str | Path, out_dir: str | Path, *, movies_path:
         "ratings": {"path": str(ratings_path.resolve()), "sha256": sha256_file(ratings_path)},
         "movies": ({"path": str(movies.resolve()), "sha256": sha256_file(movies)} if movies is not None else None),
         "seed": seed, "within_second": within_second, "n_val": n_val, "n_test": n_test, "n_users": n_users,
-        "n_items": n_items,
-        "n_interactions": len(table), "seqrec_version": _package_version(),
+        "n_items": len(movie_original), "n_interactions": len(table), "seqrec_version": _package_version(),
     }
-
-    def write(directory: Path) -> None:
-        for name, sequences in sets.items():
-            write_sequences(directory / SEQUENCE_FILES[name], sequences)
-        for name, sequences in sets.items():  # the times of every set: tie-aware metrics (ties.with_times)
-            write_timestamps(directory / TIMESTAMP_FILES[name], sequences, sequences.times)
-        _write_stats(directory / STATS_FILE, full, sets)
-        write_item_mapping(directory / ITEM_MAPPING_FILE, movie_original,
-                           [titles.get(int(movie), "") for movie in movie_original])
-        (directory / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-    _write_atomically(out_dir, write)
+    _write_atomically(out_dir, partial(_write_split, sets=sets, full=full, record=record,
+                                       movie_original=movie_original,
+                                       titles=[titles.get(int(movie), "") for movie in movie_original]))
     return out_dir
+
+
+def _time_ordered(table: RatingsTable, within_second: str,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ratings as (user, item, rating, time) arrays grouped by user in time order, with first-appearance ids
+    (users and items numbered in the order they first rate or are rated), and each item id's original MovieID.
+    Same-second ratings keep the file's order, or a ``seed``-drawn one (``within_second``)."""
+    order = np.argsort(table.timestamp, kind="stable")  # ties keep file order
+    users, _ = first_appearance_ids(table.user[order])
+    items, movie_original = first_appearance_ids(table.movie[order])
+    times = table.timestamp[order]
+    by_user = by_user_in_time(users, times, within_second, seed)
+    return users[by_user], items[by_user], table.rating[order][by_user], times[by_user], movie_original
+
+
+def _write_split(directory: Path, *, sets: dict[str, Sequences], full: Sequences, record: dict,
+                 movie_original: np.ndarray, titles: list[str]) -> None:
+    """Every file of a prepared split, into ``directory`` (a temporary one that :func:`_write_atomically` renames)."""
+    for name, sequences in sets.items():
+        write_sequences(directory / SEQUENCE_FILES[name], sequences)
+    for name, sequences in sets.items():  # the times of every set: tie-aware metrics (ties.with_times)
+        write_timestamps(directory / TIMESTAMP_FILES[name], sequences, sequences.times)
+    _write_stats(directory / STATS_FILE, full, sets)
+    write_item_mapping(directory / ITEM_MAPPING_FILE, movie_original, titles)
+    (directory / PREPARE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 OUT_DIR_EXPECTED = "an output directory that can be written (empty, new, or written by prepare_split)"
