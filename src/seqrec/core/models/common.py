@@ -200,7 +200,8 @@ class SeenItems(keras.layers.Layer):
     leaves them out too, and the network need not learn to push them down. Inputs: the logits (batch x steps x
     items, or the item steps of :class:`ItemSteps`), the window's ``item + 1`` ids, and the items read before the
     window as packed bits (:func:`seqrec.core.sampling.items_before`). An item counts as read from its own step
-    on. Finite, not -inf: a row whose every item was read stays finite (its target, a repeat, carries no weight)."""
+    on. Finite, not -inf: a row whose every item was read stays finite (its target, a repeat, carries no weight).
+    Added, not selected: the gradient reaching the logits is the softmax's."""
 
     def call(self, inputs):
         logits, items, packed = inputs
@@ -210,30 +211,27 @@ class SeenItems(keras.layers.Layer):
         # the logits' row of every window cell: all cells, or the cells holding an item in row order (ItemSteps)
         has_row = held if len(logits.shape) == 2 else ops.ones_like(held)
         row_of_cell = ops.reshape(ops.cumsum(ops.reshape(ops.cast(has_row, "int32"), (-1,))) - 1, (-1,))
-        rows, read = self.read_before(packed, n_items, has_row, row_of_cell, steps)
+        # the items read before the window, one dense row per window, copied to each of its logits rows: a gather
+        # of the rows is far cheaper than listing (row, item) pairs, a few hundred items at each of 50 steps
+        window_of_row = ops.nonzero(ops.reshape(has_row, (-1,)))[0] // steps
+        before = ops.cast(self.unpacked(packed, n_items), logits.dtype) * EXCLUDED_LOGIT
+        penalty = ops.take(before, window_of_row, axis=0)
         # the window's own items, each from its step on: (window, step, earlier step) triples
         earlier = ops.expand_dims(ops.arange(steps), 1) >= ops.expand_dims(ops.arange(steps), 0)
         window, step, source = ops.nonzero(ops.expand_dims(has_row, 2) & ops.expand_dims(held, 1) & earlier)
-        rows = ops.concatenate([rows, ops.take(row_of_cell, window * steps + step)])
-        read = ops.concatenate([read, ops.take(ops.reshape(items, (-1,)), window * steps + source) - 1])
-        # a sparse (row, item) list summed into one dense penalty: far cheaper than a one-hot per step. An item
-        # listed twice gets -2e9, as far out of the softmax; added, not selected, its gradient is the softmax's
-        flat = ops.reshape(logits, (-1, n_items))
-        penalty = ops.full(ops.shape(rows), EXCLUDED_LOGIT, dtype=logits.dtype)
-        penalty = ops.scatter(ops.stack([rows, read], axis=1), penalty, ops.shape(flat))
-        return ops.reshape(flat + penalty, ops.shape(logits))
+        rows = ops.take(row_of_cell, window * steps + step)
+        read = ops.take(ops.reshape(items, (-1,)), window * steps + source) - 1
+        penalty = ops.scatter_update(penalty, ops.stack([rows, read], axis=1),
+                                     ops.full(ops.shape(rows), EXCLUDED_LOGIT, dtype=logits.dtype))
+        return ops.reshape(ops.reshape(logits, (-1, n_items)) + penalty, ops.shape(logits))
 
     @staticmethod
-    def read_before(packed, n_items, has_row, row_of_cell, steps):
-        """(logits row, item) pairs of the items read before the window: each at every cell of its window."""
+    def unpacked(packed, n_items):
+        """The packed bits of :func:`seqrec.core.sampling.items_before` as windows x items 0/1 (bit 0 dropped)."""
         ops = keras.ops
         bits = ops.bitwise_and(ops.right_shift(ops.expand_dims(ops.cast(packed, "int32"), -1),
                                                ops.arange(8, dtype="int32")), 1)
-        before = ops.reshape(bits, (ops.shape(packed)[0], -1))[:, 1:n_items + 1]
-        window, item = ops.nonzero(before)
-        cells = ops.reshape(ops.expand_dims(window * steps, 1) + ops.arange(steps), (-1,))
-        kept = ops.nonzero(ops.take(ops.reshape(has_row, (-1,)), cells))[0]
-        return ops.take(row_of_cell, ops.take(cells, kept)), ops.take(ops.repeat(item, steps), kept)
+        return ops.reshape(bits, (ops.shape(packed)[0], -1))[:, 1:n_items + 1]
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
