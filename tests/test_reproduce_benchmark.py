@@ -381,3 +381,24 @@ def test_throughput_says_its_childs_one_line_for_a_missing_split(tmp_path):
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"seqrec benchmarks/throughput.py: error: {tmp_path / 'no'}: expected an existing split")
+
+
+def test_step_parts_times_each_part_of_a_step_at_the_sizes_given():
+    done = subprocess.run([sys.executable, str(BENCHMARK.with_name("step_parts.py")), "--items", "40", "--hidden", "8",
+                           "--embedding", "4", "--max-len", "5", "--batch-size", "3", "--repeats", "1", "--passes",
+                           "2"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(BENCHMARK.parents[1] / "src")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert "batch 3 x 5 steps, 12 held cells, embedding 4, hidden 8, 40 items" in lines[0]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in lines[3:]}
+    assert list(rows) == ["GRU", "output layer + softmax CE", "its matrix products", "its softmax CE"]
+    assert all(float(value) > 0 for values in rows.values() for value in values)
+
+
+def test_step_parts_refuses_a_size_that_is_not_a_positive_integer():
+    done = subprocess.run([sys.executable, str(BENCHMARK.with_name("step_parts.py")), "--hidden", "0"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(BENCHMARK.parents[1] / "src")})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("argument --hidden: expected a positive integer, got '0'")
