@@ -69,6 +69,24 @@ def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
     assert float(NextItemsCrossentropy(0.5)(two, logits[0, :2])) == pytest.approx(expected, rel=1e-5)
 
 
+def test_one_target_a_step_takes_the_fused_form_with_the_general_form_s_loss_and_gradient():
+    """A second target column of -1 carries no weight, so it scores the same steps through the log-softmax form."""
+    import tensorflow as tf
+
+    logits = tf.Variable(np.random.default_rng(2).normal(size=(5, 9)).astype("float32") * 3)
+    one = np.array([[4], [0], [-1], [8], [2]])
+    with_empty_column = np.concatenate([one, np.full_like(one, -1)], axis=1)
+    results = []
+    for targets in (one, with_empty_column):
+        with tf.GradientTape() as tape:
+            loss = NextItemsCrossentropy(0.5)(targets, logits)
+        results.append((float(loss), tape.gradient(loss, logits).numpy()))
+    (fused, fused_gradient), (general, general_gradient) = results
+    assert fused == pytest.approx(general, rel=1e-6)
+    np.testing.assert_allclose(fused_gradient, general_gradient, atol=1e-6)
+    assert np.all(fused_gradient[2] == 0)  # the step without a target
+
+
 def test_label_smoothing_spreads_its_share_over_the_items_the_softmax_ranks():
     logits = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
     logits[0, 2] += EXCLUDED_LOGIT  # an item the user read (exclude_seen): outside the softmax, and the smoothing
