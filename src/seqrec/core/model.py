@@ -163,14 +163,14 @@ class NextItemsCrossentropy(keras.losses.Loss):
     def call(self, targets, logits):
         ops = keras.ops
         targets = step_targets(ops.cast(targets, "int32"), logits)
-        steps = ops.arange(ops.shape(targets)[-1], dtype="float32")
-        weights = ops.power(self.decay, steps) * ops.cast(targets >= 0, "float32")
         if targets.shape[-1] == 1 and not self.label_smoothing:
             # one target a step (the default): the backend's fused softmax cross-entropy, which keeps no log-softmax
             # of the whole catalogue for its gradient: half the time of the general form below, the same loss
-            crossentropy = ops.sparse_categorical_crossentropy(ops.maximum(targets[..., 0], 0), logits,
-                                                               from_logits=True)
-            return weights[..., 0] * crossentropy / ops.maximum(weights[..., 0], 1e-9)
+            target = targets[..., 0]
+            crossentropy = ops.sparse_categorical_crossentropy(ops.maximum(target, 0), logits, from_logits=True)
+            return crossentropy * ops.cast(target >= 0, crossentropy.dtype)
+        steps = ops.arange(ops.shape(targets)[-1], dtype="float32")
+        weights = ops.power(self.decay, steps) * ops.cast(targets >= 0, "float32")
         log_probs = ops.log_softmax(logits, axis=-1)
         picked = ops.take_along_axis(log_probs, ops.maximum(targets, 0), axis=-1)
         loss = -ops.sum(weights * picked, axis=-1) / ops.maximum(ops.sum(weights, axis=-1), 1e-9)
