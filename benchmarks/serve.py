@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from seqrec.experiment.cli import script_status
+from seqrec.experiment.stack import end_child_group
 
 
 def _histories(args: argparse.Namespace, movie_ids: np.ndarray,
@@ -124,15 +124,7 @@ def http_latencies(model_uri: str, histories: list[list[int]], args: argparse.Na
         connection.close()
         return np.array(seconds)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(server.pid, sig)
-                server.wait(15)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        end_child_group(server)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -13,6 +12,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from seqrec.experiment.stack import end_child_group
 
 
 def free_port() -> int:
@@ -60,12 +61,4 @@ def scoring_server(python: str | Path, model_uri: str, env: dict[str, str], log_
             time.sleep(0.5)
         yield base, process
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(15)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        end_child_group(process)

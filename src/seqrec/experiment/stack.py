@@ -298,6 +298,19 @@ def stop_process_group(pid_file: Path, wait: float = 20.0) -> bool:
     return True
 
 
+def end_child_group(process: subprocess.Popen, wait: float = 15.0) -> None:
+    """SIGTERM a child started with ``start_new_session=True`` and its group, SIGKILL after ``wait``; reap it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
