@@ -18,12 +18,15 @@ their ``tie_noise``, their seed where they share one): ``(1 - b) × the
 group's probabilities + b × SLIST's outputs as a distribution``, each over the items a user has not read, one row
 per weight ``b``: the blend ``seqrec train --slist-weight b`` serves (``seqrec.core.ensemble.blended_distribution``).
 A run trained with ``slist_weight`` then enters with its network alone. A network and a linear model of the
-transitions err on different users; choose ``b`` on the validation columns.
+transitions err on different users; choose ``b`` on the validation columns. ``--slist-settings '{"window": 10}'``
+(repeatable) blends SLIST fitted with other settings than a run's (window 20, decay 0.8, L2 300, alpha 0), one set of
+rows each, the group's probabilities computed once.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from baseline_grid import settings  # noqa: E402
 from reproduce import add_validation_only, table_head  # noqa: E402
 from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_probabilities,  # noqa: E402
                  scored_inputs)  # the zoo's ensembles
@@ -52,15 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="where the members' split is now (default: their logged data_path)")
     parser.add_argument("--slist-weights", type=blend_weights, default=[],
                         help="comma-separated weights in (0, 1] of SLIST in a blend with each group and the mix")
+    parser.add_argument("--slist-settings", type=settings, action="append",
+                        help="a JSON object of SLIST's settings for the blends, such as '{\"window\": 10}' (repeat "
+                             "for more; default: a run's own)")
     add_validation_only(parser)
     args = parser.parse_args(argv)
+    if args.slist_settings and not args.slist_weights:
+        parser.error("--slist-settings needs --slist-weights: the weights of SLIST in the blends")
     groups_of_ids = [group for given in args.runs for group in given]
     runs = member_runs(groups_of_ids)  # unknown ids: one line
     split = members_split(runs, args.data)
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
-    linear = slist_outputs(split, runs, inputs) if args.slist_weights else None
+    try:
+        linear = {json.dumps(setting) if setting else "": slist_outputs(split, runs, inputs, setting)
+                  for setting in (args.slist_settings or [{}])} if args.slist_weights else {}
+    except (TypeError, ValueError) as error:  # an unknown setting or a value out of range
+        parser.error(f"--slist-settings: {error}")
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in groups_of_ids:
@@ -86,26 +99,29 @@ def blend_weights(text: str) -> list[float]:
     return weights
 
 
-def slist_outputs(split: Split, runs: dict[str, Run],
-                  inputs: dict[str, Sequences]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def slist_outputs(split: Split, runs: dict[str, Run], inputs: dict[str, Sequences],
+                  setting: dict[str, float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """SLIST fitted on the training users as a run trained with ``slist_weight`` fits it: in the members' order
-    inside a second (their ``tie_order`` and ``tie_noise``), drawn with their seed where they share one (else 0).
-    Its outputs for each group of users, and which items each user has read."""
+    inside a second (their ``tie_order`` and ``tie_noise``), drawn with their seed where they share one (else 0),
+    with ``setting``'s arguments. Its outputs for each group of users, and which items each user has read."""
     seeds = {run.data.params.get("seed", "0") for run in runs.values()}
     ties = train_tie_order(split, shared_param(runs, "tie_order"), float(shared_param(runs, "tie_noise")))
-    model = run_slist(split, ties, int(seeds.pop()) if len(seeds) == 1 else 0)
+    model = run_slist(split, ties, int(seeds.pop()) if len(seeds) == 1 else 0, setting)
     return {users: (model.predicted(given), user_item_matrix(given, split.n_items).toarray() > 0)
             for users, given in inputs.items()}
 
 
 def print_rows(name: str, probabilities: dict[str, np.ndarray], seconds: float,
-               linear: dict[str, tuple[np.ndarray, np.ndarray]] | None, weights: list[float], split: Split, k: int,
+               linear: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], weights: list[float], split: Split, k: int,
                shown: list[tuple[str, str, float, int]]) -> None:
-    """A group's (or the mix's) row, then its blend with SLIST at each weight."""
+    """A group's (or the mix's) row, then its blend at each weight with SLIST fitted with each setting."""
     print(ensemble_row(name, probabilities, seconds, split, k, shown), flush=True)
-    for weight in weights:
-        blend = {users: blended_distribution(probabilities[users], *linear[users], weight) for users in probabilities}
-        print(ensemble_row(f"{name} + SLIST × {weight:g}", blend, seconds, split, k, shown), flush=True)
+    for setting, outputs in linear.items():
+        for weight in weights:
+            blend = {users: blended_distribution(probabilities[users], *outputs[users], weight)
+                     for users in probabilities}
+            label = f"{name} + SLIST {setting} × {weight:g}" if setting else f"{name} + SLIST × {weight:g}"
+            print(ensemble_row(label, blend, seconds, split, k, shown), flush=True)
 
 
 if __name__ == "__main__":

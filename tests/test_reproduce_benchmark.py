@@ -165,6 +165,21 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
     with pytest.raises(SystemExit) as refused:
         mix.main(["--runs", ids["rnn"], "--slist-weights", "0"])
     assert refused.value.code == 2 and "weights in (0, 1]" in capsys.readouterr().err
+    # other SLIST settings: one set of blend rows each; a run's own settings, spelt out, give the rows above
+    own, first_order = '{"window": 20, "decay": 0.8, "l2": 300}', '{"window": 1}'
+    assert mix.main(["--runs", ids["rnn"], "--validation-only", "--slist-weights", "0.5,1",
+                     "--slist-settings", own, "--slist-settings", first_order]) == 0
+    tried = {line.split(" | ")[0][2:]: line.split(" | ")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(tried) == ["rnn × 1", *(f"rnn × 1 + SLIST {setting} × {weight}" for setting in (own, first_order)
+                                        for weight in ("0.5", "1"))]
+    assert [tried[f"rnn × 1 + SLIST {own} × {weight}"] for weight in ("0.5", "1")] == \
+        [blended[f"rnn × 1 + SLIST × {weight}"] for weight in ("0.5", "1")]
+    for bad, said in (('{"window": 0}', "SLIST needs window >= 1"), ('{"windows": 5}', "windows"),
+                      ("[5]", "expected a JSON object")):
+        with pytest.raises(SystemExit) as refused:
+            mix.main(["--runs", ids["rnn"], "--slist-weights", "0.5", "--slist-settings", bad])
+        error = capsys.readouterr().err
+        assert refused.value.code == 2 and said in error and len(error.strip().splitlines()) <= 2, error
     from seqrec.experiment.errors import ParameterError
     with pytest.raises(ParameterError, match="--data: .* is not the data the runs trained on"):
         mix.main(["--runs", ids["rnn"], "--data", str(write_synthetic_split(tmp_path / "other", seed=5))])

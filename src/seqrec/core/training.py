@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -223,9 +223,10 @@ def slist_blend(split: Split, config: TrainConfig,
     return partial(slist_blended, linear=run_slist(split, ties, config.seed), share=config.resolved_slist_weight)
 
 
-def run_slist(split: Split, ties: TieOrder | None, seed: int) -> SLIST:
-    """SLIST as a run with ``slist_weight`` fits it: on the training users, in ``ties``' order drawn with ``seed``."""
-    return SLIST().fit(fitted_in_tie_order(split, ties, seed).train, split.n_items)
+def run_slist(split: Split, ties: TieOrder | None, seed: int, settings: Mapping[str, float] | None = None) -> SLIST:
+    """SLIST as a run with ``slist_weight`` fits it: on the training users, in ``ties``' order drawn with ``seed``;
+    ``settings`` (SLIST's constructor arguments) lets a benchmark try others than its defaults."""
+    return SLIST(**(settings or {})).fit(fitted_in_tie_order(split, ties, seed).train, split.n_items)
 
 
 def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int,
