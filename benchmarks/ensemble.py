@@ -40,7 +40,7 @@ from zoo import (ensemble_columns, ensemble_row, mean_probabilities, member_prob
                  scored_inputs)  # the zoo's ensembles
 
 from mlflow.entities import Run  # noqa: E402
-from seqrec.core.baselines import user_item_matrix  # noqa: E402
+from seqrec.core.baselines import SLIST, user_item_matrix  # noqa: E402
 from seqrec.core.data import Sequences, Split  # noqa: E402
 from seqrec.core.ensemble import blended_distribution  # noqa: E402
 from seqrec.core.ties import train_tie_order  # noqa: E402
@@ -63,17 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.slist_settings and not args.slist_weights:
         parser.error("--slist-settings needs --slist-weights: the weights of SLIST in the blends")
+    for setting in args.slist_settings or []:  # refused before any run is read
+        try:
+            SLIST(**setting)
+        except (TypeError, ValueError) as error:  # an unknown setting or a value out of range
+            parser.error(f"--slist-settings {json.dumps(setting)}: {error}")
     groups_of_ids = [group for given in args.runs for group in given]
     runs = member_runs(groups_of_ids)  # unknown ids: one line
     split = members_split(runs, args.data)
     k = int(shared_param(runs, "k"))
     shown = ensemble_columns(k, args.validation_only)
     inputs = scored_inputs(split, args.validation_only)
-    try:
-        linear = {json.dumps(setting) if setting else "": slist_outputs(split, runs, inputs, setting)
-                  for setting in (args.slist_settings or [{}])} if args.slist_weights else {}
-    except (TypeError, ValueError) as error:  # an unknown setting or a value out of range
-        parser.error(f"--slist-settings: {error}")
+    linear = {json.dumps(setting) if setting else "": slist_outputs(split, runs, inputs, setting)
+              for setting in (args.slist_settings or [{}])} if args.slist_weights else {}
     print(table_head("ensemble", shown))
     groups, seconds = [], 0.0
     for group in groups_of_ids:

@@ -180,6 +180,9 @@ def test_the_zoo_scores_each_variants_seeds_and_all_its_runs_as_ensembles(tmp_pa
             mix.main(["--runs", ids["rnn"], "--slist-weights", "0.5", "--slist-settings", bad])
         error = capsys.readouterr().err
         assert refused.value.code == 2 and said in error and len(error.strip().splitlines()) <= 2, error
+    with pytest.raises(SystemExit) as refused:
+        mix.main(["--runs", ids["rnn"], "--slist-settings", own])
+    assert refused.value.code == 2 and "needs --slist-weights" in capsys.readouterr().err
     from seqrec.experiment.errors import ParameterError
     with pytest.raises(ParameterError, match="--data: .* is not the data the runs trained on"):
         mix.main(["--runs", ids["rnn"], "--data", str(write_synthetic_split(tmp_path / "other", seed=5))])
