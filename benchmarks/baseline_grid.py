@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,16 @@ def settings(text: str) -> dict[str, object]:
                                          f"({error.msg})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"factors\": 64}}', got {text!r}")
+    if not all(map(is_finite, value.values())):  # JSON's NaN, Infinity and 1e999 pass every range check
+        raise argparse.ArgumentTypeError(f"expected a JSON object of finite numbers, got {text!r}")
     return value
+
+
+def is_finite(value: object) -> bool:
+    """A setting with no nan or infinite number in it (a list's too)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return all(map(is_finite, value)) if isinstance(value, list) else True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="order of same-second training ratings, as `seqrec baselines` (default: movie)")
     parser.add_argument("settings", type=settings, nargs="+", help="JSON objects of constructor arguments")
     args = parser.parse_args(argv)
+    if args.seeds < 1:  # no seed: every row nan
+        parser.error(f"argument --seeds: expected at least 1 seed, got {args.seeds}")
     split = with_times(load_data(args.data))
     # as seqrec baselines fits them (seed 0), so the chosen setting is the one it runs
     split = fitted_in_tie_order(split, train_tie_order(split, args.tie_order))

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=integer, default=1, help="seeds 0..N-1 per setting (default: 1)")
     parser.add_argument("settings", type=settings, nargs="+", help="JSON objects of constructor arguments")
     args = parser.parse_args(argv)
+    if args.seeds < 1:  # no seed: every row nan
+        parser.error(f"argument --seeds: expected at least 1 seed, got {args.seeds}")
     table = read_ratings(resolve_ratings(args.ratings))
     splits = [validation_split(random_split(table, 0.1, seed), seed) for seed in range(args.seeds)]
     print("| settings (validation ratings) | RMSE | MAE | epoch kept | fit (s) |\n|---|---:|---:|---:|---:|")

@@ -29,13 +29,14 @@ from dataclasses import fields, replace
 import numpy as np
 
 from seqrec.core.backup import default_backup_dir
-from seqrec.core.config import TrainConfig
+from seqrec.core.config import MAX_SEED, TrainConfig
 from seqrec.core.data import Split
 from seqrec.core.prepare import read_prepare_record
 from seqrec.core.sources import load_data
 from seqrec.core.ties import with_times
-from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status
-from seqrec.experiment.commands import open_tracking_store, train_config
+from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status, seed
+from seqrec.experiment.commands import check_k, open_tracking_store, train_config
+from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.tracking import RunSummary, finished_run, train_run
 
 # Devooght & Bersini (UMAP 2017), Table 3, MovieLens-1M, RNN-CCE.
@@ -61,6 +62,32 @@ def columns(k: int, validation_only: bool = False) -> list[tuple[str, str, float
 def table_head(first: str, shown: list[tuple[str, str, float, int]]) -> str:
     """A Markdown table's heading and rule: ``first`` names the rows, then the ``shown`` columns' headings."""
     return f"| {first} | " + " | ".join(heading for _, heading, _, _ in shown) + " |\n|---|" + "---:|" * len(shown)
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int = 3) -> None:
+    """``--seeds`` and ``--first-seed``: the runs of a row. No abbreviations either: ``--seed 3`` would otherwise
+    read as ``--seeds 3``, three runs of seeds 0 to 2."""
+    parser.allow_abbrev = False
+    parser.add_argument("--seeds", type=integer, default=seeds, help=f"number of seeds (default: {seeds})")
+    parser.add_argument("--first-seed", type=seed, default=0,
+                        help="the first seed (default: 0): seeds first-seed, first-seed + 1, ...; another seed of a "
+                             "row runs on its own, in parallel with the rest")
+
+
+def seed_range(first_seed: int, seeds: int) -> range:
+    """The seeds of a row, checked before any run: at least one, none past numpy's last."""
+    if seeds < 1:
+        raise ParameterError(f"--seeds: expected at least 1 seed, got {seeds}")
+    if first_seed + seeds - 1 > MAX_SEED:
+        raise ParameterError(f"--seeds: expected seeds up to {MAX_SEED}, got {seeds} seeds from --first-seed "
+                             f"{first_seed}")
+    return range(first_seed, first_seed + seeds)
+
+
+def check_cutoff(k: int, splits: list[Split]) -> None:
+    """``--k`` within every split's catalogue, before the first run trains (a run checks it at its end)."""
+    for split in splits:
+        check_k(k, split.n_items)
 
 
 def add_validation_only(parser: argparse.ArgumentParser) -> None:
@@ -121,8 +148,7 @@ def table(label: str, runs: list[dict[str, float]], paper_row: bool, k: int = 10
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
-    parser.add_argument("--first-seed", type=integer, default=0, help="the first seed (default: 0)")
+    add_seed_arguments(parser)
     parser.add_argument("--rerun", action="store_true",
                         help="train every seed again, even where this experiment has its finished run")
     parser.add_argument("--data", action="append",
@@ -136,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
                  if spec.name != "seed" and getattr(args, spec.name) is not None}
     base = train_config(**overrides)  # bad options and data refused before the store is touched
+    seeds = seed_range(args.first_seed, args.seeds)
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]
+    check_cutoff(base.k, splits)
     open_tracking_store()  # workers started together on a new SQLite store
     mlflow.set_experiment("seqrec-benchmark")
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
     tables = []
     for split in splits:
         runs = [run_figures(replace(base, seed=seed), split, args.rerun, show_test=not args.validation_only)

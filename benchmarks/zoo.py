@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reproduce import (add_validation_only, cell, columns, is_clean,  # noqa: E402  (the reproduction's cells)
-                       run_figures, table_head)
+from reproduce import (add_seed_arguments, add_validation_only, cell, check_cutoff, columns,  # noqa: E402
+                       is_clean, run_figures, seed_range, table_head)  # the reproduction's cells and seeds
 
 from seqrec.core.config import LOSSES, MODELS, TrainConfig  # noqa: E402
 from seqrec.core.data import Sequences, Split, split_half  # noqa: E402
@@ -37,7 +37,7 @@ from seqrec.core.ensemble import network_of  # noqa: E402
 from seqrec.core.scoring import NEW_USER_COUNTS, ensemble_scores, evaluate_scores  # noqa: E402
 from seqrec.core.sources import load_data  # noqa: E402
 from seqrec.core.ties import with_times  # noqa: E402
-from seqrec.experiment.cli import Parser, add_config_arguments, integer, script_status  # noqa: E402
+from seqrec.experiment.cli import Parser, add_config_arguments, script_status  # noqa: E402
 from seqrec.experiment.commands import open_tracking_store, train_config  # noqa: E402
 from seqrec.experiment.serve import load_model  # noqa: E402
 
@@ -57,14 +57,11 @@ def variant(text: str) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", type=lambda text: [variant(part) for part in text.split(",")],
+    parser.add_argument("--variants", type=lambda text: list(dict.fromkeys(variant(part) for part in text.split(","))),
                         default=[variant(text) for text in ALL_VARIANTS],
                         help="comma-separated model:loss pairs (default: every model with cce, then the RNN "
                              "with every sampled loss)")
-    parser.add_argument("--seeds", type=integer, default=3, help="number of seeds (default: 3)")
-    parser.add_argument("--first-seed", type=integer, default=0,
-                        help="the first seed (default: 0): seeds first-seed, first-seed + 1, ...; another seed of a "
-                             "row runs on its own, in parallel with the rest")
+    add_seed_arguments(parser)
     parser.add_argument("--data", action="append", help="a split; repeat it for one table per split (default: auto)")
     parser.add_argument("--rerun", action="store_true",
                         help="train every cell again, even where this experiment has its finished run")
@@ -83,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     configs = {(model, loss): train_config(**overrides, **REPRESENTATIONS[model], loss=loss)
                for model, loss in args.variants}
     k = next(iter(configs.values())).k
+    seeds = seed_range(args.first_seed, args.seeds)
     splits = [with_times(load_data(data)) for data in args.data or ["auto"]]  # bad data refused before any run
+    check_cutoff(k, splits)
     open_tracking_store()  # workers started together on a new SQLite store
     mlflow.set_experiment("seqrec-zoo")
     shown = columns(k, args.validation_only)
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = rows[f"{model}:{loss}"] = [
                 run_figures(replace(configs[model, loss], seed=seed), split, args.rerun, verbose=0,
                             show_test=not args.validation_only)
-                for seed in range(args.first_seed, args.first_seed + args.seeds)]
+                for seed in seeds]
             print(f"| {model}:{loss} | " + " | ".join(cell([run.get(key) for run in runs], scale, digits)
                                                      for key, _, scale, digits in shown) + " |", flush=True)
         if not args.validation_only:  # the new-user curve is drawn on the test users

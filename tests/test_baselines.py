@@ -389,3 +389,10 @@ def test_slist_with_alpha_also_reconstructs_each_users_item_set() -> None:
     np.testing.assert_allclose(model.weights, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="SLIST needs"):
         SLIST(decay=0.0)
+
+
+@pytest.mark.parametrize("setting", [{"window": 2.5}, {"window": True}, {"window": float("nan")},
+                                     {"decay": "x"}, {"l2": float("inf")}, {"alpha": None}])
+def test_slist_refuses_settings_of_the_wrong_type_when_built_not_when_fitted(setting) -> None:
+    with pytest.raises(ValueError, match=r"SLIST needs window >= 1 \(an integer\)"):
+        SLIST(**setting)

@@ -144,7 +144,10 @@ def test_seqrec_ensemble_refuses_bad_runs_in_one_line(two_runs, tmp_path, capsys
     other = write_synthetic_split(tmp_path / "other", seed=5)
     for argv, expected in ((["--runs", f"{rnn},0123456789abcdef"], "no run '0123456789abcdef' in the tracking store"),
                            (["--runs", rnn, "--data", str(other)], "is not the data the runs trained on"),
-                           (["--runs", f"{rnn},{bare.info.run_id}"], "is not a seqrec training run")):
+                           (["--runs", f"{rnn},{bare.info.run_id}"], "is not a seqrec training run"),
+                           (["--runs", f"{rnn},{rnn}"], f"--runs: expected each run once, got {rnn} twice"),
+                           (["--runs", rnn, "--runs", rnn], f"--runs: expected each run once, got {rnn} twice"),
+                           (["--runs", rnn, "--data", ""], "--data: expected the members' split directory, got ''")):
         assert main(["ensemble", *argv]) == 2
         error = capsys.readouterr().err.strip()
         assert expected in error and len(error.splitlines()) == 1, error

@@ -36,6 +36,8 @@ REFUSED = [
     (["train", *TINY, "--hidden", "1.5"], "argument --hidden: expected an integer, got '1.5'"),
     (["train", *TINY, "--epochs", "1e30"], "argument --epochs: expected an integer, got '1e30'"),
     (["train", *TINY, "--lr", "nan"], "argument --lr: expected a finite number, got 'nan'"),
+    (["train", *TINY, "--output", "{tmp}"], "--output: expected a .keras file to save the model to"),
+    (["train", *TINY, "--output", "{tmp}/model.h5"], "--output: expected a .keras file to save the model to"),
     (["train", *TINY, "--lr", "inf"], "argument --lr: expected a finite number, got 'inf'"),
     (["train", *TINY, "--lr", "-0.1"], "lr must be positive, got -0.1"),
     (["train", *TINY, "--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
@@ -59,6 +61,15 @@ REFUSED = [
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-dropout", "1"], "--autorec-dropout: expected a rate"),
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-lr", "0"], "--autorec-lr: expected a learning rate > 0"),
     (["ratings", "--ratings", "{tmp}/nowhere.dat"], "nowhere.dat: expected a ratings file"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--test-share", "0.001"],
+     "argument --test-share: expected a share that holds out at least one of the 319 ratings and keeps at least one "
+     "for training, got 0.001 (0 held out)"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--test-share", "0.999"], "got 0.999 (319 held out)"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--validation-share", "0.999"],
+     "argument --validation-share: validation_share must keep at least one of the 287 training ratings"),
+    (["ratings", "--ratings", "{tmp}/ratings.dat", "--predictors", "biased_mf", "--mf-factors", "100000000000"],
+     "out of memory (OOM when allocating tensor with shape[29,100000000000]); expected smaller sizes (--mf-factors, "
+     "--autorec-hidden)"),
     (["train", *TINY, "--loss", "warp"], "argument --loss: invalid choice: 'warp'"),
     (["train", *TINY, "--loss", "bpr", "--negatives", "0"], "negatives must be a positive integer, got 0"),
     (["train", *TINY, "--model", "sasrec", "--blocks", "0"], "blocks must be a positive integer, got 0"),
@@ -104,6 +115,7 @@ REFUSED = [
     (["evaluate", "--model", "{model}", "--k", "41"], "--k: expected a cut-off between 1 and 40"),
     (["evaluate", "--model", "{model}", "--users", "train"], "argument --users: invalid choice: 'train'"),
     (["evaluate"], "the following arguments are required: --model"),
+    (["evaluate", "--model", "http://127.0.0.1:1/model"], "http://127.0.0.1:1/model: expected a seqrec model"),
     # recommend: histories, ratings and k
     (["recommend", "--model", "{model}", "--items", "abc"], "--items: expected comma-separated integer MovieIDs"),
     (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "6,1"], "numbers from 0 (unknown) to 5"),
@@ -116,6 +128,7 @@ REFUSED = [
     (["prepare", "{tmp}/ratings.dat", "{tmp}/out", "--n-test", "-1"], "expected --n-val and --n-test of at least 1"),
     (["prepare", "{tmp}/ratings.dat", "{tmp}/out", "--seed", "-1"], "argument --seed: expected a seed between"),
     (["prepare", "{tmp}/absent.dat", "{tmp}/out"], "absent.dat: expected a ratings file"),
+    (["prepare", "", "{tmp}/out"], "argument ratings: expected a path, got ''"),
     # tune: budgets, storage, search space, heartbeats
     (["tune", "--n-trials", "0"], "expected --n-trials and --epochs-per-trial of at least 1"),
     (["tune", "--epochs-per-trial", "0"], "expected --n-trials and --epochs-per-trial of at least 1"),
@@ -130,6 +143,16 @@ REFUSED = [
                                                     "TrainConfig overrides, got 'ZeroDivisionError"),
     (["tune", "--search-space", "{tmp}/unknown.py"], "unknown.py: expected TrainConfig fields as keys"),
     (["tune", "--search-space", "{tmp}/invalid.py"], "hidden must be a positive integer, got 0"),
+    (["tune", "--search-space", "{tmp}/exits.py"], "exits.py:2: expected suggest(trial) to return a dict of "
+                                                   "TrainConfig overrides, got 'SystemExit: 3'"),
+    (["tune", "--warmup-epochs", "-1"], "--warmup-epochs: expected 0 or more epochs, got -1"),
+    (["tune", "--heartbeat-interval", "99999999999999999"], "--heartbeat-interval: expected at most 86400 seconds"),
+    (["tune", "--study-name", ""], "--study-name: expected the name of an Optuna study, got ''"),
+    (["tune", "--register-name", ""], "--register-name: expected a registered model name"),
+    (["tune", "--register-name", "a/b"], "--register-name: expected a registered model name"),
+    (["tune", "--export", "{tmp}"], "--export: expected a .keras file to save the model to"),
+    (["tune", "--export", "{tmp}/best.h5"], "--export: expected a .keras file to save the model to"),
+    (["tune", "--export", ""], "argument --export: expected a path, got ''"),
     # baselines and report
     (["baselines", "--methods", "pop,foo"], "argument --methods: choose a comma-separated list of"),
     (["baselines", "--k", "0"], "--k: expected a cut-off between 1 and 40"),
@@ -139,7 +162,10 @@ REFUSED = [
     (["baselines", "--mf-reg", "-1"], "reg"),
     (["baselines", "--mf-iterations", "0"], "iterations"),
     (["report", "--k", "0"], "--k: expected a cut-off of at least 1"),
-    (["report", "--rnn-run-id", "0123456789abcdef"], "0123456789abcdef"),
+    (["report", "--rnn-run-id", "0123456789abcdef"], "--rnn-run-id: no run '0123456789abcdef' in the tracking store"),
+    (["report", "--rnn-run-id", ""], "--rnn-run-id: no run '' in the tracking store"),
+    (["report", "--out", ""], "argument --out: expected a path, got ''"),
+    (["report", "--out", "{tmp}/ratings.dat"], "ratings.dat: expected a directory to write table3.md and table3.html in"),
     (["teach"], "argument COMMAND: invalid choice: 'teach'"),
     ([], "the following arguments are required: COMMAND"),
 ]
@@ -162,7 +188,8 @@ def hostile_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         archive.writestr("readme.txt", "a zip, but no Keras model")
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n")
     spaces = {"syntax": "return {'hidden': }", "raises": "lr = trial.suggest_float('lr', 1e-3, 1e-1)\n    return 1 / 0",
-              "unknown": "return {'hiden': 64}", "invalid": "return {'hidden': trial.suggest_int('hidden', 0, 0)}"}
+              "unknown": "return {'hiden': 64}", "invalid": "return {'hidden': trial.suggest_int('hidden', 0, 0)}",
+              "exits": "raise SystemExit(3)"}
     for name, body in spaces.items():
         (tmp_path / f"{name}.py").write_text(f"def suggest(trial):\n    {body}\n")
     lines = [f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}" for user in range(1, 30)
@@ -337,3 +364,48 @@ def test_a_loss_that_is_not_a_number_stops_the_fit_at_the_end_of_its_epoch():
     for loss in (float("nan"), float("inf")):
         with pytest.raises(TrainingDiverged, match=f"the loss became {loss} in epoch 3; try a lower learning rate"):
             stop.on_epoch_end(2, {"loss": loss})
+
+
+def error_lines(capsys) -> list[str]:
+    """The lines on stderr but MLflow's creating its store and seqrec's warnings."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip() and not NOT_ERRORS.search(line)]
+
+
+def test_report_refuses_a_run_the_rnn_row_cannot_show(shared_tracking, capsys, monkeypatch):
+    """--rnn-run-id names a finished training run with test metrics: another run's figures (a baseline's, a rating
+    predictor's, a killed run's) would be shown as RNN-CCE's."""
+    monkeypatch.setenv("SEQREC_DEBUG", "1")
+    with mlflow.start_run() as other:  # a run of something else: no regime, no test metrics
+        mlflow.log_param("predictor", "biased_mf")
+    assert _main(["report", "--rnn-run-id", other.info.run_id]) == 2
+    (line,) = error_lines(capsys)
+    assert f"--rnn-run-id: expected a seqrec training run, got run {other.info.run_id}" in line
+    with mlflow.start_run() as killed:
+        mlflow.log_param("regime", "all_steps")
+    mlflow.MlflowClient().set_terminated(killed.info.run_id, "FAILED")
+    assert _main(["report", "--rnn-run-id", killed.info.run_id]) == 2
+    (line,) = error_lines(capsys)
+    assert f"expected a finished training run with test metrics at k=10, got run {killed.info.run_id} (FAILED, no " \
+           "test_sps_at_10)" in line
+
+
+def test_a_rating_predictor_that_diverges_is_a_failed_run_not_a_row_of_nan(hostile_dir, shared_tracking, capsys):
+    before = all_runs()
+    assert _main(["ratings", "--ratings", f"{hostile_dir['tmp']}/ratings.dat", "--predictors", "item_autorec",
+                  "--autorec-lr", "1e300", "--autorec-epochs", "1", "--autorec-hidden", "4"]) == 1
+    (line,) = error_lines(capsys)
+    assert line.startswith("seqrec ratings: training diverged: ") and "lr=1e+300" in line
+    assert list({run: status for run, status in all_runs().items() if run not in before}.values()) == ["FAILED"]
+
+
+def test_a_model_uri_whose_store_has_no_client_installed_is_refused(hostile_dir, capsys, monkeypatch):
+    """s3://, gs://, ...: MLflow imports the store's client (boto3, google-cloud-storage) when it reads the URI."""
+    import mlflow.models
+
+    def no_client(uri):
+        raise ModuleNotFoundError("No module named 'botocore'")
+
+    monkeypatch.setattr(mlflow.models, "get_model_info", no_client)
+    assert _main(["evaluate", "--model", "s3://bucket/model", "--data", hostile_dir["split"]]) == 2
+    (line,) = error_lines(capsys)
+    assert "s3://bucket/model: expected a seqrec model" in line and "no client for its store" in line

@@ -164,3 +164,42 @@ def test_resolve_ratings_takes_a_file_a_directory_or_the_environment(tmp_path, m
     assert resolve_ratings("auto") == ratings
     with pytest.raises(DataError, match="no such file or directory"):
         resolve_ratings(str(tmp_path / "nowhere.dat"))
+
+
+def test_a_share_that_leaves_no_test_or_training_rating_is_refused():
+    table = low_rank_ratings(n_users=10, n_items=5, share=1.0)  # 50 ratings
+    for share in (0.001, 0.999):
+        with pytest.raises(ValueError, match="expected a share that holds out at least one of the 50 ratings"):
+            random_split(table, share, 0)
+    with pytest.raises(ValueError, match="validation_share must keep at least one of the 10 training ratings"):
+        held_out(10, 0.99, 0)
+
+
+@pytest.mark.parametrize("predictor, settings, expected", [
+    (BiasedMF, {"factors": 0}, "factors must be an integer >= 1, got 0"),
+    (BiasedMF, {"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+    (BiasedMF, {"lr": float("nan")}, "lr must be a number > 0, got nan"),
+    (BiasedMF, {"reg": -1}, "reg must be a number >= 0, got -1"),
+    (BiasedMF, {"validation_share": 1}, r"validation_share must be a number in \[0, 1\), got 1"),
+    (AutoRec, {"layers": ()}, "layers must be a list of one or more encoder widths"),
+    (AutoRec, {"layers": (0,)}, "each of layers must be an integer >= 1, got 0"),
+    (AutoRec, {"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
+    (AutoRec, {"activation": "bogus"}, "activation must be the name of a Keras activation"),
+    (AutoRec, {"by": "movie"}, "by must be 'item' or 'user', got 'movie'"),
+    (AutoRec, {"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    (AutoRec, {"refeed": "yes"}, "refeed must be true or false, got 'yes'"),
+])
+def test_a_learned_predictor_refuses_settings_out_of_range_when_built(predictor, settings, expected):
+    """benchmarks/rating_grid.py builds them from JSON: a bad value is one line there, not an error deep in Keras."""
+    with pytest.raises(ValueError, match=expected):
+        predictor(**settings)
+
+
+@pytest.mark.parametrize("predictor", [BiasedMF(factors=2, epochs=2, lr=1e300, validation_share=0.0),
+                                       AutoRec(layers=(4,), epochs=1, lr=1e300, validation_share=0.0),
+                                       AutoRec(layers=(4,), epochs=2, lr=1e300)])
+def test_a_predictor_whose_fit_diverges_raises_instead_of_predicting_nan(predictor):
+    from seqrec.core.errors import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="training diverged: .*try a lower learning rate"):
+        predictor.fit(random_split(low_rank_ratings(n_users=30, n_items=20), 0.1, 0), 0)

@@ -420,3 +420,69 @@ def test_step_parts_refuses_a_size_that_is_not_a_positive_integer():
                           env={**os.environ, "PYTHONPATH": str(BENCHMARK.parents[1] / "src")})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("argument --hidden: expected a positive integer, got '0'")
+
+
+def benchmark_status(script: str, argv: list[str]) -> int:
+    """A benchmark's exit status as its command line gets it (argparse's exits included)."""
+    from seqrec.experiment.cli import script_status
+
+    module = load_benchmark(script)
+    try:
+        return script_status(f"benchmarks/{script}", lambda: module.main(argv))
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize("script", ["reproduce.py", "zoo.py"])
+@pytest.mark.parametrize("argv, expected", [
+    (["--seeds", "0"], "--seeds: expected at least 1 seed, got 0"),
+    (["--seeds", "-2"], "--seeds: expected at least 1 seed, got -2"),
+    (["--first-seed", "-1"], "argument --first-seed: expected a seed between 0 and 4294967295, got '-1'"),
+    (["--first-seed", "4294967295", "--seeds", "2"], "--seeds: expected seeds up to 4294967295, got 2 seeds"),
+    (["--k", "41"], "--k: expected a cut-off between 1 and 40 (the catalogue size), got '41'"),
+    (["--seed", "3"], "unrecognized arguments: --seed 3"),  # not --seeds 3: three runs of seeds 0 to 2
+])
+def test_the_training_benchmarks_refuse_bad_seeds_and_cutoffs_before_any_run(script, argv, expected, tmp_path,
+                                                                            mlflow_tracking, capsys):
+    split = write_synthetic_split(tmp_path / "split")
+    assert benchmark_status(script, ["--data", str(split), *TINY, *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert expected in error and len(error.splitlines()) == 1, error
+    import mlflow
+
+    assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []
+
+
+def test_the_rating_grid_refuses_bad_seeds_and_settings_in_one_line(tmp_path, capsys):
+    ratings = tmp_path / "ratings.dat"
+    ratings.write_text("\n".join(f"{user}::{movie}::{1 + (user + movie) % 5}::{978300000 + movie}"
+                                 for user in range(1, 30) for movie in range(1, 12)) + "\n")
+    for predictor, argv, expected in (
+            ("global_mean", ["{}", "--seeds", "0"], "argument --seeds: expected at least 1 seed, got 0"),
+            ("biased_mf", ['{"factors": 0}'], "factors must be an integer >= 1, got 0"),
+            ("biased_mf", ['{"factors": "x"}'], "factors must be an integer >= 1, got 'x'"),
+            ("biased_mf", ['{"lr": -1}'], "lr must be a number > 0, got -1"),
+            ("biased_mf", ['{"reg": NaN}'], "expected a JSON object of finite numbers"),
+            ("biased_mf", ['{"lr": 1e999}'], "expected a JSON object of finite numbers"),
+            ("item_autorec", ['{"layers": []}'], "layers must be a list of one or more encoder widths"),
+            ("item_autorec", ['{"layers": [4.5]}'], "each of layers must be an integer >= 1, got 4.5"),
+            ("item_autorec", ['{"dropout": 1.5}'], "dropout must be a number in [0, 1), got 1.5"),
+            ("item_autorec", ['{"activation": "bogus"}'], "activation must be the name of a Keras activation"),
+            ("user_autorec", ['{"tied": 1}'], "tied must be true or false, got 1")):
+        assert benchmark_status("rating_grid.py", ["--ratings", str(ratings), "--predictor", predictor, *argv]) == 2
+        error = capsys.readouterr().err.strip()
+        assert expected in error and len(error.splitlines()) == 1, error
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ('{"window": NaN}', "expected a JSON object of finite numbers"),
+    ('{"window": 1e999}', "expected a JSON object of finite numbers"),
+    ('{"window": 2.5}', "SLIST needs window >= 1 (an integer)"),
+    ('{"decay": "x"}', "decay='x'"),
+])
+def test_the_ensemble_benchmark_refuses_slist_settings_it_could_not_fit(setting, expected, mlflow_tracking, capsys):
+    """Refused before any run is read, in one line: not a TypeError from inside SLIST's fit."""
+    assert benchmark_status("ensemble.py", ["--runs", "0123456789abcdef", "--slist-weights", "0.5",
+                                            "--slist-settings", setting]) == 2
+    error = capsys.readouterr().err.strip()
+    assert expected in error and len(error.splitlines()) == 1, error

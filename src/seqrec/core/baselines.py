@@ -16,6 +16,8 @@ cast exactly (raw sums of counts would not, for large counts plus a tiny popular
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -468,9 +470,12 @@ class SLIST(Baseline):
 
     def __init__(self, window: int = 20, decay: float = 0.8, l2: float = 300.0, alpha: float = 0.0) -> None:
         super().__init__()
-        if window < 1 or not 0 < decay <= 1 or not (np.isfinite(l2) and l2 > 0) or not 0 <= alpha <= 1:
-            raise ValueError(f"SLIST needs window >= 1, decay in (0, 1], l2 > 0 and alpha in [0, 1], got "
-                             f"window={window}, decay={decay}, l2={l2}, alpha={alpha}")
+        numbers_ok = (isinstance(window, numbers.Integral) and all(isinstance(value, numbers.Real) and np.isfinite(value)
+                                                                   for value in (decay, l2, alpha))
+                      and not any(isinstance(value, bool) for value in (window, decay, l2, alpha)))
+        if not numbers_ok or window < 1 or not 0 < decay <= 1 or not l2 > 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"SLIST needs window >= 1 (an integer), decay in (0, 1], l2 > 0 and alpha in [0, 1], got "
+                             f"window={window!r}, decay={decay!r}, l2={l2!r}, alpha={alpha!r}")
         self.window, self.decay, self.l2, self.alpha = window, decay, l2, alpha
         self.weights: np.ndarray | None = None  # B, items x items
 

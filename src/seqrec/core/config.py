@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -50,6 +51,15 @@ def auto_value(name: str, default_recipe: bool) -> bool | float:
     off."""
     off, on = AUTO_OPTIONS[name]
     return on if default_recipe else off
+
+
+def check_setting(name: str, value: object, test: Callable[[float], bool], expected: str,
+                  integer: bool = False) -> None:
+    """One hyper-parameter of a model built from settings (a benchmark's JSON reaches it untyped): a finite number
+    (an integer where ``integer``) that passes ``test``, else a ValueError naming it and saying what was expected."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or not test(value):
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} {expected}, got {value!r}")
 
 
 def _is_fraction(value: float) -> bool:

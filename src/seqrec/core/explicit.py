@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqrec.core.config import AUTOREC_LR, PREDICTORS, RATING_PATIENCE
+from seqrec.core.config import AUTOREC_LR, PREDICTORS, RATING_PATIENCE, check_setting
+from seqrec.core.errors import TrainingDiverged
 from seqrec.core.models.common import keras
 from seqrec.core.ratings import MAX_STARS, MIN_STARS, RatingsTable
+from seqrec.core.training import StopOnDivergence
 
 
 
@@ -53,6 +55,9 @@ def random_split(table: RatingsTable, test_share: float = 0.1, seed: int = 0) ->
     items = np.unique(table.movie, return_inverse=True)[1].reshape(-1)
     order = np.random.default_rng(seed).permutation(len(table))
     n_test = int(round(test_share * len(table)))
+    if not 0 < n_test < len(table):  # an empty test set scores nan, an empty training set fits nothing
+        raise ValueError(f"expected a share that holds out at least one of the {len(table)} ratings and keeps at "
+                         f"least one for training, got {test_share} ({n_test} held out)")
     train, test = order[n_test:], order[:n_test]
     ratings = table.rating.astype(np.float32)
     return RatingSplit(users[train], items[train], ratings[train], users[test], items[test], ratings[test],
@@ -68,9 +73,39 @@ def held_out(n_ratings: int, share: float, seed: int) -> np.ndarray:
     """A seeded mask of the training ratings kept aside to stop training early (none when ``share`` is 0)."""
     if not 0 <= share < 1:
         raise ValueError(f"validation_share must be in [0, 1), got {share}")
+    n_held = int(round(share * n_ratings))
+    if n_ratings and n_held >= n_ratings:  # nothing left to train on
+        raise ValueError(f"validation_share must keep at least one of the {n_ratings} training ratings to train on, "
+                         f"got {share} ({n_held} held out)")
     mask = np.zeros(n_ratings, dtype=bool)
-    mask[np.random.default_rng([seed, 1]).permutation(n_ratings)[:int(round(share * n_ratings))]] = True
+    mask[np.random.default_rng([seed, 1]).permutation(n_ratings)[:n_held]] = True
     return mask
+
+
+def check_training_settings(epochs: object, lr: object, batch_size: object, reg: object, validation_share: object,
+                            patience: object) -> None:
+    """The hyper-parameters every learned predictor has, checked where it is built (a ValueError naming the first
+    one out of range): a benchmark's JSON settings reach the constructor untyped."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
+        check_setting(name, value, lambda number: number >= 1, ">= 1", integer=True)
+    check_setting("lr", lr, lambda value: value > 0, "> 0")
+    if reg is not None:  # AutoRec's None: its default for ``by``
+        check_setting("reg", reg, lambda value: value >= 0, ">= 0")
+    check_setting("validation_share", validation_share, lambda value: 0 <= value < 1, "in [0, 1)")
+
+
+def fit_callbacks(predictor: BiasedMF | AutoRec, held: np.ndarray) -> list[keras.callbacks.Callback]:
+    """A learned predictor's fit: stopped at once when its loss becomes nan or infinite (a diverged fit's figures
+    would be nan: no result), and early where ratings are held out (its ``stopping``)."""
+    return [StopOnDivergence(predictor.lr), *([predictor.stopping] if held.any() else [])]
+
+
+def check_converged(predictor: BiasedMF | AutoRec) -> None:
+    """Raise :class:`~seqrec.core.errors.TrainingDiverged` when the fitted weights hold a nan or an infinity: the
+    last epoch's steps can break them after its loss was still finite, and every prediction would then be nan."""
+    if not all(np.isfinite(weights).all() for weights in predictor.model.get_weights()):
+        raise TrainingDiverged(f"training diverged: the weights became nan or infinite; try a lower learning rate "
+                               f"than lr={predictor.lr}")
 
 
 def early_stopping(patience: int) -> keras.callbacks.EarlyStopping:
@@ -104,6 +139,9 @@ class BiasedMF:
 
     def __init__(self, factors: int = 64, reg: float = 1e-6, epochs: int = 20, lr: float = 1e-3,
                  batch_size: int = 1024, validation_share: float = 0.1, patience: int = RATING_PATIENCE):
+        check_training_settings(epochs=epochs, lr=lr, batch_size=batch_size, reg=reg,
+                                validation_share=validation_share, patience=patience)
+        check_setting("factors", factors, lambda value: value >= 1, ">= 1", integer=True)
         self.factors, self.reg, self.epochs, self.lr, self.batch_size = factors, reg, epochs, lr, batch_size
         self.validation_share, self.patience = validation_share, patience
 
@@ -129,7 +167,8 @@ class BiasedMF:
         validation = ({key: ids[held] for key, ids in pairs.items()}, targets[held])
         self.stopping = early_stopping(self.patience)
         self.model.fit(*kept, validation_data=validation if held.any() else None, batch_size=self.batch_size,
-                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=[self.stopping] if held.any() else [])
+                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=fit_callbacks(self, held))
+        check_converged(self)
         self.validation_rmse = self._validation_rmse(split, held) if held.any() else None
         return self
 
@@ -186,6 +225,23 @@ class AutoRec:
                  reg: float | None = None, epochs: int = 100, lr: float = AUTOREC_LR, batch_size: int = 64,
                  tied: bool = False, refeed: bool = False, validation_share: float = 0.1,
                  patience: int = RATING_PATIENCE, activation: str = "sigmoid"):
+        check_training_settings(epochs=epochs, lr=lr, batch_size=batch_size, reg=reg,
+                                validation_share=validation_share, patience=patience)
+        if by not in ("item", "user"):
+            raise ValueError(f"by must be 'item' or 'user', got {by!r}")
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ValueError(f"layers must be a list of one or more encoder widths, such as [500], got {layers!r}")
+        for width in layers:
+            check_setting("each of layers", width, lambda value: value >= 1, ">= 1", integer=True)
+        check_setting("dropout", dropout, lambda value: 0 <= value < 1, "in [0, 1)")
+        try:
+            keras.activations.get(activation)
+        except (TypeError, ValueError):
+            raise ValueError(f"activation must be the name of a Keras activation, such as 'sigmoid' or 'selu', "
+                             f"got {activation!r}") from None
+        for name, value in (("tied", tied), ("refeed", refeed)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
         self.by, self.layers, self.dropout, self.activation = by, tuple(layers), dropout, activation
         self.reg = AUTOREC_REG[by] if reg is None else reg
         self.epochs, self.lr, self.batch_size, self.tied, self.refeed = epochs, lr, batch_size, tied, refeed
@@ -232,7 +288,8 @@ class AutoRec:
         validation = (kept, aside)  # the loss of the held-out ratings, read from the rest
         self.stopping = early_stopping(self.patience)
         self.model.fit(kept, kept, validation_data=validation if held.any() else None, batch_size=self.batch_size,
-                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=[self.stopping] if held.any() else [])
+                       epochs=self.epochs, verbose=0, shuffle=True, callbacks=fit_callbacks(self, held))
+        check_converged(self)
         self.validation_rmse = self._validation_rmse(split, held, kept) if held.any() else None
         self.vectors = self._vectors(split, np.ones_like(held))
         self.reconstruction = self.model.predict(self.vectors, batch_size=256, verbose=0)

@@ -184,6 +184,13 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
                              "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
 
 
+def path(text: str) -> Path:
+    """A file or directory path; an empty one is refused (``Path("")`` would be the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return Path(text)
+
+
 def positive_seconds(text: str) -> float | None:
     """A time limit in seconds; 0 or less means none."""
     value = finite(text)
@@ -219,11 +226,11 @@ DASH_VALUE = re.compile(r"-(?!-)[\d\s,.+eE-]+|-(inf|infinity|nan)", re.IGNORECAS
 
 def _prepare_parser(commands) -> None:
     prepare = commands.add_parser("prepare", help="turn a raw MovieLens ratings file into the sequences split")
-    prepare.add_argument("ratings", type=Path,
+    prepare.add_argument("ratings", type=path,
                          help="ratings.dat (UserID::MovieID::Rating::Timestamp), a CSV/TSV with a header, or the "
                               "Netflix Prize format (a combined_data_N.txt file or their directory)")
-    prepare.add_argument("out", type=Path, help="output split directory")
-    prepare.add_argument("--movies", type=Path, default=None, help="movies.dat for titles (default: next to ratings)")
+    prepare.add_argument("out", type=path, help="output split directory")
+    prepare.add_argument("--movies", type=path, default=None, help="movies.dat for titles (default: next to ratings)")
     prepare.add_argument("--n-val", type=integer, default=500, help="validation users (default: 500)")
     prepare.add_argument("--n-test", type=integer, default=500, help="test users (default: 500)")
     prepare.add_argument("--seed", type=seed, default=0,
@@ -237,7 +244,7 @@ def _train_parser(commands) -> None:
     train = commands.add_parser("train", help="train RNN-CCE in an MLflow run and evaluate it on the test users")
     add_data_argument(train)
     add_config_arguments(train)
-    train.add_argument("--output", type=Path, default=None, help="also save the best model to this .keras file")
+    train.add_argument("--output", type=path, default=None, help="also save the best model to this .keras file")
     train.add_argument("--backup-dir", default="auto",
                        help="back up the training state every epoch and resume from it when run again after a kill "
                             "or crash: 'auto' = .seqrec-backup/<hash of the parameters and data>, 'none' = no backup")
@@ -286,9 +293,9 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--seed", type=seed, default=0,
                       help="training seed of every trial and sampler seed; give parallel workers different seeds")
     add_data_argument(tune)
-    tune.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE,
+    tune.add_argument("--search-space", type=path, default=DEFAULT_SEARCH_SPACE,
                       help=f"file defining suggest(trial) -> dict (default: {DEFAULT_SEARCH_SPACE})")
-    tune.add_argument("--export", type=Path, default=Path("best_model.keras"),
+    tune.add_argument("--export", type=path, default=Path("best_model.keras"),
                       help="where to save the best model (default: best_model.keras)")
     tune.add_argument("--register-name", default="seqrec", help="MLflow registered model name (default: seqrec)")
     tune.add_argument("--heartbeat-interval", type=integer, default=60,
@@ -381,7 +388,7 @@ def _report_parser(commands) -> None:
     report.add_argument("--rnn-run-id", default=None, help="RNN-CCE run to report (default: the latest finished)")
     report.add_argument("--experiment", action="append", default=None, dest="experiments",
                         help="only runs of this MLflow experiment (repeatable; default: all experiments)")
-    report.add_argument("--out", type=Path, default=None,
+    report.add_argument("--out", type=path, default=None,
                         help="also keep table3.md and table3.html in this directory (default: only as artifacts)")
 
 
@@ -403,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
                 _baselines_parser, _ratings_parser, _ensemble_parser, _report_parser, _stack_parser):
         add(commands)
     return parser
+
+
+TRAIN_SIZES = "--hidden, --embedding, --batch-size, --max-len"
+SIZE_OPTIONS = {  # what to make smaller after running out of memory, by command (default: a network's sizes)
+    "baselines": "--mf-factors, --knn-neighbours", "ratings": "--mf-factors, --autorec-hidden",
+    "benchmarks/rating_grid.py": "factors, layers, batch_size of the settings",
+    "benchmarks/baseline_grid.py": "the sizes of the settings"}
 
 
 def exit_status(command: str, action: Callable[[], object]) -> int:
@@ -432,7 +446,7 @@ def exit_status(command: str, action: Callable[[], object]) -> int:
         if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":  # numpy's, TF's
             shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
             return say(f"error: out of memory ({shape.group(0) if shape else type(error).__name__}); expected "
-                       "smaller sizes (--hidden, --embedding, --batch-size, --max-len) for this machine", 2)
+                       f"smaller sizes ({SIZE_OPTIONS.get(command, TRAIN_SIZES)}) for this machine", 2)
         if os.environ.get("SEQREC_DEBUG"):
             raise
         return say(f"internal error: {type(error).__name__}: {first_line(str(error))[:300]} (traceback in "
@@ -480,15 +494,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(attach_list_values(sys.argv[1:] if argv is None else argv))
     from seqrec.experiment import commands
 
-    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     def run_command() -> None:
         if args.command != "stack":
             commands.check_tracking_server()
         getattr(commands, args.command)(args)
 
+    with one_line_warnings(), sigterm_as_interrupt():
+        return exit_status(args.command, run_command)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Warnings as :func:`one_line_warning` writes them while inside."""
+    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
-        with sigterm_as_interrupt():
-            return exit_status(args.command, run_command)
+        yield
     finally:
         warnings.formatwarning = default_format
 
@@ -497,7 +517,7 @@ def script_status(script: str, main: Callable[[], int]) -> int:
     """A benchmark script's exit status, as the seqrec command's: SIGTERM ends its runs FAILED, bad input is one
     line and status 2, Ctrl-C one line and status 130 — never a traceback."""
     status: list[int] = []
-    with sigterm_as_interrupt():
+    with one_line_warnings(), sigterm_as_interrupt():
         refused = exit_status(script, lambda: status.append(main()))
     return refused or status[0]
 

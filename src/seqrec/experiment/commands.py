@@ -29,6 +29,8 @@ from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.owners import close_orphaned_runs
 from seqrec.experiment.records import entry_point_run, log_data, log_params_once
 
+MAX_HEARTBEAT_INTERVAL = 24 * 3600  # seconds between an Optuna worker's heartbeats
+
 
 def check_tracking_server(timeout: float = 10.0) -> None:
     """Refuse at once an MLflow tracking server that does not answer: the client would otherwise retry each call
@@ -91,6 +93,26 @@ def train_config(**values) -> TrainConfig:
         raise ParameterError(str(error)) from None
 
 
+def check_keras_path(option: str, path: Path) -> None:
+    """A file to save a model to: a ``.keras`` name (Keras saves nothing else) that is not a directory, refused
+    before any training rather than when the trained model is saved."""
+    if path.suffix != ".keras" or path.is_dir():
+        raise ParameterError(f"{option}: expected a .keras file to save the model to, got "
+                             f"{str(path)!r}{' (a directory)' if path.is_dir() else ''}")
+
+
+def check_model_name(option: str, name: str) -> None:
+    """A name the MLflow model registry takes (not empty, no '/' or ':'), refused before any run."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+    except MlflowException:
+        raise ParameterError(f"{option}: expected a registered model name (not empty, without '/' or ':'), "
+                             f"got {name!r}") from None
+
+
 def check_k(k: int, n_items: int, what: str = "a cut-off") -> None:
     if not 1 <= k <= n_items:
         raise DataError("--k", None, f"{what} between 1 and {n_items} (the catalogue size)", str(k))
@@ -119,6 +141,8 @@ def train(args: argparse.Namespace) -> None:
     from seqrec.experiment.tracking import train_run
 
     config = config_from(args)
+    if args.output is not None:
+        check_keras_path("--output", args.output)
     split = with_times(load_data(args.data))
     check_k(config.k, split.n_items)  # before training, not at its first validation
     backup = {"none": None, "auto": default_backup_dir(config, split.directory)}.get(args.backup_dir,
@@ -199,9 +223,18 @@ def tune(args: argparse.Namespace) -> None:
     if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
         raise ParameterError("expected --n-trials and --epochs-per-trial of at least 1 and --final-epochs >= 0, got "
                              f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
+    if args.warmup_epochs < 0:
+        raise ParameterError(f"--warmup-epochs: expected 0 or more epochs, got {args.warmup_epochs}")
     for option, seconds in (("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):
         if seconds is not None and seconds < 1:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
+    if args.heartbeat_interval > MAX_HEARTBEAT_INTERVAL:  # a thread's wait takes no more than about 292 years
+        raise ParameterError(f"--heartbeat-interval: expected at most {MAX_HEARTBEAT_INTERVAL} seconds (a day), "
+                             f"got {args.heartbeat_interval}")
+    if not args.study_name.strip():
+        raise ParameterError(f"--study-name: expected the name of an Optuna study, got {args.study_name!r}")
+    check_model_name("--register-name", args.register_name)
+    check_keras_path("--export", args.export)
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
     parse_storage_url(args.storage)
     split = with_times(load_data(args.data))
@@ -232,7 +265,7 @@ def baselines(args: argparse.Namespace) -> None:
 
 
 def ratings(args: argparse.Namespace) -> None:
-    from seqrec.core.explicit import AUTOREC_REG, random_split
+    from seqrec.core.explicit import AUTOREC_REG, held_out, random_split
     from seqrec.core.ratings import read_ratings
     from seqrec.core.sources import resolve_ratings
     from seqrec.experiment.rating_runs import format_results, run_rating_predictors
@@ -254,7 +287,15 @@ def ratings(args: argparse.Namespace) -> None:
             raise ParameterError(f"argument --{option.replace('_', '-')}: expected a weight >= 0, "
                                  f"got {getattr(args, option)}")
     path = resolve_ratings(args.ratings)
-    split = random_split(read_ratings(path), args.test_share, args.seed)
+    table = read_ratings(path)
+    try:
+        split = random_split(table, args.test_share, args.seed)
+    except ValueError as error:  # a share of too few ratings: an empty test or training set
+        raise ParameterError(f"argument --test-share: {error}") from None
+    try:  # the learned predictors' early-stopping share, checked before any of them trains
+        held_out(len(split.train_ratings), args.validation_share, args.seed)
+    except ValueError as error:
+        raise ParameterError(f"argument --validation-share: {error}") from None
     stopping = {"validation_share": args.validation_share, "patience": args.patience}
     params = {"biased_mf": {"factors": args.mf_factors, "epochs": args.mf_epochs, "reg": args.mf_reg, **stopping},
               **{f"{by}_autorec": {"layers": (args.autorec_hidden,), "epochs": args.autorec_epochs,

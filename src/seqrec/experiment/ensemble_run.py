@@ -32,10 +32,12 @@ from seqrec.experiment.serve import MODEL_NAME, load_model, log_recommender
 
 
 def member_runs(groups: list[list[str]]) -> dict[str, Run]:
-    """Every member's run by id; an id the tracking store lacks, or a run that is no seqrec training (or ensemble)
-    run, is refused."""
+    """Every member's run by id; an id given twice, an id the tracking store lacks, or a run that is no seqrec
+    training (or ensemble) run, is refused."""
     client, runs = MlflowClient(), {}
     for run_id in (run_id for group in groups for run_id in group):
+        if run_id in runs:  # counted twice, it would weigh double under a name that says one more member
+            raise ParameterError(f"--runs: expected each run once, got {run_id} twice")
         try:
             runs[run_id] = client.get_run(run_id)
         except MlflowException:
@@ -57,7 +59,9 @@ def shared_param(runs: dict[str, Run], name: str) -> str:
 def members_split(runs: dict[str, Run], data: str | None) -> Split:
     """The split the members trained on: ``data`` (where it is now) or their logged ``data_path``, checked
     against their ``data_sha256``."""
-    split = with_times(load_data(data or shared_param(runs, "data_path")))
+    if data is not None and not data.strip():  # not a fall back to the logged data_path
+        raise ParameterError(f"--data: expected the members' split directory, got {data!r}")
+    split = with_times(load_data(data if data is not None else shared_param(runs, "data_path")))
     trained_on = shared_param(runs, "data_sha256")
     if split.checksum != trained_on:
         raise ParameterError(f"--data: {split.directory} is not the data the runs trained on (data_sha256 "

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from seqrec.core.data import os_error
+from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.rating_runs import ANCHORS
 from seqrec.experiment.records import auto_values, log_params_once, resolved_params, train_defaults
 
@@ -190,6 +193,23 @@ def seed_runs(chosen, runs: list, row_of: Callable = method_of) -> list:
         if row_of(run) == row and configuration(run) == wanted:
             by_seed.setdefault(run.data.params.get("seed"), run)
     return list(by_seed.values())
+
+
+def check_rnn_run(run_id: str, k: int) -> None:
+    """Refuse an ``--rnn-run-id`` the RNN-CCE row could not show: an id the store lacks, a run that is no training
+    run (a baseline's, a rating predictor's), or one that did not finish with test metrics at ``k`` (a tuning
+    trial, a killed run)."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise ParameterError(f"--rnn-run-id: no run {run_id!r} in the tracking store {mlflow.get_tracking_uri()}"
+                             ) from None
+    if "regime" not in run.data.params:
+        raise ParameterError(f"--rnn-run-id: expected a seqrec training run, got run {run_id} (it logged no regime)")
+    tested = f"test_sps_at_{k}" in run.data.metrics
+    if run.info.status != "FINISHED" or not tested:
+        raise ParameterError(f"--rnn-run-id: expected a finished training run with test metrics at k={k}, got run "
+                             f"{run_id} ({run.info.status}{'' if tested else f', no test_sps_at_{k}'})")
 
 
 def collect_runs(k: int = 10, rnn_run_id: str | None = None, experiment_names: list[str] | None = None,
@@ -393,6 +413,8 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
     there are runs on a clean split (``within_second`` = ``random``), holds those. Returns the Markdown, the HTML,
     both paths and the report run id.
     """
+    if rnn_run_id is not None:
+        check_rnn_run(rnn_run_id, k)
     tables = {clean: collect_runs(k, rnn_run_id, experiment_names, clean) for clean in (False, True)}
     tables = {clean: runs for clean, runs in tables.items() if not clean or any(runs.values())}
     markdown, html_tables, params, data = [], [], {}, []
@@ -414,10 +436,13 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
         params.update({param_key(f"rating_run_{name}"): ",".join(run.info.run_id for run in group)
                        for name, group in rating_runs.items()})
     markdown, page = "\n".join(markdown), html_page(html_tables)
-    out_dir.mkdir(parents=True, exist_ok=True)
     md_path, html_path = out_dir / "table3.md", out_dir / "table3.html"
-    md_path.write_text(markdown, encoding="utf-8")
-    html_path.write_text(page, encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(markdown, encoding="utf-8")
+        html_path.write_text(page, encoding="utf-8")
+    except OSError as error:  # a file in the way, no permission, a read-only disk: before the report run starts
+        raise os_error(out_dir, "a directory to write table3.md and table3.html in", error) from None
     with mlflow.start_run(run_name="report") as run:  # under `mlflow run`: the entry point's run
         mlflow.set_tag("seqrec.kind", "report")
         mlflow.log_params({"k": k, **params})

@@ -30,6 +30,7 @@ from seqrec.core.scoring import load_keras_model
 
 MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
 ARTIFACTS = {"model": "scoring_model.keras", "items": ITEM_MAPPING_FILE, "popularity": "popularity.npy"}
+EXPECTED_MODEL = "a seqrec model (models:/seqrec@champion, runs:/<id>/recommender, a .keras file)"
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array(DataType.long), "items"), ColSpec(Array(DataType.long), "ratings", required=False),
@@ -133,8 +134,13 @@ def load_scorer(uri: str) -> tuple[keras.Model, ServingCatalogue | None]:
             return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False}), None
         recommender = load_recommender(uri)
     except MlflowException as error:
-        raise DataError(uri, None, "a seqrec model (models:/seqrec@champion, runs:/<id>/recommender, a .keras file)",
-                        (error.message or "").splitlines()[0]) from None
+        raise DataError(uri, None, EXPECTED_MODEL, (error.message or "").splitlines()[0]) from None
+    except ImportError as error:  # s3://, gs://, ...: a store whose client library is not installed
+        raise DataError(uri, None, EXPECTED_MODEL, f"no client for its store ({error})") from None
+    except DataError:  # a file of the model's (its catalogue) names itself
+        raise
+    except (ValueError, OSError) as error:  # a URI MLflow's artifact stores cannot read (http:// without its API)
+        raise DataError(uri, None, EXPECTED_MODEL, f"{type(error).__name__}: {error}") from None
     return recommender.model, recommender.catalogue
 
 

@@ -143,7 +143,7 @@ def load_search_space(path: Path = DEFAULT_SEARCH_SPACE) -> tuple[Callable[[optu
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001 - any error of the user's file is the file's, not seqrec's
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any error (or exit) of the user's file is the file's
         raise DataError(path, _error_line(error, path), "a Python file that runs", _describe(error)) from None
     suggest = getattr(module, "suggest", None)
     if not callable(suggest):
@@ -160,7 +160,7 @@ def check_search_space(suggest: Callable[[optuna.Trial], dict], source: str) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
     try:
         overrides = suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask())
-    except Exception as error:  # noqa: BLE001 - the user's code
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code (an exit() too)
         raise DataError(source, _error_line(error, Path(source)), "suggest(trial) to return a dict of TrainConfig "
                         "overrides", _describe(error)) from None
     finally:
