@@ -237,6 +237,15 @@ def _main(argv: list[str]) -> int:
         return exit_.code
 
 
+def test_a_warm_up_that_outlasts_every_trial_is_said_before_the_study_starts(hostile_dir, shared_tracking, capsys):
+    """Legal (no trial can then be pruned) but rarely meant: one warning line. The bad name after it stops the
+    command before any trial, so the warning's place is checked without a study."""
+    with pytest.warns(UserWarning, match="--warmup-epochs 6 is not under --epochs-per-trial 6: the pruner can stop no"):
+        status = _main(["tune", "--warmup-epochs", "6", "--epochs-per-trial", "6", "--register-name", "a/b",
+                        "--data", hostile_dir["split"]])
+    assert status == 2, capsys.readouterr().err
+
+
 def test_a_value_starting_with_a_dash_is_read_as_the_list_it_is():
     assert attach_list_values(["recommend", "--items", "-5,1000", "--k", "3"]) == [
         "recommend", "--items=-5,1000", "--k", "3"]

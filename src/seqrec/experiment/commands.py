@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -225,6 +226,9 @@ def tune(args: argparse.Namespace) -> None:
                              f"{args.n_trials}, {args.epochs_per_trial} and {args.final_epochs}")
     if args.warmup_epochs < 0:
         raise ParameterError(f"--warmup-epochs: expected 0 or more epochs, got {args.warmup_epochs}")
+    if args.warmup_epochs >= args.epochs_per_trial:
+        warnings.warn(f"--warmup-epochs {args.warmup_epochs} is not under --epochs-per-trial "
+                      f"{args.epochs_per_trial}: the pruner can stop no trial", stacklevel=2)
     for option, seconds in (("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):
         if seconds is not None and seconds < 1:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
