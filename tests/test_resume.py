@@ -95,3 +95,17 @@ def test_crashed_run_is_failed_keeps_its_metrics_and_resumes_to_the_same_result(
         assert curve == pytest.approx(expected, rel=1e-6)
     assert resumed.best_epoch == reference.best_epoch and resumed.val == pytest.approx(reference.val)
     assert resumed.test == pytest.approx(reference.test)
+
+
+def test_a_backup_of_another_experiments_run_resumes_into_a_new_run_here(tmp_path, mlflow_tracking):
+    """Backups are keyed by configuration and data: the zoo's interrupted cell can be picked up by reproduce.py.
+    Its fit resumes, but MLflow cannot reopen a run of another experiment: a new run names the interrupted one."""
+    from seqrec.experiment.resume import record_run, run_to_continue
+
+    mlflow.set_experiment("seqrec-zoo")
+    with mlflow.start_run() as interrupted:
+        record_run(tmp_path / "backup", interrupted.info.run_id)
+    mlflow.set_experiment("seqrec-benchmark")
+    assert run_to_continue(tmp_path / "backup") == (None, interrupted.info.run_id)
+    mlflow.set_experiment("seqrec-zoo")
+    assert run_to_continue(tmp_path / "backup") == (interrupted.info.run_id, interrupted.info.run_id)

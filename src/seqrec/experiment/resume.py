@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import mlflow.tracking.fluent as fluent
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
@@ -33,7 +34,9 @@ def run_to_continue(backup_dir: Path | None) -> tuple[str | None, str | None]:
 
     The interrupted attempt's MLflow run is reopened when this process is free to choose its run (no
     active run, no ``MLFLOW_RUN_ID`` set by ``mlflow run``) and the run still exists in this tracking
-    store; otherwise a new run is started and the interrupted one is only named (for a tag; the caller ends it).
+    store, in the active experiment (a backup is keyed by the configuration and the data, so the zoo's
+    interrupted cell may be resumed by `reproduce.py`, whose runs belong elsewhere); otherwise a new run is
+    started and the interrupted one is only named (for a tag; the caller ends it).
     """
     file = backup_dir / RUN_FILE if backup_dir is not None else None
     if file is None or not file.is_file():
@@ -45,7 +48,8 @@ def run_to_continue(backup_dir: Path | None) -> tuple[str | None, str | None]:
         run = MlflowClient().get_run(previous)
     except MlflowException:
         return None, None  # another tracking store, or deleted: nothing to continue
-    return (previous if run.info.lifecycle_stage == "active" else None), previous
+    here = run.info.experiment_id == fluent._get_experiment_id()  # the experiment start_run would use
+    return (previous if here and run.info.lifecycle_stage == "active" else None), previous
 
 
 def log_missing_epochs(run_id: str, history: dict[str, list[float]], epochs: int) -> int:
