@@ -130,18 +130,23 @@ def load_scorer(uri: str) -> tuple[keras.Model, ServingCatalogue | None]:
     if Path(uri).suffix == ".keras":
         return load_keras_model(uri), None
     try:
-        if "keras" in mlflow.models.get_model_info(uri).flavors:
+        if "keras" in resolved_model(uri).flavors:
             return mlflow.keras.load_model(uri, load_model_kwargs={"compile": False}), None
         recommender = load_recommender(uri)
     except MlflowException as error:
         raise DataError(uri, None, EXPECTED_MODEL, (error.message or "").splitlines()[0]) from None
+    return recommender.model, recommender.catalogue
+
+
+def resolved_model(uri: str) -> mlflow.models.model.ModelInfo:
+    """MLflow's description of the model at ``uri``. A URI no installed artifact store can read is refused as bad
+    input here, where it is resolved; what fails later, loading a model found, is not the URI's fault."""
+    try:
+        return mlflow.models.get_model_info(uri)
     except ImportError as error:  # s3://, gs://, ...: a store whose client library is not installed
         raise DataError(uri, None, EXPECTED_MODEL, f"no client for its store ({error})") from None
-    except DataError:  # a file of the model's (its catalogue) names itself
-        raise
     except (ValueError, OSError) as error:  # a URI MLflow's artifact stores cannot read (http:// without its API)
         raise DataError(uri, None, EXPECTED_MODEL, f"{type(error).__name__}: {error}") from None
-    return recommender.model, recommender.catalogue
 
 
 def load_model(uri: str) -> keras.Model:
