@@ -232,7 +232,7 @@ def tune(args: argparse.Namespace) -> None:
     for option, seconds in (("--heartbeat-interval", args.heartbeat_interval), ("--grace-period", args.grace_period)):
         if seconds is not None and seconds < 1:
             raise ParameterError(f"{option}: expected at least 1 second, got {seconds}")
-    if args.heartbeat_interval > MAX_HEARTBEAT_INTERVAL:  # a thread's wait takes no more than about 292 years
+    if args.heartbeat_interval > MAX_HEARTBEAT_INTERVAL:  # far longer waits overflow the heartbeat thread's timer
         raise ParameterError(f"--heartbeat-interval: expected at most {MAX_HEARTBEAT_INTERVAL} seconds (a day), "
                              f"got {args.heartbeat_interval}")
     if not args.study_name.strip():
