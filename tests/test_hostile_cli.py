@@ -118,8 +118,14 @@ REFUSED = [
     (["evaluate", "--model", "http://127.0.0.1:1/model"], "http://127.0.0.1:1/model: expected a seqrec model"),
     # recommend: histories, ratings and k
     (["recommend", "--model", "{model}", "--items", "abc"], "--items: expected comma-separated integer MovieIDs"),
-    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "6,1"], "numbers from 0 (unknown) to 5"),
-    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "5"], "one"),
+    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "6,1"],
+     "--ratings: expected comma-separated stars 1-5 (0: unknown), one per movie of --items"),
+    (["recommend", "--model", "{model}", "--items", "1000,1001", "--ratings", "5"],
+     "--ratings: expected comma-separated stars 1-5 (0: unknown), one per movie of --items (e.g. 5,3,4), or "
+     "'unknown', got '1 stars for 2 movies'"),
+    (["recommend", "--model", "{model}", "--items", "1000", "--ratings", ""], "got '0 stars for 1 movies'"),
+    (["recommend", "--model", "{model}", "--items", "99999999999999999999999"],
+     "--items: expected comma-separated integer MovieIDs"),
     (["recommend", "--model", "{model}", "--items", "1000", "--ratings", "x"], "--ratings: expected"),
     (["recommend", "--model", "{model}", "--items", "1000", "--k", "0"], "--k: expected a number of movies"),
     (["recommend", "--model", "{model}", "--items", "1000", "--k", "41"], "--k: expected a number of movies"),

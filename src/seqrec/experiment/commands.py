@@ -172,10 +172,13 @@ def evaluate(args: argparse.Namespace) -> None:
         print(format_table(metrics, title=f"{args.model} on {len(users)} {args.users} users:"))
 
 
-def _integers(option: str, text: str, expected: str) -> list[int]:
-    """A comma-separated list of integers (spaces allowed); empty means none."""
+LARGEST_ID = 2**63 - 1  # a MovieID the served model's int64 column holds
+
+
+def _integers(option: str, text: str, expected: str, low: int = -LARGEST_ID, high: int = LARGEST_ID) -> list[int]:
+    """A comma-separated list of integers from ``low`` to ``high`` (spaces allowed); empty means none."""
     parts = [part.strip() for part in text.split(",")] if text.strip() else []
-    if not all(part.lstrip("-").isdigit() for part in parts):
+    if not all(part.lstrip("-").isdigit() for part in parts) or not all(low <= int(part) <= high for part in parts):
         raise DataError(option, None, expected, text)
     return [int(part) for part in parts]
 
@@ -198,8 +201,10 @@ def recommend(args: argparse.Namespace) -> None:
     history = _integers("--items", args.items, "comma-separated integer MovieIDs, oldest first (e.g. 1193,661,914)")
     recommender, split = _recommender(args.model, args.data)
     check_k(args.k, recommender.catalogue.n_items, "a number of movies")
-    ratings = None if args.ratings in (None, "unknown") else _integers(
-        "--ratings", args.ratings, "comma-separated stars 1-5, one per movie of --items (e.g. 5,3,4), or 'unknown'")
+    expected_stars = "comma-separated stars 1-5 (0: unknown), one per movie of --items (e.g. 5,3,4), or 'unknown'"
+    ratings = None if args.ratings in (None, "unknown") else _integers("--ratings", args.ratings, expected_stars, 0, 5)
+    if ratings is not None and len(ratings) != len(history):
+        raise DataError("--ratings", None, expected_stars, f"{len(ratings)} stars for {len(history)} movies")
     row = recommender.recommend({"items": [history], "ratings": [ratings], "k": [args.k]}).to_dict("records")[0]
     with entry_point_run("recommend") as run:
         if run is not None:
