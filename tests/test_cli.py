@@ -103,7 +103,7 @@ def test_a_rating_input_model_is_logged_served_and_evaluated_with_the_ratings(sy
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["scores"] == pytest.approx(
         rated["scores"][0], rel=1e-5)
     assert main(["recommend", "--items", "1000,1001,1002", "--ratings", "5,4", "--model", uri]) == 2
-    assert "'ratings' must be a list of 3 numbers" in capsys.readouterr().err
+    assert "--ratings: expected comma-separated stars 1-5 (0: unknown), one per movie of --items" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_another_catalogue(trained, tmp_path):
