@@ -16,11 +16,10 @@ cast exactly (raw sums of counts would not, for large counts plus a tiny popular
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 
+from seqrec.core.config import check_setting
 from seqrec.core.data import Sequences, Split, split_half
 from seqrec.core.metrics import ranking_metrics, top_k
 
@@ -470,12 +469,14 @@ class SLIST(Baseline):
 
     def __init__(self, window: int = 20, decay: float = 0.8, l2: float = 300.0, alpha: float = 0.0) -> None:
         super().__init__()
-        numbers_ok = (isinstance(window, numbers.Integral) and all(isinstance(value, numbers.Real) and np.isfinite(value)
-                                                                   for value in (decay, l2, alpha))
-                      and not any(isinstance(value, bool) for value in (window, decay, l2, alpha)))
-        if not numbers_ok or window < 1 or not 0 < decay <= 1 or not l2 > 0 or not 0 <= alpha <= 1:
+        try:
+            check_setting("window", window, lambda value: value >= 1, ">= 1", integer=True)
+            check_setting("decay", decay, lambda value: 0 < value <= 1, "in (0, 1]")
+            check_setting("l2", l2, lambda value: value > 0, "> 0")
+            check_setting("alpha", alpha, lambda value: 0 <= value <= 1, "in [0, 1]")
+        except ValueError:
             raise ValueError(f"SLIST needs window >= 1 (an integer), decay in (0, 1], l2 > 0 and alpha in [0, 1], got "
-                             f"window={window!r}, decay={decay!r}, l2={l2!r}, alpha={alpha!r}")
+                             f"window={window!r}, decay={decay!r}, l2={l2!r}, alpha={alpha!r}") from None
         self.window, self.decay, self.l2, self.alpha = window, decay, l2, alpha
         self.weights: np.ndarray | None = None  # B, items x items
 

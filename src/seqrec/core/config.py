@@ -58,7 +58,9 @@ def check_setting(name: str, value: object, test: Callable[[float], bool], expec
     """One hyper-parameter of a model built from settings (a benchmark's JSON reaches it untyped): a finite number
     (an integer where ``integer``) that passes ``test``, else a ValueError naming it and saying what was expected."""
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or not test(value):
+    typed = isinstance(value, kind) and not isinstance(value, bool)
+    finite = typed and (isinstance(value, numbers.Integral) or math.isfinite(value))  # a huge int overflows a float
+    if not finite or not test(value):
         raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} {expected}, got {value!r}")
 
 
