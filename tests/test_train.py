@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -56,6 +57,30 @@ def test_lookahead_targets_are_the_following_items():
     _, cut_targets, *_ = cut_examples(USERS, max_len=3, rng=np.random.default_rng(0), lookahead=2)
     assert cut_targets[1].tolist() == [4, -1] and cut_targets[2].tolist() == [-1, -1]
 
+
+
+def test_burst_targets_keep_only_the_next_second():
+    # user 0 rates 11, 12, 13 in one second, 14 later, 15 in the second after; user 1's times are unknown
+    users = dataclasses.replace(Sequences.from_lists([[10, 11, 12, 13, 14, 15], [3, 4, 5]]),
+                                times=np.array([1, 2, 2, 2, 3, 4, -1, -1, -1]))
+    inputs, targets, *_ = window_examples(users, max_len=6, rng=np.random.default_rng(0), lookahead=3,
+                                          burst_only=True)
+    used = inputs > 0
+    following = dict(zip((inputs[used] - 1).tolist(), targets[used].tolist()))
+    assert following == {10: [11, 12, 13], 11: [12, 13, -1], 12: [13, -1, -1], 13: [14, -1, -1],
+                         14: [15, -1, -1], 3: [4, -1, -1], 4: [5, -1, -1]}
+    plain = window_examples(users, max_len=6, rng=np.random.default_rng(0), lookahead=3)[1]
+    assert (plain[used] >= 0).sum() > (targets[used] >= 0).sum()  # without it, any next items are targets
+    no_times = window_examples(dataclasses.replace(users, times=None), 6, np.random.default_rng(0), 3,
+                               burst_only=True)[1]
+    assert np.all(no_times[used][:, 1:] == -1) and np.all(no_times[used][:, 0] >= 0)  # the next item only
+
+
+def test_burst_targets_need_a_lookahead_over_windows():
+    assert TrainConfig(lookahead=8, lookahead_decay=1.0, burst_targets=True).burst_targets
+    for bad in (dict(lookahead=1), dict(lookahead=2, regime="paper", exclude_seen=False)):
+        with pytest.raises(ValueError, match="burst_targets is for lookahead of 2 or more with regime=all_steps"):
+            TrainConfig(burst_targets=True, **bad)
 
 def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
     logits = np.random.default_rng(0).normal(size=(2, 3, 7)).astype("float32")

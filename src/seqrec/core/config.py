@@ -117,6 +117,7 @@ class TrainConfig:
     regime: str = "all_steps"
     lookahead: int = 1
     lookahead_decay: float = 0.5
+    burst_targets: bool = False
     loss: str = "cce"
     negatives: int = 5
     blocks: int = 2
@@ -171,6 +172,9 @@ class TrainConfig:
                              f"to leave out), got rating_min_history={self.rating_min_history}")
         if self.rating_dropout and not self.rating_input:
             raise ValueError(f"rating_dropout is for rating_input=true only, got rating_dropout={self.rating_dropout}")
+        if self.burst_targets and (self.lookahead < 2 or self.regime != "all_steps"):
+            raise ValueError(f"burst_targets is for lookahead of 2 or more with regime=all_steps (the later items of "
+                             f"the next second), got lookahead={self.lookahead}, regime={self.regime!r}")
         if self.label_smoothing and self.loss != "cce":
             raise ValueError(f"label_smoothing is for loss=cce only, got loss={self.loss!r}")
 

@@ -25,13 +25,20 @@ from seqrec.core.ties import TieOrder
 
 
 def next_items(sequences: Sequences, source: np.ndarray, lookahead: int,
-               target_ok: np.ndarray | None = None) -> np.ndarray:
+               target_ok: np.ndarray | None = None, burst_only: bool = False) -> np.ndarray:
     """The ``lookahead`` items following each flat position in ``source``: -1 past the user's end and,
-    with the boolean ``target_ok`` (per flat interaction), -1 where an interaction may not be a target."""
+    with the boolean ``target_ok`` (per flat interaction), -1 where an interaction may not be a target.
+
+    ``burst_only`` keeps the second and later items only where rated in the same (known) second as the first,
+    the next burst, whose order inside the second means nothing; without ``sequences.times``, the first only.
+    """
     remaining = np.repeat(sequences.offsets[1:], sequences.lengths)[source] - source - 1
     ahead = np.arange(1, lookahead + 1)
     index = np.minimum(source[:, None] + ahead, len(sequences.items) - 1)
     valid = ahead <= remaining[:, None]
+    if burst_only:
+        times = sequences.times[index] if sequences.times is not None else np.full(index.shape, -1)
+        valid[:, 1:] &= (times[:, 1:] == times[:, :1]) & (times[:, :1] >= 0)
     if target_ok is not None:
         valid &= target_ok[index]
     return np.where(valid, sequences.items[index], -1).astype(np.int32)
@@ -95,7 +102,7 @@ def items_before(sequences: Sequences, sources: np.ndarray, n_items: int) -> np.
 
 
 def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator, lookahead: int = 1,
-                    target_ok: np.ndarray | None = None) -> Examples:
+                    target_ok: np.ndarray | None = None, burst_only: bool = False) -> Examples:
     """Teacher-forcing windows: inputs ``item + 1`` (windows x max_len), the next ``lookahead``
     items as targets (windows x max_len x lookahead, -1 where the sequence has ended,
     :data:`~seqrec.core.losses.PADDED_TARGET` in padding) and the rating
@@ -104,7 +111,7 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     Each user's transitions are tiled into consecutive windows starting at a random offset, so
     every transition is used once per epoch and window borders move from epoch to epoch.
     Unused cells are 0 in the inputs (masked by the embedding, hence ignored by the loss).
-    ``target_ok`` (see :func:`next_items`) turns some targets into -1 (no loss), never inputs.
+    ``target_ok`` and ``burst_only`` (see :func:`next_items`) turn some targets into -1 (no loss), never inputs.
     """
     lengths = sequences.lengths
     transitions = np.maximum(lengths - 1, 0)
@@ -120,7 +127,7 @@ def window_examples(sequences: Sequences, max_len: int, rng: np.random.Generator
     sources = np.full((int(n_windows.sum()), max_len), -1, dtype=np.int64)
     sources[window, column] = source
     targets = np.full((*sources.shape, lookahead), PADDED_TARGET, dtype=np.int32)
-    targets[window, column] = next_items(sequences, source, lookahead, target_ok)
+    targets[window, column] = next_items(sequences, source, lookahead, target_ok, burst_only)
     ratings = np.zeros(sources.shape, dtype=np.float32)
     ratings[window, column] = sequences.ratings[source + 1]
     return Examples(cell_values(sequences.items + 1, sources), targets, ratings, sources)
@@ -236,7 +243,8 @@ class TrainingBatches(keras.utils.PyDataset):
             first = first_occurrences(sequences)
             target_ok = first if target_ok is None else target_ok & first
         if self.config.regime == "all_steps":
-            examples = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead, target_ok)
+            examples = window_examples(sequences, self.config.max_len, self.rng, self.config.lookahead, target_ok,
+                                       self.config.burst_targets)
         elif self.config.cuts_per_user:
             examples = user_cut_examples(sequences, self.config.max_len, self.rng, self.config.cuts_per_user,
                                          self.config.lookahead, target_ok)

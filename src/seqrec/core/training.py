@@ -177,7 +177,8 @@ class TrainResult:
 
 def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
         verbose: int = 2, ties: TieOrder | None = None, backup_dir: Path | None = None,
-        target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None) -> TrainResult:
+        target_ok: np.ndarray | None = None, rating_known: np.ndarray | None = None,
+        times: np.ndarray | None = None) -> TrainResult:
     """Train on the training users, select the epoch on validation sps@k; no MLflow here.
 
     With ``backup_dir`` the fit is resumable (:class:`seqrec.core.backup.ResumableTraining`): killed, the
@@ -186,7 +187,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     ``ties`` (see :func:`seqrec.core.ties.train_tie_order`) re-orders same-second training ratings every epoch;
     ``target_ok`` (see :func:`seqrec.core.sampling.imputed_target_mask`) says which training interactions may be
     targets;
-    ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``).
+    ``rating_known`` which training ratings are known (the others are fed as unknown with ``rating_input``);
+    ``times`` the training ratings' Unix times (-1 unknown), which ``burst_targets`` needs to find the bursts.
     """
     if config.k > split.n_items:
         raise ValueError(f"k must be at most the catalogue size {split.n_items}, got {config.k}")
@@ -196,7 +198,8 @@ def fit(split: Split, config: TrainConfig, callbacks: list | None = None,
     replicas = strategy.num_replicas_in_sync
     # batch_size is per device: the global batch grows with the devices, and the peak learning rate with it (the
     # linear scaling rule), so one epoch takes 1/replicas of the steps at the same per-example step size
-    batches = TrainingBatches(split.train, replace(config, batch_size=config.batch_size * replicas),
+    train = split.train if times is None else replace(split.train, times=times)
+    batches = TrainingBatches(train, replace(config, batch_size=config.batch_size * replicas),
                               seed=config.seed, ties=ties, target_ok=target_ok, rating_known=rating_known,
                               n_items=split.n_items)
     with dtype_policy(config.precision), strategy.scope():

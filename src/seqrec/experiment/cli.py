@@ -60,6 +60,9 @@ TRAIN_HELP = {
               "item only)",
     "lookahead": "train against the next N items (1 = the paper's next-item CCE)",
     "lookahead_decay": "weight of the j-th next item is decay ** (j - 1)",
+    "burst_targets": "regime=all_steps, lookahead >= 2 only: the j-th next item (j >= 2) is a target only when rated "
+                     "in the same second as the next item, so a step's targets are the next burst, whose order "
+                     "means nothing (times needed: without them, the next item only)",
     "loss": "cce (full softmax) or a ranking loss against sampled negatives: pointwise, bpr, hinge, adaptive_hinge",
     "negatives": "items drawn uniformly per step as negatives for the sampled losses",
     "blocks": "self-attention blocks (sasrec) or convolution layers (cnn)",

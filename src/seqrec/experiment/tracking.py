@@ -10,6 +10,7 @@ RUNNING.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,15 +85,21 @@ def training_inputs(config: TrainConfig, split: Split) -> dict[str, object]:
     MovieLens files. In the authors' rebuilt file 109,591 of the 113,043 rows of unknown time have an imputed
     rating (3), so with ``rating_input`` those are fed as unknown.
     """
-    needs_times = config.tie_order != "file" or config.imputed_targets != "keep" or config.rating_input
+    needs_times = (config.tie_order != "file" or config.imputed_targets != "keep" or config.rating_input
+                   or config.burst_targets)
     timestamps = train_timestamps(split) if needs_times else None
+    if config.burst_targets and timestamps is None:
+        warnings.warn(f"burst_targets: {split.directory} has no training times (train_set_timestamps, or raw "
+                      f"ratings in ../ml-1m/ with the id mappings); each step trains on the next item only",
+                      stacklevel=2)
     ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
     target_ok = imputed_target_mask(timestamps, config.imputed_targets)
     rating_known = timestamps >= 0 if config.rating_input and timestamps is not None else None
     mlflow.log_params({"tie_order_used": tie_order_name(ties),
                        "imputed_targets_masked": 0 if target_ok is None else int(np.sum(~target_ok)),
                        "unknown_rating_inputs": 0 if rating_known is None else int(np.sum(~rating_known))})
-    return {"ties": ties, "target_ok": target_ok, "rating_known": rating_known}
+    return {"ties": ties, "target_ok": target_ok, "rating_known": rating_known,
+            "times": timestamps if config.burst_targets else None}
 
 
 def default_run_name(config: TrainConfig) -> str:
