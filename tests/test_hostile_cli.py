@@ -404,6 +404,21 @@ def test_report_refuses_a_run_the_rnn_row_cannot_show(shared_tracking, capsys, m
            "test_sps_at_10)" in line
 
 
+def test_report_refuses_a_cutoff_no_run_logged(shared_tracking, capsys, monkeypatch):
+    """A table of dashes says nothing: --k must be a cut-off some finished run logged (an empty store still reports)."""
+    monkeypatch.setenv("SEQREC_DEBUG", "1")
+    assert _main(["report", "--k", "1000"]) == 0  # nothing logged at any cut-off: the paper's rows
+    capsys.readouterr()
+    with mlflow.start_run():
+        mlflow.log_param("regime", "all_steps")
+        mlflow.log_metrics({"test_sps_at_10": 0.3, "test_sps_at_20": 0.4})
+    assert _main(["report", "--k", "1000"]) == 2
+    (line,) = error_lines(capsys)
+    assert line.endswith("--k: no finished run logged test metrics at k=1000; the runs logged k = 10, 20 (train, "
+                         "evaluate or run the baselines with --k 1000)")
+    assert _main(["report", "--k", "20"]) == 0
+
+
 def test_a_rating_predictor_that_diverges_is_a_failed_run_not_a_row_of_nan(hostile_dir, shared_tracking, capsys):
     before = all_runs()
     assert _main(["ratings", "--ratings", f"{hostile_dir['tmp']}/ratings.dat", "--predictors", "item_autorec",

@@ -160,6 +160,19 @@ def _finished_runs_with_test_metrics(client, experiment_ids: list[str], k: int) 
             return runs
 
 
+def check_cutoff_logged(k: int, experiment_names: list[str] | None) -> None:
+    """Refuse a cut-off no finished run logged while runs logged others: the table would be dashes only. An empty
+    store (or one of rating runs alone) still gets its table."""
+    client = MlflowClient()
+    runs = client.search_runs(_experiment_ids(client, experiment_names), "attributes.status = 'FINISHED'",
+                              max_results=1000)
+    logged = sorted({int(found[1]) for run in runs for name in run.data.metrics
+                     if (found := re.fullmatch(r"test_sps_at_(\d+)", name))})
+    if logged:
+        raise ParameterError(f"--k: no finished run logged test metrics at k={k}; the runs logged k = "
+                             f"{', '.join(map(str, logged))} (train, evaluate or run the baselines with --k {k})")
+
+
 def is_clean(run) -> bool:
     """Whether ``run`` was evaluated on a clean split (prepared with ``--within-second random``)."""
     return run.data.params.get("within_second") == "random"
@@ -416,6 +429,8 @@ def write_report(out_dir: Path, k: int = 10, rnn_run_id: str | None = None,
     if rnn_run_id is not None:
         check_rnn_run(rnn_run_id, k)
     tables = {clean: collect_runs(k, rnn_run_id, experiment_names, clean) for clean in (False, True)}
+    if not any(any(runs.values()) for runs in tables.values()):
+        check_cutoff_logged(k, experiment_names)
     tables = {clean: runs for clean, runs in tables.items() if not clean or any(runs.values())}
     markdown, html_tables, params, data = [], [], {}, []
     for clean, runs in tables.items():
