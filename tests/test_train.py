@@ -16,7 +16,7 @@ import pytest
 from seqrec.core.data import load_split, Sequences
 
 from seqrec.core.metrics import held_out_pick, validation_halves
-from seqrec.core.ties import TieOrder
+from seqrec.core.ties import TieOrder, tie_order
 from seqrec.core.scoring import evaluate_scores, evaluate_users
 from seqrec.core.model import build_model, keras, scoring_model
 from seqrec.core.config import TrainConfig
@@ -58,7 +58,6 @@ def test_lookahead_targets_are_the_following_items():
     assert cut_targets[1].tolist() == [4, -1] and cut_targets[2].tolist() == [-1, -1]
 
 
-
 def test_burst_targets_keep_only_the_next_second():
     # user 0 rates 11, 12, 13 in one second, 14 later, 15 in the second after; user 1's times are unknown
     users = dataclasses.replace(Sequences.from_lists([[10, 11, 12, 13, 14, 15], [3, 4, 5]]),
@@ -81,6 +80,19 @@ def test_burst_targets_need_a_lookahead_over_windows():
     for bad in (dict(lookahead=1), dict(lookahead=2, regime="paper", exclude_seen=False)):
         with pytest.raises(ValueError, match="burst_targets is for lookahead of 2 or more with regime=all_steps"):
             TrainConfig(burst_targets=True, **bad)
+    # the sampler finds the bursts in the times its sequences carry, through every epoch's new order inside a second
+    users = dataclasses.replace(Sequences.from_lists([[10, 11, 12, 13, 14]]), times=np.array([1, 2, 2, 2, 3]))
+    config = TrainConfig(lookahead=3, lookahead_decay=1.0, burst_targets=True, max_len=4, batch_size=4,
+                         tie_order="shuffle", **SAMPLER_ALONE)
+    batches = TrainingBatches(users, config, seed=0, ties=tie_order("shuffle", users, users.times, None))
+    for epoch in range(3):
+        batches.set_epoch(epoch)
+        inputs, targets = batches.inputs, batches.targets
+        following = dict(zip((inputs[inputs > 0] - 1).tolist(), targets[inputs > 0].tolist()))
+        assert sorted(following[10]) == [11, 12, 13]  # the whole burst, in this epoch's order
+        burst_end = next(item for item, after in following.items() if after[0] == 14)
+        assert following[burst_end] == [14, -1, -1] and len(set(following) & {11, 12, 13}) == 3
+
 
 def test_next_items_loss_is_the_paper_cce_at_lookahead_one():
     logits = np.random.default_rng(0).normal(size=(2, 3, 7)).astype("float32")
