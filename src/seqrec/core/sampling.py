@@ -36,8 +36,10 @@ def next_items(sequences: Sequences, source: np.ndarray, lookahead: int,
     ahead = np.arange(1, lookahead + 1)
     index = np.minimum(source[:, None] + ahead, len(sequences.items) - 1)
     valid = ahead <= remaining[:, None]
-    if burst_only:
-        times = sequences.times[index] if sequences.times is not None else np.full(index.shape, -1)
+    if burst_only and sequences.times is None:  # no seconds to tell a burst by
+        valid[:, 1:] = False
+    elif burst_only:
+        times = sequences.times[index]
         valid[:, 1:] &= (times[:, 1:] == times[:, :1]) & (times[:, :1] >= 0)
     if target_ok is not None:
         valid &= target_ok[index]

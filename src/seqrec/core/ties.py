@@ -91,6 +91,9 @@ USER_MAPPING_FILE = "user_id_mapping.tsv"  # user_index, user_id (MovieLens), se
 RAW_RATINGS_NEXT_TO_SPLIT = ("ratings.dat", "ratings.partial.dat")  # looked up in <split>/../ml-1m/
 
 
+TRAIN_TIMES_SOURCES = "train_set_timestamps, or raw ratings in ../ml-1m/ with the id mappings"  # where they are read
+
+
 def train_timestamps(split: Split) -> np.ndarray | None:
     """Unix time of every training interaction (-1 where unknown), or None when there is no source.
 
@@ -161,7 +164,7 @@ def train_tie_order(split: Split, name: str, noise: float = 0.0,
     movie_ids = split.catalogue.movie_ids if split.catalogue is not None else None
     ties = tie_order(name, split.train, timestamps, movie_ids, noise)
     if tie_order_name(ties) != name:
-        missing = ("timestamps (train_set_timestamps, or raw ratings in ../ml-1m/ with the id mappings)"
+        missing = (f"timestamps ({TRAIN_TIMES_SOURCES})"
                    if timestamps is None else f"{ITEM_MAPPING_FILE} (MovieIDs)")
         warnings.warn(f"tie order {name}: {split.directory} lacks {missing}; same-second training ratings "
                       f"are in {tie_order_name(ties)} order", stacklevel=2)

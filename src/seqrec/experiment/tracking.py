@@ -24,7 +24,7 @@ from seqrec.core.metrics import metric_name, mlflow_name
 from seqrec.core.recommend import ServingCatalogue
 from seqrec.core.sampling import imputed_target_mask
 from seqrec.core.scoring import evaluate_scores, format_table, new_user_curve, new_user_metrics, score_users
-from seqrec.core.ties import tie_order_name, train_tie_order, train_timestamps
+from seqrec.core.ties import TRAIN_TIMES_SOURCES, tie_order_name, train_tie_order, train_timestamps
 from seqrec.core.training import TrainResult, fit
 from seqrec.experiment.owners import close_orphaned_runs, owner
 from seqrec.experiment.plots import log_run_plots
@@ -89,9 +89,8 @@ def training_inputs(config: TrainConfig, split: Split) -> dict[str, object]:
                    or config.burst_targets)
     timestamps = train_timestamps(split) if needs_times else None
     if config.burst_targets and timestamps is None:
-        warnings.warn(f"burst_targets: {split.directory} has no training times (train_set_timestamps, or raw "
-                      f"ratings in ../ml-1m/ with the id mappings); each step trains on the next item only",
-                      stacklevel=2)
+        warnings.warn(f"burst_targets: {split.directory} has no training times ({TRAIN_TIMES_SOURCES}); each step "
+                      f"trains on the next item only", stacklevel=2)
     ties = train_tie_order(split, config.tie_order, config.tie_noise, timestamps)
     target_ok = imputed_target_mask(timestamps, config.imputed_targets)
     rating_known = timestamps >= 0 if config.rating_input and timestamps is not None else None
