@@ -16,8 +16,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from seqrec.core.backend import tf
 from seqrec.core.backup import EpochSampling, ResumableTraining
 from seqrec.core.baselines import SLIST
 from seqrec.core.config import TrainConfig

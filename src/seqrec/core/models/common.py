@@ -5,14 +5,10 @@ layers that average several models as one (:mod:`seqrec.core.ensemble`) and blen
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
+from seqrec.core.backend import keras
 
 # Attention over a one-movie history has one key: its softmax is 1, as it should be, yet Keras warns about any
 # softmax over an axis of size 1 (served requests, the pyfunc's warm-up). Only that message of Keras' ops is silenced.

@@ -10,8 +10,7 @@ input half.
 
 from __future__ import annotations
 
-import tensorflow as tf
-
+from seqrec.core.backend import tf
 from seqrec.core.models.common import NetSpec, feed_forward, history_input, keras, sequence_model
 
 
