@@ -61,6 +61,7 @@ REFUSED = [
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-dropout", "1"], "--autorec-dropout: expected a rate"),
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--autorec-lr", "0"], "--autorec-lr: expected a learning rate > 0"),
     (["ratings", "--ratings", "{tmp}/nowhere.dat"], "nowhere.dat: expected a ratings file"),
+    (["ratings", "--ratings", ""], "argument --ratings: expected a ratings file or 'auto', got ''"),
     (["ratings", "--ratings", "{tmp}/ratings.dat", "--test-share", "0.001"],
      "argument --test-share: expected a share that holds out at least one of the 319 ratings and keeps at least one "
      "for training, got 0.001 (0 held out)"),
@@ -99,6 +100,7 @@ REFUSED = [
      "tied_output needs the network's output width to be embedding=8, got 16 (model=rnn): set projection=8"),
     (["train", *TINY, "--hidden", "100000000000"], "out of memory"),
     (["train", *TINY, "--data", "{tmp}/nowhere"], "nowhere"),
+    (["train", *TINY, "--data", ""], "argument --data: expected a split directory, a ratings file or 'auto', got ''"),
     (["train", *TINY, "--bogus", "1"], "unrecognized arguments: --bogus 1"),
     # evaluate: model files and URIs, cut-offs
     (["evaluate", "--model", "{tmp}/text.keras"], "text.keras: expected a .keras model file saved by seqrec (a zip "
@@ -115,6 +117,8 @@ REFUSED = [
     (["evaluate", "--model", "{model}", "--k", "41"], "--k: expected a cut-off between 1 and 40"),
     (["evaluate", "--model", "{model}", "--users", "train"], "argument --users: invalid choice: 'train'"),
     (["evaluate"], "the following arguments are required: --model"),
+    (["evaluate", "--model", " "], "argument --model: expected a seqrec model (models:/seqrec@champion, runs:/<id>/"
+                                   "recommender, a .keras file), got ' '"),
     (["evaluate", "--model", "http://127.0.0.1:1/model"], "http://127.0.0.1:1/model: expected a seqrec model"),
     # recommend: histories, ratings and k
     (["recommend", "--model", "{model}", "--items", "abc"], "--items: expected comma-separated integer MovieIDs"),
@@ -172,6 +176,9 @@ REFUSED = [
     (["report", "--rnn-run-id", ""], "--rnn-run-id: no run '' in the tracking store"),
     (["report", "--out", ""], "argument --out: expected a path, got ''"),
     (["report", "--out", "{tmp}/ratings.dat"], "ratings.dat: expected a directory to write table3.md and table3.html in"),
+    # stack: an empty folder or address would be the working directory or every interface
+    (["stack", "up", "--dir", ""], "argument --dir: expected a path, got ''"),
+    (["stack", "up", "--dir", "{tmp}/stack", "--host", ""], "argument --host: expected an address to listen on"),
     (["teach"], "argument COMMAND: invalid choice: 'teach'"),
     ([], "the following arguments are required: COMMAND"),
 ]

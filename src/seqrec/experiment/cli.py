@@ -29,7 +29,7 @@ from seqrec.core.config import (AUTO, AUTO_OPTIONS, AUTOREC_LR, DISTRIBUTE, IMPU
 from seqrec.core.data import DataError, RequestError
 from seqrec.core.prepare import WITHIN_SECOND
 from seqrec.core.ties import TIE_ORDERS
-from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE
+from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE, DEFAULT_STORAGE, EXPECTED_MODEL
 
 # Defaults live in TrainConfig only; the parser reads them from there.
 TRAIN_HELP = {
@@ -182,16 +182,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, defaults: bool = True,
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="auto",
+    parser.add_argument("--data", default="auto", type=nonblank("a split directory, a ratings file or 'auto'"),
                         help="split directory (*_set_sequences), a raw ratings file/directory to prepare, or 'auto' "
                              "($SEQREC_DATA, ../shared/data/ml1m-split, the cache, else download ml-1m)")
 
 
+def nonblank(expected: str) -> Callable[[str], str]:
+    """Parser of a text argument that must not be blank: an empty path or model would be read as the working
+    directory, an empty address as every interface."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return text
+    return parse
+
+
 def path(text: str) -> Path:
     """A file or directory path; an empty one is refused (``Path("")`` would be the working directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
-    return Path(text)
+    return Path(nonblank("a path")(text))
 
 
 def positive_seconds(text: str) -> float | None:
@@ -255,7 +263,7 @@ def _train_parser(commands) -> None:
 
 def _evaluate_parser(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on the test (or validation) users")
-    evaluate.add_argument("--model", required=True,
+    evaluate.add_argument("--model", required=True, type=nonblank(EXPECTED_MODEL),
                           help="a .keras file or an MLflow model URI (runs:/<id>/recommender, models:/seqrec@champion)")
     add_data_argument(evaluate)
     evaluate.add_argument("--users", choices=["test", "val"], default="test")
@@ -268,7 +276,7 @@ def _recommend_parser(commands) -> None:
     recommend.add_argument("--items", required=True,
                            help="the user's MovieLens MovieIDs, oldest first, comma-separated (e.g. 1193,661,914; "
                                 "'' for none: the most popular movies)")
-    recommend.add_argument("--model", default="models:/seqrec@champion",
+    recommend.add_argument("--model", default="models:/seqrec@champion", type=nonblank(EXPECTED_MODEL),
                            help="the serving model (models:/seqrec@champion, runs:/<id>/recommender), or a .keras file "
                                 "whose MovieIDs, titles and popularity then come from --data")
     recommend.add_argument("--ratings", default=None,
@@ -329,7 +337,7 @@ def _baselines_parser(commands) -> None:
 def _ratings_parser(commands) -> None:
     ratings = commands.add_parser("ratings", help="rating prediction: RMSE and MAE on a seeded 90/10 split of the "
                                                   "ratings, one MLflow run per predictor")
-    ratings.add_argument("--ratings", default="auto",
+    ratings.add_argument("--ratings", default="auto", type=nonblank("a ratings file or 'auto'"),
                          help="raw ratings (ratings.dat, a CSV, Netflix Prize files) or 'auto' ($SEQREC_RATINGS, "
                               "../shared/data/ml-1m/ratings.dat, the cache, else download ml-1m)")
     ratings.add_argument("--predictors", type=comma_list(PREDICTORS), default=list(PREDICTORS),
@@ -399,9 +407,10 @@ def _stack_parser(commands) -> None:
     stack = commands.add_parser("stack", help="a local team stack: PostgreSQL and an MLflow tracking server on it")
     stack.add_argument("action", choices=["up", "down", "status"], help="start (and print the URIs to export), "
                        "stop, or say what runs")
-    stack.add_argument("--dir", type=Path, default=Path("team-stack"),
+    stack.add_argument("--dir", type=path, default=Path("team-stack"),
                        help="where the databases, artifacts, logs and passwords live (default: team-stack)")
-    stack.add_argument("--host", default=None, help="address both servers listen on (default: 127.0.0.1)")
+    stack.add_argument("--host", default=None, type=nonblank("an address to listen on, such as 127.0.0.1"),
+                       help="address both servers listen on (default: 127.0.0.1)")
     stack.add_argument("--pg-port", type=integer, default=None, help="PostgreSQL's port (default: 5433)")
     stack.add_argument("--mlflow-port", type=integer, default=None, help="the MLflow server's port (default: 5000)")
 

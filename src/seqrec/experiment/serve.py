@@ -27,10 +27,10 @@ from seqrec.core.model import keras, model_inputs, n_items_of
 from seqrec.core.recommend import (DEFAULT_K, RequestError, ServingCatalogue, load_catalogue, parse_requests,
                                    recommend_movies)
 from seqrec.core.scoring import load_keras_model
+from seqrec.experiment.settings import EXPECTED_MODEL
 
 MODEL_NAME = "recommender"  # artifact path of the pyfunc in a training run
 ARTIFACTS = {"model": "scoring_model.keras", "items": ITEM_MAPPING_FILE, "popularity": "popularity.npy"}
-EXPECTED_MODEL = "a seqrec model (models:/seqrec@champion, runs:/<id>/recommender, a .keras file)"
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array(DataType.long), "items"), ColSpec(Array(DataType.long), "ratings", required=False),

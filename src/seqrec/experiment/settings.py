@@ -10,3 +10,5 @@ DEFAULT_STORAGE = os.environ.get("SEQREC_OPTUNA_STORAGE") or "sqlite:///tuning/o
 DEFAULT_SEARCH_SPACE = Path("tuning/search_space.py")
 REGISTERED_MODEL = "seqrec"
 CHAMPION = "champion"  # the alias `mlflow models serve -m models:/seqrec@champion` resolves
+# what --model takes (evaluate, recommend), as a refusal says it
+EXPECTED_MODEL = "a seqrec model (models:/seqrec@champion, runs:/<id>/recommender, a .keras file)"
