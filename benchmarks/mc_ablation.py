@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from seqrec.core.baselines import MarkovChain, evaluate_baseline, transition_counts
-from seqrec.core.data import Sequences, Split
+from seqrec.core.data import DataError, Sequences, Split
 from seqrec.core.sources import load_data
 from seqrec.core.ties import TieOrder, raw_timestamps, tie_order, train_tie_order, train_timestamps
 from seqrec.experiment.cli import Parser, integer, script_status
@@ -48,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="auto")
     parser.add_argument("--draws", type=integer, default=8, help="tie-order draws summed for the noisy rows")
     args = parser.parse_args(argv)
+    if args.draws < 1:
+        parser.error(f"argument --draws: expected at least 1 draw, got {args.draws}")
     split = load_data(args.data)
     timestamps = train_timestamps(split)
     if timestamps is None:
-        raise SystemExit(f"{split.directory}: no training timestamps (train_set_timestamps or ../ml-1m/), "
-                         "so neither the tie orders nor the imputed rows are known")
+        raise DataError(split.directory, None, "a split with training times (train_set_timestamps, or raw ratings in "
+                        "../ml-1m/): without them neither the tie orders nor the imputed rows are known", "none")
     known = timestamps >= 0
     movie = train_tie_order(split, "movie", 0.0, timestamps).apply(split.train, np.random.default_rng(0))
     rows: list[tuple[str, list[float]]] = [

@@ -27,6 +27,7 @@ from baseline_grid import settings  # noqa: E402  (the same JSON settings)
 from reproduce import cell  # noqa: E402  (mean ± std over the seeds, as the reproduction's tables)
 
 from seqrec.core.config import PREDICTORS  # noqa: E402
+from seqrec.core.data import DataError  # noqa: E402
 from seqrec.core.explicit import RatingSplit, evaluate_predictor, make_predictor, random_split  # noqa: E402
 from seqrec.core.ratings import read_ratings  # noqa: E402
 from seqrec.core.sources import resolve_ratings  # noqa: E402
@@ -52,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:  # no seed: every row nan
         parser.error(f"argument --seeds: expected at least 1 seed, got {args.seeds}")
-    table = read_ratings(resolve_ratings(args.ratings))
-    splits = [validation_split(random_split(table, 0.1, seed), seed) for seed in range(args.seeds)]
+    source = resolve_ratings(args.ratings)
+    table = read_ratings(source)
+    try:
+        splits = [validation_split(random_split(table, 0.1, seed), seed) for seed in range(args.seeds)]
+    except ValueError as error:  # too few ratings to hold 10 % out, twice
+        raise DataError(source, None, "enough ratings for a 90/10 split and a 10 % validation share of its training "
+                        "ratings", str(error)) from None
     print("| settings (validation ratings) | RMSE | MAE | epoch kept | fit (s) |\n|---|---:|---:|---:|---:|")
     for setting in args.settings:
         runs, epochs, seconds = [], [], []

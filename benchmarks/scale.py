@@ -33,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from seqrec.experiment.cli import comma_list, integer, script_status
+from seqrec.experiment.cli import Parser, comma_list, path, positive, script_status
+from seqrec.experiment.errors import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = 59_047
@@ -142,7 +143,8 @@ def ratings_file(size: str, work: Path, ml1m: Path | None) -> Path:
         found = ml1m or next((path for path in (shared / "ratings.dat", shared / "ratings.partial.dat")
                               if path.is_file()), None)
         if found is None or not found.is_file():
-            raise SystemExit("--ml1m: expected the path of ML-1M's ratings.dat for size ml1m")
+            raise ParameterError(f"--ml1m: expected the path of ML-1M's ratings.dat for size ml1m, got "
+                                 f"{str(found or 'none (no ratings file in ../shared/data/ml-1m)')!r}")
         print(f"ml1m: {found}", flush=True)
         return found
     path = work / f"synthetic-{size}" / "ratings.csv"
@@ -196,14 +198,14 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("scale-work"), help="generated files and splits")
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=path, default=Path("scale-work"), help="generated files and splits")
     parser.add_argument("--sizes", type=comma_list(("ml1m", *SIZES)), default="ml1m,1m,5m,25m",
                         help="comma-separated among ml1m, 1m, 5m, 25m")
-    parser.add_argument("--ml1m", type=Path, default=None,
+    parser.add_argument("--ml1m", type=path, default=None,
                         help="ML-1M's ratings.dat (default: ../shared/data/ml-1m/ratings.dat, else ratings.partial.dat)")
-    parser.add_argument("--epochs", type=integer, default=3, help="epochs of the training step (default: 3)")
-    parser.add_argument("--batches", type=integer, default=40, help="batches timed per epoch (default: 40)")
+    parser.add_argument("--epochs", type=positive, default=3, help="epochs of the training step (default: 3)")
+    parser.add_argument("--batches", type=positive, default=40, help="batches timed per epoch (default: 40)")
     parser.add_argument("--no-serve", action="store_true", help="skip the serving step")
     parser.add_argument("--step", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--split", help=argparse.SUPPRESS)

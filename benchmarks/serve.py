@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqrec.experiment.cli import script_status
+from seqrec.experiment.cli import Parser, count, nonblank, positive, script_status
+from seqrec.experiment.settings import EXPECTED_MODEL
 from seqrec.experiment.stack import end_child_group
 
 
@@ -128,19 +129,21 @@ def http_latencies(model_uri: str, histories: list[list[int]], args: argparse.Na
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="pyfunc URI, .keras file or runs:/<id>/best_model.keras "
-                                                       "(default: an untrained network of the sizes below)")
-    parser.add_argument("--data", default="auto", help="split for a Keras model's catalogue and the histories; "
-                                                       "'none' for random histories")
-    parser.add_argument("--n-items", type=int, default=3706)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--embedding", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=500, help="users per batched predict call (default: 500)")
-    parser.add_argument("--rounds", type=int, default=10, help="timed batched calls (default: 10)")
-    parser.add_argument("--requests", type=int, default=300, help="timed single-user HTTP requests (default: 300)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed HTTP requests first (default: 20)")
-    parser.add_argument("--k", type=int, default=10)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, type=nonblank(EXPECTED_MODEL),
+                        help="pyfunc URI, .keras file or runs:/<id>/best_model.keras (default: an untrained network "
+                             "of the sizes below)")
+    parser.add_argument("--data", default="auto", type=nonblank("a split directory, 'auto' or 'none'"),
+                        help="split for a Keras model's catalogue and the histories; 'none' for random histories")
+    parser.add_argument("--n-items", type=positive, default=3706)
+    parser.add_argument("--hidden", type=positive, default=256)
+    parser.add_argument("--embedding", type=positive, default=128)
+    parser.add_argument("--batch", type=positive, default=500, help="users per batched predict call (default: 500)")
+    parser.add_argument("--rounds", type=positive, default=10, help="timed batched calls (default: 10)")
+    parser.add_argument("--requests", type=positive, default=300,
+                        help="timed single-user HTTP requests (default: 300)")
+    parser.add_argument("--warmup", type=count, default=20, help="untimed HTTP requests first (default: 20)")
+    parser.add_argument("--k", type=positive, default=10)
     args = parser.parse_args(argv)
 
     import mlflow

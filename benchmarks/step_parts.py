@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from seqrec.core.config import TrainConfig
-from seqrec.experiment.cli import script_status
+from seqrec.experiment.cli import Parser, positive, script_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import machine, positive  # noqa: E402  (the same machine line and argument check)
+from throughput import machine  # noqa: E402  (the same machine line)
 
 DEFAULTS = TrainConfig()
 PADDED_SHARE = 0.23  # of the default's window cells on the authors' split (docs/operations.md, "Padded steps")
@@ -42,8 +42,7 @@ def timed(step: Callable, repeats: int) -> float:
 
 def parts(args: argparse.Namespace) -> dict[str, Callable]:
     """The timed steps, each a ``tf.function`` returning its gradients."""
-    import keras
-    import tensorflow as tf
+    from seqrec.core.backend import keras, tf
 
     rng = np.random.default_rng(0)
     held_from = rng.integers(0, int(2 * PADDED_SHARE * args.max_len) + 1, size=args.batch_size)
@@ -75,7 +74,7 @@ def parts(args: argparse.Namespace) -> dict[str, Callable]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("hidden", "embedding", "max_len", "batch_size"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=positive, default=getattr(DEFAULTS, name),
                             help=f"default: {getattr(DEFAULTS, name)}, the default configuration's")

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from seqrec.experiment.cli import argument_type, script_status
+from seqrec.experiment.cli import Parser, argument_type, count, positive, script_status
 
 DEFAULT_VARIANTS = ["default:", "glibc-malloc:malloc=glibc", "padded-steps:padding=compute"]
 INPUTS = ("step", "feed", "pydataset")
@@ -79,18 +79,6 @@ def config_of(overrides: dict[str, str]):
                                 for key, value in overrides.items()})
 
 
-def count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a count (0, 1, 2, ...), got {text!r}")
-    return int(text)
-
-
-def positive(text: str) -> int:
-    if count(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def window_items(inputs):
     """The item matrix of a batch's inputs (a dict when the model has inputs besides the items)."""
     return inputs["items"] if isinstance(inputs, dict) else inputs
@@ -99,9 +87,9 @@ def window_items(inputs):
 def measure(data: str, overrides: dict[str, str], batches: int) -> dict[str, float]:
     """In this process: train ``batches`` batches with ``overrides`` and time them."""
     import numpy as np
-    import tensorflow as tf
 
     from seqrec.core import training
+    from seqrec.core.backend import tf
     from seqrec.core.model import build_model, keras
     from seqrec.core.sampling import TrainingBatches
     from seqrec.core.sources import load_data
@@ -164,7 +152,7 @@ def machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--batches", type=positive, default=100, help="timed batches per variant (default: 100)")
     parser.add_argument("--variant", type=parse_variant, action="append",

@@ -18,17 +18,25 @@ import time
 from pathlib import Path
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import Parser, integer, script_status
+from seqrec.experiment.cli import Parser, integer, nonblank, path, positive_seconds, script_status, seed
+from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE
 
 
 def _default_from_run(run_id: str) -> dict[str, float]:
+    """The default configuration's figures, read from a finished run: before the study, so that a wrong id is
+    refused before an hour of trials rather than after."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    metrics = MlflowClient().get_run(run_id).data.metrics
+    try:
+        metrics = MlflowClient().get_run(run_id).data.metrics
+    except MlflowException:
+        raise ParameterError(f"--default-run-id: no run {run_id!r} in the tracking store") from None
     missing = [name for name in ("test_sps_at_10", "test_recall_at_10") if name not in metrics]
     if missing:
-        raise SystemExit(f"run {run_id} has no {', '.join(missing)}: pass a training run with test metrics")
+        raise ParameterError(f"--default-run-id: run {run_id} has no {', '.join(missing)}; expected a training run "
+                             f"with test metrics")
     return {"sps@10": metrics["test_sps_at_10"], "recall@10": metrics["test_recall_at_10"],
             "val_sps@10": metrics.get("best_val_sps_at_10", float("nan"))}
 
@@ -46,18 +54,19 @@ def table(rows: list[tuple[str, float, float, float, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-trials", type=integer, default=20)
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds of the study (default: 3600)")
+    parser.add_argument("--timeout", type=positive_seconds, default=3600,
+                        help="seconds of the study; 0 = no limit (default: 3600)")
     parser.add_argument("--epochs-per-trial", type=integer, default=6)
     parser.add_argument("--warmup-epochs", type=integer, default=2, help="epochs before pruning may stop a trial")
     parser.add_argument("--final-epochs", type=integer, default=0,
                         help="retrain the best configuration for this many epochs and export that (0 = the trial's)")
-    parser.add_argument("--seed", type=integer, default=0)
-    parser.add_argument("--data", default="auto")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--data", default="auto", type=nonblank("a split directory, a ratings file or 'auto'"))
     parser.add_argument("--study-name", default=None,
                         help="default: a fresh benchmark-<timestamp> study (a fixed budget must not resume one)")
     parser.add_argument("--storage", default="sqlite:///tuning/benchmark.db")
-    parser.add_argument("--search-space", type=Path, default=DEFAULT_SEARCH_SPACE)
-    parser.add_argument("--export", type=Path, default=Path("tuning/benchmark_best_model.keras"))
+    parser.add_argument("--search-space", type=path, default=DEFAULT_SEARCH_SPACE)
+    parser.add_argument("--export", type=path, default=Path("tuning/benchmark_best_model.keras"))
     parser.add_argument("--register-name", default="seqrec-benchmark",
                         help="registered model of the benchmark (not the served 'seqrec')")
     parser.add_argument("--default-run-id", default=None,
@@ -68,26 +77,28 @@ def main(argv: list[str] | None = None) -> int:
 
     from seqrec.core.config import TrainConfig
 
-    from seqrec.experiment.commands import open_tracking_store
+    from seqrec.experiment.commands import check_tune, open_tracking_store
     from seqrec.experiment.tracking import train_run
     from seqrec.experiment.tune import run_study
 
+    study_name = args.study_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
+    check_tune(argparse.Namespace(**{**vars(args), "study_name": study_name}, heartbeat_interval=60,
+                                  grace_period=None))
     open_tracking_store()  # workers started together on a new SQLite store
+    default_logged = _default_from_run(args.default_run_id) if args.default_run_id else None
     mlflow.set_experiment("seqrec-benchmark")
     split = load_data(args.data)
-    study_name = args.study_name or time.strftime("benchmark-%Y%m%d-%H%M%S")
 
     started = time.perf_counter()
-    tuned = run_study(split, n_trials=args.n_trials, timeout=args.timeout if args.timeout > 0 else None,
-                      study_name=study_name,
+    tuned = run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=study_name,
                       storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
                       search_space_path=args.search_space, export_path=args.export,
                       register_name=args.register_name, final_epochs=args.final_epochs,
                       warmup_epochs=args.warmup_epochs)
     tune_seconds = time.perf_counter() - started
 
-    if args.default_run_id:
-        default, default_seconds = _default_from_run(args.default_run_id), float("nan")
+    if default_logged:
+        default, default_seconds = default_logged, float("nan")
         default_label = f"default TrainConfig (run {args.default_run_id[:8]})"
     else:
         started = time.perf_counter()

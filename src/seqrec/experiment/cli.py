@@ -117,6 +117,20 @@ def integer(text: str) -> int:
     return int(text) if text.strip().lstrip("+-").isdigit() else int(value)  # "123456789012345678" stays exact
 
 
+def count(text: str) -> int:
+    """0, 1, 2, ...: how many of something."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count (0, 1, 2, ...), got {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> int:
+    """1, 2, 3, ...: a size or a number of repeats that cannot be none."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def boolean(text: str) -> bool:
     """``true`` or ``false``: exactly what MLflow logs, so a run's param is the value it used."""
     value = text.strip().lower()

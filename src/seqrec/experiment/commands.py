@@ -224,7 +224,22 @@ def recommend(args: argparse.Namespace) -> None:
 
 
 def tune(args: argparse.Namespace) -> None:
-    from seqrec.experiment.tune import load_search_space, parse_storage_url, run_study
+    from seqrec.experiment.tune import run_study
+
+    check_tune(args)
+    split = with_times(load_data(args.data))
+    open_tracking_store()
+    run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
+              storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
+              search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
+              heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+              final_epochs=args.final_epochs, warmup_epochs=args.warmup_epochs)
+
+
+def check_tune(args: argparse.Namespace) -> None:
+    """Refuse what a study would fail on, before the data is read and any trial trains (`seqrec tune`'s options;
+    benchmarks/tune.py's too, with ``heartbeat_interval`` and ``grace_period`` at their defaults)."""
+    from seqrec.experiment.tune import load_search_space, parse_storage_url
 
     if args.epochs_per_trial < 1 or args.n_trials < 1 or args.final_epochs < 0:
         raise ParameterError("expected --n-trials and --epochs-per-trial of at least 1 and --final-epochs >= 0, got "
@@ -246,13 +261,6 @@ def tune(args: argparse.Namespace) -> None:
     check_keras_path("--export", args.export)
     load_search_space(args.search_space)  # before the data: "auto" may have to download it
     parse_storage_url(args.storage)
-    split = with_times(load_data(args.data))
-    open_tracking_store()
-    run_study(split, n_trials=args.n_trials, timeout=args.timeout, study_name=args.study_name,
-              storage=args.storage, epochs_per_trial=args.epochs_per_trial, seed=args.seed,
-              search_space_path=args.search_space, export_path=args.export, register_name=args.register_name,
-              heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-              final_epochs=args.final_epochs, warmup_epochs=args.warmup_epochs)
 
 
 def baselines(args: argparse.Namespace) -> None:
