@@ -42,13 +42,14 @@ def info_lines_asked() -> bool:
 def startup_lines_filtered() -> Iterator[None]:
     """Run the block with file descriptor 2 (where TensorFlow's C++ code writes, whatever ``sys.stderr`` is) caught,
     then write what it caught back, less the start-up lines (INFO lines stay where ``TF_CPP_MIN_LOG_LEVEL`` is 0).
-    Without a descriptor 2 the block runs as it is."""
+    Without a descriptor 2, or a writable temporary folder, the block runs as it is."""
     try:
+        caught = tempfile.TemporaryFile()
         saved = os.dup(STDERR)
     except OSError:
         yield
         return
-    with tempfile.TemporaryFile() as caught:
+    with caught:
         _flush_python_stderr()
         os.dup2(caught.fileno(), STDERR)
         try:
