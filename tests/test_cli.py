@@ -126,6 +126,7 @@ def test_bad_data_is_one_clear_line(tmp_path):
 def test_mlproject_entry_points(synthetic_split_dir, mlflow_tracking, tmp_path):
     """`mlflow run . --env-manager local` for main (tiny params) then evaluate on its model."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)  # set by this process's seqrec import: the commands set it
     params = ["-P", f"data={synthetic_split_dir}", "-P", "hidden=16", "-P", "embedding=8", "-P", "epochs=1",
               "-P", "max_len=10", "-P", "batch_size=16"]
     trained = subprocess.run([sys.executable, "-m", "mlflow", "run", str(ROOT), "--env-manager", "local", *params],
@@ -145,6 +146,8 @@ def test_mlproject_entry_points(synthetic_split_dir, mlflow_tracking, tmp_path):
     assert evaluation.info.run_id != run.info.run_id and evaluation.info.status == "FINISHED"
     assert evaluation.data.params["data_sha256"] == split_checksum(synthetic_split_dir)
     assert evaluation.data.metrics["test_sps_at_10"] == pytest.approx(run.data.metrics["test_sps_at_10"])
+    for done in (trained, evaluated):  # neither MLflow's artifact progress bars nor TensorFlow's start-up lines
+        assert "Downloading artifacts" not in done.stderr and "absl::InitializeLog" not in done.stderr, done.stderr
 
 
 def test_commands_started_together_on_a_new_sqlite_store_all_run(tmp_path):
