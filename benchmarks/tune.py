@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from seqrec.core.sources import load_data
-from seqrec.experiment.cli import Parser, integer, nonblank, path, positive_seconds, script_status, seed
+from seqrec.experiment.cli import (Parser, add_data_argument, integer, path, positive_seconds, script_status,
+                                   seed)
 from seqrec.experiment.errors import ParameterError
 from seqrec.experiment.settings import DEFAULT_SEARCH_SPACE
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--final-epochs", type=integer, default=0,
                         help="retrain the best configuration for this many epochs and export that (0 = the trial's)")
     parser.add_argument("--seed", type=seed, default=0)
-    parser.add_argument("--data", default="auto", type=nonblank("a split directory, a ratings file or 'auto'"))
+    add_data_argument(parser)
     parser.add_argument("--study-name", default=None,
                         help="default: a fresh benchmark-<timestamp> study (a fixed budget must not resume one)")
     parser.add_argument("--storage", default="sqlite:///tuning/benchmark.db")
